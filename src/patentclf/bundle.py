@@ -1,0 +1,145 @@
+"""A model bundle on disk: LoRA adapter with its head, tokenizer, ``patentclf.json`` and a model card.
+
+The bundle names its base model (``smollm2-135m``, a hub id or a folder), so it stays a few MB.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from .labels import SECTIONS
+from .models import ModelError
+
+INFO_FILE = "patentclf.json"
+ADAPTER_FILE = "adapter_model.safetensors"
+FORMAT_VERSION = 1
+
+
+def default_model_dir() -> Path:
+    """The bundle shipped inside the package: the model used when none is named."""
+    return Path(str(resources.files("patentclf") / "resources" / "default-model"))
+
+
+def label_table() -> list[dict]:
+    return [{"id": s.id, "code": s.code, "name": s.name} for s in SECTIONS]
+
+
+def read_info(bundle_dir: str | Path) -> dict:
+    path = Path(bundle_dir) / INFO_FILE
+    if not path.is_file():
+        raise ModelError(f"{bundle_dir}: not a patentclf model bundle (no {INFO_FILE})")
+    try:
+        info = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}: unreadable: {exc}") from exc
+    if [s["code"] for s in info.get("labels", [])] != [s.code for s in SECTIONS]:
+        raise ModelError(f"{path}: its label table differs from the nine CPC sections A..H, Y")
+    return info
+
+
+def write_info(bundle_dir: str | Path, info: dict) -> None:
+    path = Path(bundle_dir) / INFO_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+
+
+def model_version(bundle_dir: str | Path) -> str:
+    """``<folder name>@<first 12 hex digits of the adapter's sha256>``: changes whenever the weights do."""
+    bundle_dir = Path(bundle_dir)
+    adapter = bundle_dir / ADAPTER_FILE
+    digest = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12] if adapter.is_file() else "unknown"
+    return f"{bundle_dir.resolve().name}@{digest}"
+
+
+def save_bundle(peft_model, tokenizer, info: dict, out_dir: str | Path) -> Path:
+    """Write adapter + head, tokenizer, info and card; replaces ``out_dir`` only once all is written."""
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    peft_model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    info = {"format": FORMAT_VERSION, "labels": label_table(), **info}
+    write_info(staging, info)
+    write_model_card(staging, info)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return out_dir
+
+
+def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool = True):
+    """Load (model, tokenizer, info); the LoRA weights are merged into the base for fast inference."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from .models import load_classification_model
+
+    bundle_dir = Path(bundle_dir)
+    info = read_info(bundle_dir)
+    tokenizer = AutoTokenizer.from_pretrained(bundle_dir)
+    base = load_classification_model(info["base_model"], pad_token_id=tokenizer.pad_token_id, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, bundle_dir)
+    if merge:
+        model = model.merge_and_unload()
+    model.eval()
+    if dtype is not None:
+        model = model.to(dtype)
+    if device is not None:
+        model = model.to(device)
+    return model, tokenizer, info
+
+
+def _metric_row(name: str, metrics: dict | None) -> str:
+    if not metrics:
+        return f"| {name} | - | - | - |"
+    return f"| {name} | {metrics['n']} | {metrics['accuracy']:.3f} | {metrics['macro_f1']:.3f} |"
+
+
+def write_model_card(bundle_dir: str | Path, info: dict) -> None:
+    metrics = info.get("metrics", {})
+    rows = "\n".join(_metric_row(name, value) for name, value in metrics.items()) or "| (not evaluated) | | | |"
+    hyper = info.get("training", {})
+    card = f"""---
+library_name: peft
+base_model: {info.get("base_model")}
+pipeline_tag: text-classification
+tags: [patentclf, lora, patents, cpc]
+---
+
+# patentclf model: CPC section classifier
+
+LoRA adapter (with its trained `score` head) over `{info.get("base_model")}` that puts a patent's text
+into one of the nine CPC sections A-H, Y. Load it with `patentclf predict --model <this folder>` or
+`patentclf.Classifier.load("<this folder>")`.
+
+Inputs are normalised before tokenizing (lowercased, punctuation spaced out: BIGPATENT's form), so
+mixed-case abstracts and BIGPATENT's lowercased text are classified alike. At most
+{info.get("max_length")} tokens are read; longer text is truncated unless `--long-text chunk` is used.
+
+## Results
+
+Measured on data the model did not train on (`n` rows each):
+
+| split | n | accuracy | macro-F1 |
+|---|---|---|---|
+{rows}
+
+## Training
+
+- data: `{json.dumps(info.get("data", {}))}`
+- hyperparameters: `{json.dumps(hyper)}`
+- library versions: `{json.dumps(info.get("versions", {}))}`
+
+Reproduce:
+
+```
+{info.get("command", "(unknown)")}
+```
+"""
+    (Path(bundle_dir) / "README.md").write_text(card)

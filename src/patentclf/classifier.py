@@ -1,0 +1,134 @@
+"""Classifier: load a bundle once, predict batches of texts with probabilities for all nine sections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .bundle import default_model_dir, load_bundle, model_version
+from .data import to_bigpatent_form
+from .labels import CODES, SECTIONS
+from .models import pick_device, supports_bf16
+
+LONG_TEXT_MODES = ("truncate", "chunk")
+CHUNK_STRIDE = 64  # tokens shared by neighbouring windows in chunk mode
+
+
+@dataclass
+class Prediction:
+    label: str
+    label_id: int
+    name: str
+    confidence: float
+    probabilities: dict[str, float]
+    truncated: bool  # the text was longer than the window and only its start was read
+    chunks: int = 1  # windows read (chunk mode)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Classifier:
+    """A loaded model bundle. ``Classifier.load(path).predict(texts)``."""
+
+    def __init__(self, model, tokenizer, info: dict, *, version: str, path: Path, device: torch.device):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.version = version
+        self.path = path
+        self.device = device
+        self.max_length = int(info.get("max_length", 256))
+        self.normalize = info.get("normalize", "bigpatent") == "bigpatent"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, device: str | None = None, precision: str = "auto") -> "Classifier":
+        """Load a bundle (default: the shipped model). ``precision``: auto (bf16 where the hardware
+        has native bf16), bf16 or fp32."""
+        path = Path(path) if path else default_model_dir()
+        target = torch.device(device) if device else pick_device()
+        if precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+        use_bf16 = precision == "bf16" or (precision == "auto" and supports_bf16(target))
+        model, tokenizer, info = load_bundle(path, dtype=torch.bfloat16 if use_bf16 else torch.float32, device=target)
+        return cls(model, tokenizer, info, version=model_version(path), path=path, device=target)
+
+    # -- prediction -----------------------------------------------------------------------------
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int = 16,
+        long_text: str = "truncate",
+        progress: Callable[[int], None] | None = None,
+    ) -> list[Prediction]:
+        """Predict each text; the output keeps the input order. ``progress(n)`` is told of finished rows."""
+        if long_text not in LONG_TEXT_MODES:
+            raise ValueError(f"long_text must be one of {LONG_TEXT_MODES}, not {long_text!r}")
+        for position, text in enumerate(texts):
+            if not isinstance(text, str) or not text.strip():
+                raise ValueError(f"text {position} is empty")
+        windows, owners, truncated = self._windows(texts, chunk=long_text == "chunk")
+        window_probs = self._probabilities(windows, batch_size, progress if long_text == "truncate" else None)
+        # Chunk mode: a document's probabilities are the mean over its windows (each window one vote,
+        # weighted by its confidence), so a long description is judged on all of its text.
+        totals = torch.zeros(len(texts), len(CODES))
+        totals.index_add_(0, torch.tensor(owners), window_probs)
+        counts = torch.bincount(torch.tensor(owners), minlength=len(texts)).clamp(min=1)
+        probs = totals / counts.unsqueeze(1)
+        if long_text == "chunk" and progress:
+            progress(len(texts))
+        return [self._prediction(row, truncated[i], int(counts[i])) for i, row in enumerate(probs)]
+
+    def predict_proba(self, texts: Sequence[str], *, batch_size: int = 16) -> torch.Tensor:
+        return torch.stack([torch.tensor([p.probabilities[c] for c in CODES]) for p in self.predict(texts, batch_size=batch_size)])
+
+    def _windows(self, texts: Sequence[str], chunk: bool) -> tuple[list[list[int]], list[int], list[bool]]:
+        """Token id windows for each text, the text each window belongs to, and which were truncated."""
+        prepared = [to_bigpatent_form(t) if self.normalize else t for t in texts]
+        encoded = self.tokenizer(prepared, add_special_tokens=True, truncation=False)["input_ids"]
+        windows, owners, truncated = [], [], []
+        step = self.max_length - CHUNK_STRIDE
+        for index, ids in enumerate(encoded):
+            too_long = len(ids) > self.max_length
+            truncated.append(too_long and not chunk)
+            if not too_long or not chunk:
+                windows.append(ids[: self.max_length])
+                owners.append(index)
+                continue
+            for start in range(0, max(1, len(ids) - CHUNK_STRIDE), step):
+                windows.append(ids[start : start + self.max_length])
+                owners.append(index)
+        return windows, owners, truncated
+
+    @torch.inference_mode()
+    def _probabilities(self, windows: list[list[int]], batch_size: int, progress) -> torch.Tensor:
+        """Softmax over the nine sections for each window; batches hold windows of similar length."""
+        order = sorted(range(len(windows)), key=lambda i: len(windows[i]))
+        out = torch.empty(len(windows), len(CODES))
+        for start in range(0, len(order), batch_size):
+            chosen = order[start : start + batch_size]
+            batch = self.tokenizer.pad({"input_ids": [windows[i] for i in chosen]}, return_tensors="pt")
+            logits = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
+            out[chosen] = torch.softmax(logits.float(), dim=-1).cpu()
+            if progress:
+                progress(len(chosen))
+        return out
+
+    @staticmethod
+    def _prediction(probs: torch.Tensor, truncated: bool, chunks: int) -> Prediction:
+        best = int(probs.argmax())
+        return Prediction(
+            label=CODES[best],
+            label_id=best,
+            name=SECTIONS[best].name,
+            confidence=round(float(probs[best]), 6),
+            probabilities={code: round(float(p), 6) for code, p in zip(CODES, probs)},
+            truncated=truncated,
+            chunks=chunks,
+        )
+

@@ -1,0 +1,193 @@
+"""The ``patentclf`` command line: thin typer commands over the library functions."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(help="Classify patents into the nine CPC sections with a LoRA-fine-tuned LLM.", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code=2)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+
+
+def _load_classifier(model: Optional[Path], precision: str = "auto"):
+    from .classifier import Classifier
+    from .models import ModelError
+
+    try:
+        return Classifier.load(model, precision=precision)
+    except (ModelError, OSError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def train(
+    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON file of options; flags override it"),
+    data: Optional[str] = typer.Option(None, help="bundled | FILE | FOLDER | hub name (default bundled)"),
+    data_config: Optional[str] = typer.Option(None, help="hub config: patent | abstract"),
+    extra_data: Optional[list[str]] = typer.Option(None, help="more labelled rows (e.g. exported feedback); repeatable"),
+    text_field: Optional[list[str]] = typer.Option(None, help="text column(s), joined (default: text, or title + abstract)"),
+    base_model: Optional[str] = typer.Option(None, help="hub id, local folder or smollm2-135m (default meta-llama/Llama-3.2-1B)"),
+    output_dir: Optional[str] = typer.Option(None, "--output-dir", "--output", help="bundle folder (default final_model)"),
+    checkpoint_dir: Optional[str] = typer.Option(None, help="checkpoints (default OUTPUT-checkpoints); a rerun resumes"),
+    resume_from: Optional[str] = typer.Option(None, help="continue training an existing bundle's adapter"),
+    max_length: Optional[int] = typer.Option(None, help="tokens read per text (default 256)"),
+    epochs: Optional[float] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None),
+    gradient_accumulation: Optional[int] = typer.Option(None),
+    learning_rate: Optional[float] = typer.Option(None),
+    lora_r: Optional[int] = typer.Option(None),
+    lora_alpha: Optional[int] = typer.Option(None),
+    lora_dropout: Optional[float] = typer.Option(None),
+    target_modules: Optional[list[str]] = typer.Option(None, help="LoRA target modules; repeatable"),
+    lora_layers: Optional[int] = typer.Option(None, help="adapt only the top N layers"),
+    train_limit: Optional[int] = typer.Option(None, help="seeded, stratified subset of the training rows"),
+    eval_limit: Optional[int] = typer.Option(None, help="seeded, stratified subset of the evaluation rows"),
+    seed: Optional[int] = typer.Option(None),
+    precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp16 | fp32"),
+    quantize: Optional[str] = typer.Option(None, help="4bit | 8bit: QLoRA with bitsandbytes (CUDA)"),
+    eval_steps: Optional[int] = typer.Option(None, help="evaluate and checkpoint every N steps (default: each epoch)"),
+    group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length"),
+    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
+    torch_compile: Optional[bool] = typer.Option(None, "--torch-compile/--no-torch-compile"),
+) -> None:
+    """Fine-tune a base model with LoRA and write a model bundle."""
+    options = dict(locals())  # the flags, before any other local name exists
+    from .data import DataError
+    from .models import ModelError
+    from .training import TrainConfig, train as run_training
+
+    given = {k: v for k, v in options.items() if k != "config_file" and v not in (None, [])}
+    if "text_field" in given:
+        given["text_fields"] = given.pop("text_field")
+    given["command"] = "patentclf " + shlex.join(sys.argv[1:])
+    try:
+        config = TrainConfig.from_file(config_file, **given) if config_file else TrainConfig(**given)
+        out = run_training(config)
+    except (DataError, ModelError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    from .bundle import read_info
+
+    info = read_info(out)
+    console.print(f"[green]model bundle written to[/] {out}")
+    for name, metrics in info.get("metrics", {}).items():
+        console.print(f"  {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})")
+
+
+def _read_input_split(spec: str, split: str, data_config: str, text_field: Optional[list[str]], text_form: str, require_labels: bool):
+    from .data import DataError, load_split, to_bigpatent_form
+
+    try:
+        rows = load_split(spec, split, data_config=data_config, text_fields=tuple(text_field) if text_field else None, require_labels=require_labels)
+    except DataError as exc:
+        _fail(str(exc))
+    if text_form == "bigpatent":
+        rows.texts = [to_bigpatent_form(t) for t in rows.texts]
+    elif text_form != "original":
+        _fail(f"--text-form must be original or bigpatent, not {text_form!r}")
+    return rows
+
+
+@app.command()
+def evaluate(
+    model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model)"),
+    data: str = typer.Option("bundled", help="bundled | FILE | FOLDER | hub name"),
+    split: str = typer.Option("test"),
+    data_config: str = typer.Option("abstract"),
+    text_field: Optional[list[str]] = typer.Option(None),
+    limit: Optional[int] = typer.Option(None, help="seeded, stratified subset of rows"),
+    text_form: str = typer.Option("original", help="original | bigpatent (lowercase, spaced punctuation)"),
+    long_text: str = typer.Option("truncate", help="truncate | chunk"),
+    batch_size: int = typer.Option(32),
+    output: Path = typer.Option(Path("outputs/evaluation"), help="folder for metrics.json and confusion_matrix.png"),
+) -> None:
+    """Evaluate a bundle: per-class table, metrics.json and confusion_matrix.png."""
+    from .data import stratified_subset
+    from .evaluation import compute_metrics, write_report
+    from .labels import SECTIONS
+
+    rows = stratified_subset(_read_input_split(data, split, data_config, text_field, text_form, True), limit)
+    classifier = _load_classifier(model)
+    with _progress() as bar:
+        task = bar.add_task(f"evaluating {len(rows)} rows", total=len(rows))
+        predictions = classifier.predict(rows.texts, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n))
+    metrics = compute_metrics(rows.labels, [p.label_id for p in predictions])
+    metrics.update({"model": str(classifier.path), "model_version": classifier.version, "data": rows.source, "split": split, "text_form": text_form, "long_text": long_text})
+    write_report(metrics, output, title=f"{Path(rows.source).name} ({text_form})")
+
+    table = Table(title=f"{rows.source} - {len(rows)} rows - model {classifier.version}")
+    for column in ("section", "name", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="right" if column not in ("section", "name") else "left")
+    for s in SECTIONS:
+        c = metrics["per_class"][s.code]
+        table.add_row(s.code, s.name[:40], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+    console.print(table)
+    console.print(f"accuracy [bold]{metrics['accuracy']:.3f}[/]  macro-F1 [bold]{metrics['macro_f1']:.3f}[/]  weighted-F1 {metrics['weighted_f1']:.3f}")
+    console.print(f"wrote {output / 'metrics.json'} and {output / 'confusion_matrix.png'}")
+
+
+@app.command()
+def predict(
+    texts: Optional[list[str]] = typer.Argument(None, help="patent texts to classify"),
+    model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model)"),
+    input: Optional[str] = typer.Option(None, "--input", help="JSONL/CSV/Parquet file of texts (text, or title + abstract)"),
+    output: Optional[Path] = typer.Option(None, help="JSONL file for --input results (default: stdout)"),
+    text_field: Optional[list[str]] = typer.Option(None),
+    long_text: str = typer.Option("truncate", help="truncate | chunk"),
+    batch_size: int = typer.Option(16),
+) -> None:
+    """Predict sections for texts given as arguments or in a file."""
+    if not texts and not input:
+        _fail("give texts to classify, or --input FILE")
+    if input:
+        rows = _read_input_split(input, "test", "abstract", text_field, "original", False)
+        items, ids = rows.texts, rows.ids
+    else:
+        items, ids = list(texts), [None] * len(texts)
+        if any(not t.strip() for t in items):
+            _fail("empty text")
+    classifier = _load_classifier(model)
+    with _progress() as bar:
+        task = bar.add_task(f"classifying {len(items)} texts", total=len(items), visible=bool(input))
+        predictions = classifier.predict(items, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n))
+    if not input:
+        for text, p in zip(items, predictions):
+            snippet = text if len(text) <= 60 else text[:57] + "..."
+            console.print(f"[bold]{p.label}[/] {p.name}  confidence {p.confidence:.3f}  [dim]{snippet}[/]")
+        return
+    lines = []
+    for row_id, p in zip(ids, predictions):
+        record = {"id": row_id} if row_id is not None else {}
+        record.update({"prediction": p.label, "confidence": p.confidence, "probabilities": p.probabilities, "truncated": p.truncated})
+        lines.append(json.dumps(record))
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text("\n".join(lines) + "\n")
+        err.print(f"wrote {len(lines)} predictions to {output}")
+    else:
+        print("\n".join(lines))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

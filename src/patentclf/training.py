@@ -1,0 +1,284 @@
+"""Training: a config (flags or a YAML/JSON file) -> LoRA fine-tuning with transformers' Trainer -> a bundle."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data as data_mod
+from .bundle import read_info, save_bundle, write_info, write_model_card
+from .evaluation import compute_metrics, summary
+from .models import (
+    DEFAULT_BASE_MODEL,
+    LoraSettings,
+        add_lora,
+    load_classification_model,
+    load_tokenizer,
+    pick_device,
+    supports_bf16,
+)
+
+ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class TrainConfig:
+    data: str = "bundled"
+    data_config: str = "abstract"
+    extra_data: list[str] = field(default_factory=list)  # more labelled files (e.g. exported feedback)
+    text_fields: list[str] | None = None
+    base_model: str = DEFAULT_BASE_MODEL
+    output_dir: str = "final_model"
+    checkpoint_dir: str | None = None  # default: <output_dir>-checkpoints; a rerun resumes from it
+    resume_from: str | None = None  # an existing bundle whose adapter training continues from
+    max_length: int = 256
+    epochs: float = 1.0
+    batch_size: int = 8
+    eval_batch_size: int = 32
+    gradient_accumulation: int = 1
+    learning_rate: float = 2e-4
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.05
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJECTIONS))
+    lora_layers: int | None = None  # adapt only the top N layers (shorter backward pass)
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    seed: int = 42
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    quantize: str | None = None  # 4bit | 8bit (CUDA, bitsandbytes)
+    group_by_length: bool = True
+    gradient_checkpointing: bool = False
+    torch_compile: bool = False
+    normalize: bool = True  # feed text in BIGPATENT form (lowercase, spaced punctuation)
+    eval_steps: int | None = None  # evaluate + checkpoint every N steps (default: every epoch)
+    evaluate_test: bool = True
+    command: str | None = None  # the command line that produced this config, for the model card
+
+    @classmethod
+    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
+        import yaml
+
+        text = Path(path).read_text()
+        values = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+        known = {f.name for f in fields(cls)}
+        unknown = set(values or {}) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown option(s) {sorted(unknown)}")
+        return cls(**{**(values or {}), **overrides})
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def validate(self) -> None:
+        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16, fp16 or fp32, not {self.precision!r}")
+        if self.quantize not in (None, "4bit", "8bit"):
+            raise ValueError(f"quantize must be 4bit or 8bit, not {self.quantize!r}")
+        for name in ("max_length", "batch_size", "eval_batch_size", "lora_r", "gradient_accumulation"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive")
+        if self.epochs <= 0 or self.learning_rate <= 0:
+            raise ValueError("epochs and learning_rate must be positive")
+
+
+# --- data --------------------------------------------------------------------------------------
+
+
+def load_training_data(config: TrainConfig) -> dict[str, data_mod.Split]:
+    """train / validation (/ test) splits; a spec without validation gets a stratified 10% hold-out."""
+    options = dict(data_config=config.data_config, text_fields=tuple(config.text_fields) if config.text_fields else None)
+    train = data_mod.load_split(config.data, "train", **options)
+    if data_mod.has_split(config.data, "validation"):
+        validation = data_mod.load_split(config.data, "validation", **options)
+    else:
+        train, validation = data_mod.stratified_holdout(train, 0.1, config.seed)
+    train = data_mod.stratified_subset(train, config.train_limit, config.seed)
+    if config.extra_data:
+        train = data_mod.concat([train] + [data_mod.load_split(p, "train") for p in config.extra_data])
+    splits = {"train": train, "validation": data_mod.stratified_subset(validation, config.eval_limit, config.seed)}
+    if config.evaluate_test and data_mod.has_split(config.data, "test"):
+        splits["test"] = data_mod.stratified_subset(data_mod.load_split(config.data, "test", **options), config.eval_limit, config.seed)
+    return splits
+
+
+def _tokenized(split: data_mod.Split, tokenizer, config: TrainConfig, sort_by_length: bool = False):
+    from datasets import Dataset
+
+    texts = [data_mod.to_bigpatent_form(t) for t in split.texts] if config.normalize else split.texts
+    encoded = tokenizer(texts, truncation=True, max_length=config.max_length)
+    dataset = Dataset.from_dict({**encoded, "labels": split.labels})
+    if sort_by_length:  # evaluation order does not matter; similar lengths waste less padding
+        dataset = dataset.add_column("length", [len(ids) for ids in encoded["input_ids"]])
+        dataset = dataset.sort("length").remove_columns("length")
+    return dataset
+
+
+# --- the model ---------------------------------------------------------------------------------
+
+
+def _precision(config: TrainConfig, device: torch.device) -> str:
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if supports_bf16(device) else "fp32"
+
+
+def build_model(config: TrainConfig, tokenizer, precision: str):
+    """Base model + LoRA; with ``resume_from``, the existing adapter continues training."""
+    # With bf16, the frozen base weights are stored in bf16 (half the memory traffic); trainable
+    # LoRA and head weights stay fp32 and autocast does the matmuls in bf16.
+    dtype = torch.bfloat16 if precision == "bf16" and not config.quantize else torch.float32
+    model = load_classification_model(
+        config.base_model, pad_token_id=tokenizer.pad_token_id, dtype=dtype, quantize=config.quantize
+    )
+    if config.quantize:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    if config.resume_from:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.resume_from, is_trainable=True)
+        for param in model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+        return model
+    settings = LoraSettings(
+        r=config.lora_r,
+        alpha=config.lora_alpha,
+        dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        layers=config.lora_layers,
+    )
+    return add_lora(model, settings)
+
+
+def _metrics_for_trainer(eval_pred) -> dict:
+    logits, labels = eval_pred
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    return summary(compute_metrics(labels, np.asarray(logits).argmax(-1)))
+
+
+def library_versions() -> dict:
+    import peft
+    import transformers
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Fine-tune, keep the best evaluation, write the bundle, then evaluate it on validation and test."""
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+
+    config.validate()
+    if config.resume_from:
+        previous = read_info(config.resume_from)
+        config.base_model = previous["base_model"]
+        config.max_length = previous.get("max_length", config.max_length)
+    set_seed(config.seed)
+    splits = load_training_data(config)
+    tokenizer = load_tokenizer(config.base_model)
+    device = pick_device()
+    precision = _precision(config, device)
+    model = build_model(config, tokenizer, precision)
+
+    train_set = _tokenized(splits["train"], tokenizer, config)
+    eval_set = _tokenized(splits["validation"], tokenizer, config, sort_by_length=True)
+    checkpoint_dir = Path(config.checkpoint_dir or f"{config.output_dir}-checkpoints")
+    strategy = "steps" if config.eval_steps else "epoch"
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=config.epochs,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=config.eval_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation,
+        learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        lr_scheduler_type="linear",
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=config.eval_steps,
+        save_steps=config.eval_steps,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        label_names=["labels"],  # PEFT wrappers hide `labels`; without this compute_metrics never runs
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device.type == "cpu",
+        optim="adamw_torch_fused" if device.type in ("cuda", "cpu") else "adamw_torch",
+        gradient_checkpointing=config.gradient_checkpointing,
+        torch_compile=config.torch_compile,
+        seed=config.seed,
+        logging_steps=10,
+        report_to="none",
+        disable_tqdm=not progress,
+        save_only_model=False,
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        compute_metrics=_metrics_for_trainer,
+    )
+    resume = any(checkpoint_dir.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    if not trainer.is_world_process_zero():
+        return Path(config.output_dir)
+
+    info = {
+        "base_model": config.base_model,
+        "max_length": config.max_length,
+        "normalize": "bigpatent" if config.normalize else "none",
+        "training": {
+            **{k: v for k, v in config.to_dict().items() if k not in ("command",)},
+            "precision": precision,
+            "device": device.type,
+            "world_size": trainer.args.world_size,
+            "train_rows": len(splits["train"]),
+            "best_checkpoint": trainer.state.best_model_checkpoint,
+            "log_history": trainer.state.log_history[-20:],
+        },
+        "data": {name: {"source": split.source, "rows": len(split), "labels": split.label_counts()} for name, split in splits.items()},
+        "metrics": {},
+        "versions": library_versions(),
+        "command": config.command or " ".join(sys.argv),
+    }
+    out = save_bundle(trainer.model, tokenizer, info, config.output_dir)
+    evaluate_bundle_into_info(out, splits)
+    return out
+
+
+def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split]) -> dict:
+    """Evaluate the saved bundle through the real inference path and record the figures in it."""
+    from .classifier import Classifier
+
+    classifier = Classifier.load(bundle_dir)
+    info = read_info(bundle_dir)
+    for name in ("validation", "test"):
+        if name not in splits:
+            continue
+        split = splits[name]
+        predicted = [p.label_id for p in classifier.predict(split.texts, batch_size=32)]
+        info["metrics"][name] = summary(compute_metrics(split.labels, predicted))
+        if name == "test":
+            lowered = [data_mod.to_bigpatent_form(t) for t in split.texts]
+            predicted = [p.label_id for p in classifier.predict(lowered, batch_size=32)]
+            info["metrics"]["test (BIGPATENT form)"] = summary(compute_metrics(split.labels, predicted))
+    write_info(bundle_dir, info)
+    write_model_card(bundle_dir, info)
+    return info
+

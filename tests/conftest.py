@@ -1,0 +1,127 @@
+"""Shared fixtures: a learnable toy task, a tiny randomly initialised Llama and a bundle trained on it.
+
+Fast tests use the tiny model (real tokenizer, real transformers/peft code paths); tests marked
+``slow`` use the real SmolLM2 and the shipped model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+# Tests never reach the hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+# Distinctive words per section for the toy task: learnable by a tiny model in a few dozen steps.
+TOY_WORDS = {
+    "A": ["medicine", "patient", "food", "surgical", "tooth"],
+    "B": ["vehicle", "conveyor", "printing", "cutting", "robot"],
+    "C": ["polymer", "alloy", "compound", "catalyst", "acid"],
+    "D": ["yarn", "fabric", "paper", "weaving", "fibre"],
+    "E": ["bridge", "building", "drilling", "door", "road"],
+    "F": ["engine", "turbine", "valve", "lamp", "heating"],
+    "G": ["optical", "measuring", "computer", "sensor", "clock"],
+    "H": ["circuit", "antenna", "transistor", "battery", "signal"],
+}
+FILLER = ["the", "a", "device", "method", "system", "comprising", "with", "and", "of", "which", "is", "provided"]
+
+
+def toy_rows(n: int, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    codes = list(TOY_WORDS)
+    for i in range(n):
+        code = codes[i % len(codes)]
+        words = rng.choices(FILLER, k=8) + rng.choices(TOY_WORDS[code], k=3)
+        rng.shuffle(words)
+        rows.append({"id": f"toy-{seed}-{i}", "text": " ".join(words), "section": code})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory) -> Path:
+    """A folder with train / validation / test JSONL files of the toy task."""
+    folder = tmp_path_factory.mktemp("toy-data")
+    write_jsonl(folder / "train.jsonl", toy_rows(320, seed=1))
+    write_jsonl(folder / "validation.jsonl", toy_rows(48, seed=2))
+    write_jsonl(folder / "test.jsonl", toy_rows(48, seed=3))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory) -> Path:
+    """A randomly initialised two-layer Llama with SmolLM2's real tokenizer, saved as a local folder."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from patentclf.models import EMBEDDED_MODEL, resolve_base_model
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(EMBEDDED_MODEL))
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def tiny_train_config(data: Path | str, base: Path, output: Path, **overrides):
+    from patentclf.training import TrainConfig
+
+    options = dict(
+        data=str(data),
+        base_model=str(base),
+        output_dir=str(output),
+        max_length=64,
+        epochs=3,
+        batch_size=16,
+        learning_rate=3e-3,
+        lora_r=8,
+        lora_dropout=0.0,
+        precision="fp32",
+        seed=0,
+    )
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory, toy_data, tiny_base_model) -> Path:
+    """A bundle trained for a few dozen steps on the toy task (reaches high accuracy)."""
+    from patentclf.training import train
+
+    output = tmp_path_factory.mktemp("tiny-bundle") / "model"
+    return train(tiny_train_config(toy_data, tiny_base_model, output), progress=False)
+
+
+@pytest.fixture(scope="session")
+def shipped_model() -> Path:
+    from patentclf.bundle import default_model_dir
+
+    path = default_model_dir()
+    if not (path / "patentclf.json").is_file():
+        pytest.fail(f"the shipped model is missing from {path}")
+    return path

@@ -1,0 +1,49 @@
+"""Training on the toy task with a tiny real Llama: learns, evaluates, saves, reloads identically."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from patentclf.bundle import load_bundle, read_info
+from patentclf.classifier import Classifier
+from patentclf.data import load_split
+
+
+def test_tiny_llama_learns_the_toy_task(tiny_bundle, toy_data):
+    info = read_info(tiny_bundle)
+    # compute_metrics really ran during training (transformers issue 29186) and after it.
+    assert any("eval_macro_f1" in row for row in info["training"]["log_history"])
+    assert info["metrics"]["validation"]["accuracy"] >= 0.9
+    assert info["metrics"]["test"]["accuracy"] >= 0.9
+    test = load_split(str(toy_data), "test")
+    predictions = Classifier.load(tiny_bundle, precision="fp32").predict(test.texts)
+    accuracy = sum(p.label_id == y for p, y in zip(predictions, test.labels)) / len(test)
+    assert accuracy >= 0.9
+
+
+def test_bundle_holds_adapter_head_tokenizer_info_and_card(tiny_bundle):
+    names = {p.name for p in tiny_bundle.iterdir()}
+    assert {"adapter_model.safetensors", "adapter_config.json", "patentclf.json", "README.md", "tokenizer.json"} <= names
+    adapter_config = json.loads((tiny_bundle / "adapter_config.json").read_text())
+    assert adapter_config["task_type"] == "SEQ_CLS"
+    assert "score" in str(adapter_config["modules_to_save"])
+    info = read_info(tiny_bundle)
+    assert [label["code"] for label in info["labels"]] == list("ABCDEFGHY")
+    assert info["versions"]["torch"] == torch.__version__
+    assert "patentclf" in (tiny_bundle / "README.md").read_text()
+
+
+def test_saved_bundle_reloads_with_identical_logits(tiny_bundle):
+    texts = ["the engine valve and turbine", "a polymer compound with acid"]
+    first, tokenizer, _ = load_bundle(tiny_bundle, dtype=torch.float32)
+    second, _, _ = load_bundle(tiny_bundle, dtype=torch.float32, merge=False)
+    batch = tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        merged = first(**batch).logits
+        unmerged = second(**batch).logits
+    again, _, _ = load_bundle(tiny_bundle, dtype=torch.float32)
+    with torch.no_grad():
+        assert torch.equal(merged, again(**batch).logits)
+    assert torch.allclose(merged, unmerged, atol=1e-4)
