@@ -1,0 +1,20 @@
+"""The Streamlit entry script: ``streamlit run src/patentclf/ui/app.py`` (or ``patentclf ui``).
+
+Settings come from the environment of the Streamlit process: ``PATENTCLF_API_URL`` (default
+http://localhost:9000), ``PATENTCLF_API_KEY`` (for feedback; kept server-side, never sent to the
+browser) and ``PATENTCLF_UI_TIMEOUT`` (seconds to wait for the API).
+"""
+
+import streamlit as st
+
+from patentclf.ui import classify, monitoring
+
+st.set_page_config(page_title="patentclf", page_icon="📄", layout="centered")
+
+page = st.navigation(
+    [
+        st.Page(classify.render, title="Classify", icon="🔎", url_path="classify", default=True),
+        st.Page(monitoring.render, title="Monitoring", icon="📈", url_path="monitoring"),
+    ]
+)
+page.run()

@@ -1,0 +1,174 @@
+"""The Classify page: one patent (with "Is this right?" feedback) or a whole file in batch mode."""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from patentclf.data import DataError
+from patentclf.labels import CODES, SECTIONS, section
+from patentclf.ui.batch import UPLOAD_TYPES, read_upload, results_table, to_csv, to_jsonl
+from patentclf.ui.client import ApiClient, ApiError
+from patentclf.ui.common import get_client, show_api_status
+from patentclf.ui.examples import EXAMPLES
+
+BATCH_CHUNK = 32  # texts per request: keeps each request short and under the API's batch limit
+
+
+def render() -> None:
+    client = get_client()
+    show_api_status(client)
+    st.title("Patent classifier")
+    st.caption("Puts a patent's title and abstract into one of the nine CPC sections.")
+    single, batch = st.tabs(["One patent", "Batch (CSV / JSONL)"])
+    with single:
+        _single(client)
+    with batch:
+        _batch(client)
+
+
+# -- one patent -----------------------------------------------------------------------------------
+
+
+def _use_example() -> None:
+    choice = st.session_state.get("example")
+    if choice is not None:
+        st.session_state["text"] = EXAMPLES[choice].text
+
+
+def _single(client: ApiClient) -> None:
+    st.selectbox(
+        "Try a real patent",
+        options=range(len(EXAMPLES)),
+        index=None,
+        placeholder="Pick an example from the test set…",
+        format_func=lambda i: f"{EXAMPLES[i].number} · {EXAMPLES[i].title} (labelled {EXAMPLES[i].section})",
+        key="example",
+        on_change=_use_example,
+    )
+    st.text_area("Patent text (title and abstract)", key="text", height=200)
+    if st.button("Classify", type="primary"):
+        text = st.session_state.get("text", "").strip()
+        st.session_state.pop("prediction", None)
+        st.session_state.pop("feedback_ack", None)
+        if not text:
+            st.warning("Enter a patent's text first, or pick an example.")
+        else:
+            with st.spinner("Classifying…"):
+                try:
+                    st.session_state["prediction"] = client.predict(text)
+                except ApiError as exc:
+                    st.error(exc.message)
+    prediction = st.session_state.get("prediction")
+    if prediction:
+        _show_prediction(prediction)
+        _feedback(client, prediction)
+
+
+def _show_prediction(p: dict) -> None:
+    st.subheader(f"Section {p['label']} · {p['name']}")
+    left, right = st.columns(2)
+    left.metric("Predicted section", p["label"])
+    right.metric("Confidence", f"{p['confidence']:.1%}")
+    if p.get("needs_review"):
+        st.warning("Low confidence: this prediction is marked for review.")
+    if p.get("truncated"):
+        st.info("The text was longer than the model reads; only its beginning was used.")
+    st.altair_chart(_probability_chart(p), width="stretch")
+    st.caption(f"Model {p.get('model_version', 'unknown')} · prediction id {p.get('id', '-')}")
+
+
+def _probability_chart(p: dict) -> alt.Chart:
+    frame = pd.DataFrame(
+        {
+            "section": [s.code for s in SECTIONS],
+            "name": [s.name for s in SECTIONS],
+            "probability": [p["probabilities"].get(s.code, 0.0) for s in SECTIONS],
+            "predicted": [s.code == p["label"] for s in SECTIONS],
+        }
+    )
+    return (
+        alt.Chart(frame, title="Probability of each section")
+        .mark_bar()
+        .encode(
+            x=alt.X("section:N", sort=list(CODES), title="CPC section", axis=alt.Axis(labelAngle=0)),
+            y=alt.Y("probability:Q", scale=alt.Scale(domain=[0, 1]), axis=alt.Axis(format="%")),
+            color=alt.condition("datum.predicted", alt.value("#e4572e"), alt.value("#8da0cb")),
+            tooltip=["section", "name", alt.Tooltip("probability:Q", format=".1%")],
+        )
+    )
+
+
+def _feedback(client: ApiClient, p: dict) -> None:
+    st.markdown("#### Is this right?")
+    if not client.api_key:
+        st.caption("Feedback is switched off: the UI was started without an API key (PATENTCLF_API_KEY).")
+        return
+    if not p.get("id"):
+        st.caption("This prediction carries no id, so feedback cannot be linked to it.")
+        return
+    with st.form("feedback"):
+        label = st.selectbox(
+            "The correct section",
+            options=list(CODES),
+            index=CODES.index(p["label"]),
+            format_func=lambda code: f"{code} · {section(code).name}",
+        )
+        comment = st.text_input("Comment (optional)")
+        sent = st.form_submit_button("Send feedback")
+    if sent:
+        try:
+            st.session_state["feedback_ack"] = client.feedback(p["id"], label, comment.strip() or None)
+        except ApiError as exc:
+            st.error(exc.message)
+    ack = st.session_state.get("feedback_ack")
+    if ack:
+        verdict = "you agreed with the model" if ack.get("agreed") else f"recorded as section {ack['label']}"
+        st.success(f"Thank you: feedback {ack['feedback_id']} was stored ({verdict}).")
+
+
+# -- batch mode -----------------------------------------------------------------------------------
+
+
+def _batch(client: ApiClient) -> None:
+    upload = st.file_uploader(
+        "Upload patents: a CSV or JSONL file with a `text` column, or `title` + `abstract` (an `id` column is kept)",
+        type=list(UPLOAD_TYPES),
+        key="batch_file",
+    )
+    if upload is None:
+        return
+    try:
+        rows = read_upload(upload.name, upload.getvalue())
+    except DataError as exc:
+        st.error(str(exc))
+        return
+    st.write(f"{len(rows.texts)} patents in {upload.name}.")
+    done = st.session_state.get("batch")
+    if st.button("Classify all", type="primary"):
+        done = None
+        predictions = []
+        bar = st.progress(0.0, text="Classifying…")
+        try:
+            for start in range(0, len(rows.texts), BATCH_CHUNK):
+                predictions += client.predict_batch(rows.texts[start : start + BATCH_CHUNK])
+                bar.progress(len(predictions) / len(rows.texts), text=f"Classified {len(predictions)} of {len(rows.texts)}")
+        except ApiError as exc:
+            st.error(exc.message)
+        else:
+            done = {"file_id": upload.file_id, "table": results_table(rows, predictions)}
+        st.session_state["batch"] = done
+        bar.empty()
+    if not done or done["file_id"] != upload.file_id:
+        return
+    table = done["table"]
+    st.dataframe(
+        table[["id", "label", "name", "confidence", "needs_review", "truncated", "text"]],
+        hide_index=True,
+        column_config={"confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0)},
+    )
+    stem = upload.name.rsplit(".", 1)[0]
+    left, right = st.columns(2)
+    left.download_button("Download CSV", to_csv(table), file_name=f"{stem}-predictions.csv", mime="text/csv")
+    right.download_button("Download JSONL", to_jsonl(table), file_name=f"{stem}-predictions.jsonl", mime="application/x-ndjson")
