@@ -185,6 +185,40 @@ def predict(
         print("\n".join(lines))
 
 
+@app.command()
+def ui(
+    api_url: str = typer.Option("http://localhost:9000", envvar="PATENTCLF_API_URL", help="the patentclf API the UI talks to"),
+    port: int = typer.Option(8501, help="port of the web UI"),
+    host: str = typer.Option("localhost", help="address the web UI listens on (0.0.0.0: all interfaces)"),
+) -> None:
+    """Start the Streamlit web UI against a running API (start that with `patentclf serve`)."""
+    import os
+    import subprocess
+
+    from .ui import app_path
+
+    # The UI reads its settings from its environment; PATENTCLF_API_KEY, if set, passes through
+    # to the Streamlit process and stays server-side.
+    env = {**os.environ, "PATENTCLF_API_URL": api_url}
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app_path()),
+        "--server.port", str(port), "--server.address", host,
+        "--server.headless", "true",  # no e-mail prompt, no browser opened on a server
+        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+    ]
+    console.print(f"web UI on http://{host}:{port} talking to the API at {api_url}")
+    process = subprocess.Popen(command, env=env)
+    try:
+        code = process.wait()
+    except KeyboardInterrupt:  # Ctrl-C reached Streamlit too: let it shut down cleanly
+        try:
+            code = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = 130
+    raise typer.Exit(code=code)
+
+
 def main() -> None:
     app()
 
