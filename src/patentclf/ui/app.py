@@ -13,8 +13,8 @@ st.set_page_config(page_title="patentclf", page_icon="📄", layout="centered")
 
 page = st.navigation(
     [
-        st.Page(classify.render, title="Classify", icon="🔎", url_path="classify", default=True),
-        st.Page(monitoring.render, title="Monitoring", icon="📈", url_path="monitoring"),
+        st.Page(classify.render, title="Classify", icon=":material/search:", url_path="classify", default=True),
+        st.Page(monitoring.render, title="Monitoring", icon=":material/monitoring:", url_path="monitoring"),
     ]
 )
 page.run()
