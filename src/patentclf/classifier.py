@@ -17,6 +17,12 @@ LONG_TEXT_MODES = ("truncate", "chunk")
 CHUNK_STRIDE = 64  # tokens shared by neighbouring windows in chunk mode
 
 
+def chunk_overlap(max_length: int) -> int:
+    """Tokens shared by neighbouring windows: ``CHUNK_STRIDE``, at most a quarter of the window
+    (a window of 64 tokens or fewer would otherwise never advance)."""
+    return min(CHUNK_STRIDE, max_length // 4)
+
+
 @dataclass
 class Prediction:
     label: str
@@ -74,8 +80,9 @@ class Classifier:
                 raise ValueError(f"text {position} is empty")
         windows, owners, truncated = self._windows(texts, chunk=long_text == "chunk")
         window_probs = self._probabilities(windows, batch_size, progress if long_text == "truncate" else None)
-        # Chunk mode: a document's probabilities are the mean over its windows (each window one vote,
-        # weighted by its confidence), so a long description is judged on all of its text.
+        # Chunk mode: a document's probabilities are the unweighted mean of its windows' probabilities
+        # (windows of max_length tokens, neighbours sharing chunk_overlap() tokens), so a long
+        # description is judged on all of its text.
         totals = torch.zeros(len(texts), len(CODES))
         totals.index_add_(0, torch.tensor(owners), window_probs)
         counts = torch.bincount(torch.tensor(owners), minlength=len(texts)).clamp(min=1)
@@ -92,7 +99,8 @@ class Classifier:
         prepared = [to_bigpatent_form(t) if self.normalize else t for t in texts]
         encoded = self.tokenizer(prepared, add_special_tokens=True, truncation=False)["input_ids"]
         windows, owners, truncated = [], [], []
-        step = self.max_length - CHUNK_STRIDE
+        overlap = chunk_overlap(self.max_length)
+        step = self.max_length - overlap
         for index, ids in enumerate(encoded):
             too_long = len(ids) > self.max_length
             truncated.append(too_long and not chunk)
@@ -100,7 +108,7 @@ class Classifier:
                 windows.append(ids[: self.max_length])
                 owners.append(index)
                 continue
-            for start in range(0, max(1, len(ids) - CHUNK_STRIDE), step):
+            for start in range(0, max(1, len(ids) - overlap), step):
                 windows.append(ids[start : start + self.max_length])
                 owners.append(index)
         return windows, owners, truncated

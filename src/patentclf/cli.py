@@ -186,6 +186,25 @@ def predict(
 
 
 @app.command()
+def export(
+    model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model)"),
+    merged: Path = typer.Option(..., "--merged", help="output folder for the merged transformers checkpoint"),
+    dtype: str = typer.Option("float32", help="float32 (same predictions as the bundle) | bfloat16 | float16"),
+) -> None:
+    """Export a bundle as a plain transformers checkpoint (LoRA merged; loads without peft)."""
+    from .bundle import default_model_dir
+    from .export import export_merged
+    from .models import ModelError
+
+    try:
+        out = export_merged(model or default_model_dir(), merged, dtype=dtype)
+    except (ModelError, OSError, ValueError) as exc:
+        _fail(str(exc))
+    console.print(f"[green]merged checkpoint written to[/] {out}")
+    console.print("load it with AutoModelForSequenceClassification.from_pretrained; see its README.md for input normalisation")
+
+
+@app.command()
 def ui(
     api_url: str = typer.Option("http://localhost:9000", envvar="PATENTCLF_API_URL", help="the patentclf API the UI talks to"),
     port: int = typer.Option(8501, help="port of the web UI"),

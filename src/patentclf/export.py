@@ -1,0 +1,105 @@
+"""Export a bundle as a plain transformers checkpoint: LoRA merged into the base, no peft needed.
+
+The result loads with ``AutoModelForSequenceClassification.from_pretrained(folder)`` and can be
+served by GPU servers that take a sequence-classification checkpoint (e.g. vLLM's classification
+runner). ``patentclf.json`` is kept beside it, so the folder still says what it is.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+from .bundle import INFO_FILE, load_bundle, model_version, read_info
+from .labels import ID2LABEL, LABEL2ID
+
+EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "float32") -> Path:
+    """Write ``out_dir``: merged weights, config (id2label/label2id, pad token), tokenizer, card.
+
+    ``dtype`` float32 keeps the bundle's predictions exactly; bfloat16 halves the size (the usual
+    choice for GPU serving; logits move by ~0.02).
+    """
+    if dtype not in EXPORT_DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(EXPORT_DTYPES)}, not {dtype!r}")
+    bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
+    info = read_info(bundle_dir)
+    model, tokenizer, _ = load_bundle(bundle_dir, dtype=EXPORT_DTYPES[dtype], merge=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    config = model.config
+    config.id2label = dict(ID2LABEL)
+    config.label2id = dict(LABEL2ID)
+    config.pad_token_id = tokenizer.pad_token_id
+    config.problem_type = "single_label_classification"
+
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    exported = {**info, "exported_from": {"bundle": str(bundle_dir.resolve()), "version": model_version(bundle_dir), "dtype": dtype}}
+    (staging / INFO_FILE).write_text(json.dumps(exported, indent=2) + "\n")
+    (staging / "README.md").write_text(_card(info, dtype))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    staging.rename(out_dir)
+    return out_dir
+
+
+def _card(info: dict, dtype: str) -> str:
+    normalize = info.get("normalize", "bigpatent") == "bigpatent"
+    rule = (
+        "**Normalise the text before tokenizing, as the model was trained on it**: lowercase it and put\n"
+        "spaces around punctuation (BIGPATENT's form), exactly as `patentclf.data.to_bigpatent_form` does:\n\n"
+        "```python\nfrom patentclf.data import to_bigpatent_form\ntext = to_bigpatent_form(text)  "
+        '# "Primary-treated sewage (10.5%)." -> "primary - treated sewage ( 10.5 % ) ."\n```\n\n'
+        "A server that skips this step still runs but is less accurate on mixed-case text."
+        if normalize
+        else "The text is tokenized as it is (no normalisation)."
+    )
+    metrics = info.get("metrics", {})
+    rows = "\n".join(f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for name, m in metrics.items()) or "| (not evaluated) | | | |"
+    return f"""---
+library_name: transformers
+base_model: {info.get("base_model")}
+pipeline_tag: text-classification
+tags: [patentclf, patents, cpc, merged-lora]
+---
+
+# patentclf CPC section classifier (merged, plain transformers)
+
+A `{info.get("base_model")}` sequence classifier with its LoRA adapter merged in ({dtype} weights).
+No peft is needed:
+
+```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+model = AutoModelForSequenceClassification.from_pretrained(FOLDER)
+tokenizer = AutoTokenizer.from_pretrained(FOLDER)
+```
+
+Labels (`config.id2label`): 0 A Human Necessities, 1 B Performing Operations; Transporting,
+2 C Chemistry; Metallurgy, 3 D Textiles; Paper, 4 E Fixed Constructions, 5 F Mechanical Engineering;
+Lighting; Heating; Weapons; Blasting, 6 G Physics, 7 H Electricity, 8 Y General Tagging.
+
+## Input
+
+{rule}
+
+Read at most {info.get("max_length")} tokens (truncate longer text, right padding; the pad token is set).
+For long documents patentclf's `chunk` mode classifies windows of {info.get("max_length")} tokens that
+overlap by {min(64, int(info.get("max_length", 256)) // 4)} tokens and averages their probabilities.
+
+## Results of the bundle it came from
+
+| split | n | accuracy | macro-F1 |
+|---|---|---|---|
+{rows}
+
+`patentclf.json` beside the weights is the bundle's record (training data, settings, versions).
+"""

@@ -1,0 +1,77 @@
+"""`patentclf export --merged`: a plain transformers checkpoint that predicts exactly like the bundle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from patentclf.classifier import Classifier
+from patentclf.cli import app
+from patentclf.labels import CODES
+
+TEXTS = [
+    "A polymer compound made with an acid Catalyst.",
+    "The ENGINE valve and turbine, with heating lamp.",
+    "Circuit with antenna; a transistor and battery signal.",
+    "yarn fabric weaving method of paper",
+]
+
+# Runs in a fresh interpreter, so the check that peft is never imported is real.
+LOAD_WITHOUT_PEFT = r"""
+import json, sys
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from patentclf.data import to_bigpatent_form
+folder, max_length = sys.argv[1], int(sys.argv[2])
+texts = json.loads(sys.stdin.read())
+model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder)
+batch = tokenizer([to_bigpatent_form(t) for t in texts], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+with torch.no_grad():
+    probs = torch.softmax(model(**batch).logits, dim=-1)
+print(json.dumps({"probs": probs.tolist(), "id2label": model.config.id2label, "pad": model.config.pad_token_id,
+                  "tok_pad": tokenizer.pad_token_id, "peft_imported": "peft" in sys.modules}))
+"""
+
+
+def test_export_merged_loads_without_peft_and_predicts_like_the_bundle(tiny_bundle, tmp_path):
+    out = tmp_path / "merged"
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_bundle), "--merged", str(out)])
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "patentclf.json", "README.md"} <= names
+    assert "adapter_config.json" not in names and "adapter_model.safetensors" not in names
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["LlamaForSequenceClassification"]
+    assert "to_bigpatent_form" in (out / "README.md").read_text()  # external servers must normalise too
+
+    classifier = Classifier.load(tiny_bundle, precision="fp32")
+    loaded = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_PEFT, str(out), str(classifier.max_length)],
+        input=json.dumps(TEXTS), capture_output=True, text=True, check=True,
+    )
+    exported = json.loads(loaded.stdout.strip().splitlines()[-1])
+    assert exported["peft_imported"] is False
+    assert exported["id2label"] == {str(i): code for i, code in enumerate(CODES)}
+    assert exported["pad"] == exported["tok_pad"] is not None
+
+    for prediction, probs in zip(classifier.predict(TEXTS), exported["probs"]):
+        assert CODES[max(range(len(probs)), key=probs.__getitem__)] == prediction.label
+        for code, p in zip(CODES, probs):
+            assert abs(prediction.probabilities[code] - p) < 1e-4
+
+
+def test_export_bfloat16_keeps_the_labels(tiny_bundle, tmp_path):
+    out = tmp_path / "merged-bf16"
+    result = CliRunner().invoke(app, ["export", "--model", str(tiny_bundle), "--merged", str(out), "--dtype", "bfloat16"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["dtype"] == "bfloat16"
+
+
+def test_export_rejects_a_folder_that_is_not_a_bundle(tmp_path):
+    result = CliRunner().invoke(app, ["export", "--model", str(tmp_path), "--merged", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert "patentclf model bundle" in " ".join(result.output.split())
