@@ -1,0 +1,189 @@
+"""HTTP routes. Each handler validates, calls the runtime, and shapes the answer; no model code here."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security, status
+from fastapi.security import APIKeyHeader
+
+from ..feedback import Feedback
+from .batching import BatcherClosed, QueueFull
+from .runtime import NotReady, ServedPrediction, ServiceRuntime
+from .schemas import (
+    BatchPredictionResponse,
+    BatchPredictRequest,
+    ErrorResponse,
+    FeedbackRequest,
+    FeedbackResponse,
+    HealthResponse,
+    ModelInfoResponse,
+    PredictionResponse,
+    PredictRequest,
+    ReadyResponse,
+    StatsResponse,
+)
+
+router = APIRouter()
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the service's API key (PATENTCLF_API_KEY)")
+
+_ERRORS = {
+    413: {"model": ErrorResponse, "description": "a text longer than max_text_chars, or more texts than max_batch"},
+    422: {"model": ErrorResponse, "description": "not JSON, a missing or mistyped field, an empty text"},
+    503: {"model": ErrorResponse, "description": "model still loading, or the queue is full (see Retry-After)"},
+}
+
+
+def get_runtime(request: Request) -> ServiceRuntime:
+    return request.app.state.runtime
+
+
+def require_api_key(request: Request, key: str | None = Security(api_key_header)) -> None:
+    expected = get_runtime(request).config.api_key
+    if expected is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "feedback is disabled: the server has no API key (set PATENTCLF_API_KEY)")
+    if key is None or not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong API key (header X-API-Key)")
+
+
+def _check_lengths(runtime: ServiceRuntime, texts: list[str]) -> None:
+    limit = runtime.config.max_text_chars
+    too_long = [i for i, t in enumerate(texts) if len(t) > limit]
+    if too_long:
+        where = "the text" if len(texts) == 1 else f"texts at positions {too_long[:10]}"
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{where} exceed(s) the limit of {limit} characters")
+
+
+async def _predict(request: Request, runtime: ServiceRuntime, texts: list[str]) -> list[ServedPrediction]:
+    try:
+        served = await runtime.predict(texts, started=request.state.started)
+    except QueueFull:
+        runtime.metrics.rejected.inc()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "the server is busy: too many requests are waiting; retry later",
+            headers={"Retry-After": str(runtime.config.retry_after_s)},
+        ) from None
+    except (NotReady, BatcherClosed) as exc:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": str(runtime.config.retry_after_s)}) from None
+    # What the request log line reports (see app.py's middleware).
+    request.state.log.update(
+        prediction_ids=[s.id for s in served],
+        labels=[s.prediction.label for s in served],
+        confidences=[s.prediction.confidence for s in served],
+    )
+    if runtime.config.log_texts:
+        request.state.log["texts"] = texts
+    return served
+
+
+@router.post("/predict", response_model=PredictionResponse, responses=_ERRORS, tags=["predict"])
+async def predict(body: PredictRequest, request: Request, runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
+    """Classify one text into a CPC section."""
+    _check_lengths(runtime, [body.text])
+    [served] = await _predict(request, runtime, [body.text])
+    return served.to_response()
+
+
+@router.post("/predict/batch", response_model=BatchPredictionResponse, responses=_ERRORS, tags=["predict"])
+async def predict_batch(body: BatchPredictRequest, request: Request, runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
+    """Classify up to ``max_batch`` texts; the answers keep the order of ``texts``. More texts: 413."""
+    if len(body.texts) > runtime.config.max_batch:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{len(body.texts)} texts: at most {runtime.config.max_batch} per request")
+    _check_lengths(runtime, body.texts)
+    served = await _predict(request, runtime, body.texts)
+    return {"predictions": [s.to_response() for s in served], "model_version": served[0].model_version}
+
+
+@router.get("/health", response_model=HealthResponse, tags=["service"])
+async def health() -> dict:
+    """The process is up (the model may still be loading: see /ready)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}}, tags=["service"])
+async def ready(response: Response, runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
+    """200 once the model is loaded and predictions are served; 503 before (or if loading failed)."""
+    if not runtime.ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"ready": False, "model_version": None, "detail": runtime.load_error or "the model is loading"}
+    return {"ready": True, "model_version": runtime.model_version}
+
+
+@router.get("/model", response_model=ModelInfoResponse, responses={503: {"model": ErrorResponse}}, tags=["service"])
+async def model_info(runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
+    """The bundle's ``patentclf.json``: base model, labels, training data and settings, metrics."""
+    if not runtime.ready:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, runtime.load_error or "the model is loading")
+    return {**runtime.classifier.info, "model_version": runtime.model_version}
+
+
+@router.post(
+    "/feedback",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FeedbackResponse,
+    dependencies=[Depends(require_api_key)],
+    responses={
+        401: {"model": ErrorResponse, "description": "missing or wrong X-API-Key"},
+        404: {"model": ErrorResponse, "description": "unknown prediction_id"},
+        422: {"model": ErrorResponse, "description": "unknown section, no id and no text, or the text is needed"},
+        503: {"model": ErrorResponse, "description": "no API key is configured on the server"},
+    },
+    tags=["feedback"],
+)
+async def feedback(body: FeedbackRequest, request: Request, runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
+    """Record the correct section for a prediction (by id) or for a text. Stored durably before the 201.
+
+    By id, the text comes from the server's memory of recent predictions (or its log, if texts are
+    logged); when it has neither, the answer is 422 and the request should be sent again with the text.
+    """
+    _check_lengths(runtime, [body.text] if body.text else [])
+    text, predicted, version = body.text, None, runtime.model_version
+    if body.prediction_id:
+        known = await runtime.find_prediction(body.prediction_id)
+        if known is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown prediction_id {body.prediction_id!r}")
+        predicted, version = known.label, known.model_version
+        text = text or known.text
+        if not text:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"the server no longer holds the text of prediction {body.prediction_id!r}: send it again with its \"text\"",
+            )
+    item = Feedback(text=text, label=body.label, prediction_id=body.prediction_id, predicted_label=predicted, comment=body.comment, model_version=version)
+    feedback_id = await asyncio.to_thread(runtime.feedback.add, item)  # committed when this returns
+    runtime.metrics.observe_feedback(item.agreed)
+    request.state.log.update(feedback_id=feedback_id, label=item.label, agreed=item.agreed)
+    return {"feedback_id": feedback_id, "prediction_id": body.prediction_id, "label": item.label, "agreed": item.agreed}
+
+
+@router.get("/metrics", tags=["monitoring"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def metrics(runtime: ServiceRuntime = Depends(get_runtime)) -> Response:
+    """Prometheus metrics (text format)."""
+    if runtime.batcher:
+        runtime.metrics.queue_depth.set(runtime.batcher.depth)
+    body, content_type = runtime.metrics.render()
+    return Response(body, media_type=content_type)
+
+
+@router.get("/stats", response_model=StatsResponse, tags=["monitoring"])
+async def stats(
+    runtime: ServiceRuntime = Depends(get_runtime),
+    bucket: Literal["hour", "minute"] = Query("hour", description="width of the predictions_over_time buckets"),
+    buckets: int = Query(48, ge=1, le=10_000, description="most recent buckets to return"),
+) -> dict:
+    """Figures for the monitoring page, from the predictions log and the feedback store (all time,
+    across restarts). Open, no key: it holds counts only, never texts."""
+    await asyncio.to_thread(runtime.prediction_log.flush)
+    figures = await asyncio.to_thread(runtime.prediction_log.stats, bucket=bucket, buckets=buckets)
+    feedback = await asyncio.to_thread(runtime.feedback.summary)
+    training = runtime.info.get("data", {}).get("train", {}).get("labels", {})
+    return {
+        **figures,
+        "training_mix": {code: int(training.get(code, 0)) for code in figures["label_mix"]},
+        "feedback": feedback,
+        "model_version": runtime.model_version,
+        "bucket": bucket,
+    }

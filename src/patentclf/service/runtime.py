@@ -1,0 +1,196 @@
+"""The running service: the loaded classifier behind its micro-batcher, the stores, the metrics.
+
+Routes reach it through ``request.app.state.runtime``; it knows nothing about HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..bundle import default_model_dir, read_info
+from ..classifier import Classifier, Prediction
+from ..feedback import FeedbackStore
+from ..monitoring import LoggedPrediction, Metrics, PredictionLog, new_log_row
+from .batching import MicroBatcher
+from .config import ServiceConfig
+
+log = logging.getLogger("patentclf.service")
+
+
+def log_event(event: str, **fields) -> None:
+    """One JSON object per line on the service log."""
+    log.info(json.dumps({"event": event, **fields}, ensure_ascii=False, default=str))
+
+
+class NotReady(Exception):
+    """The model is still loading (or failed to load)."""
+
+
+@dataclass
+class RecentPrediction:
+    text: str
+    label: str
+    model_version: str
+
+
+class RecentTexts:
+    """The last ``capacity`` prediction ids and their texts, so feedback by id can carry the text
+    even when texts are not logged. Held in memory only: lost on restart, by design."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._items: OrderedDict[str, RecentPrediction] = OrderedDict()
+
+    def add(self, prediction_id: str, item: RecentPrediction) -> None:
+        if self.capacity <= 0:
+            return
+        self._items[prediction_id] = item
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+
+    def get(self, prediction_id: str) -> RecentPrediction | None:
+        return self._items.get(prediction_id)
+
+
+@dataclass
+class ServedPrediction:
+    """A classifier prediction with what the service adds to it."""
+
+    id: str
+    prediction: Prediction
+    needs_review: bool
+    model_version: str
+
+    def to_response(self) -> dict:
+        p = self.prediction
+        return {
+            "id": self.id,
+            "label": p.label,
+            "name": p.name,
+            "label_id": p.label_id,
+            "confidence": p.confidence,
+            "probabilities": p.probabilities,
+            "truncated": p.truncated,
+            "needs_review": self.needs_review,
+            "model_version": self.model_version,
+        }
+
+
+class ServiceRuntime:
+    def __init__(self, config: ServiceConfig):
+        self.config = config
+        self.model_dir = Path(config.model) if config.model else default_model_dir()
+        self.metrics = Metrics()
+        self.feedback = FeedbackStore(config.feedback_db)
+        self.prediction_log = PredictionLog(config.feedback_db)
+        self.recent = RecentTexts(config.recent_texts)
+        self.classifier: Classifier | None = None
+        self.batcher: MicroBatcher | None = None
+        self.info: dict = {}
+        self.load_error: str | None = None
+        self._tasks: list[asyncio.Task] = []
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the bundle now (a wrong path fails start-up), load the weights in the background
+        so that /health answers and /ready says 503 until the model is in."""
+        self.info = read_info(self.model_dir)
+        self._tasks.append(asyncio.create_task(self._load(), name="patentclf-load"))
+        self._tasks.append(asyncio.create_task(self._flush_forever(), name="patentclf-log-flush"))
+
+    async def _load(self) -> None:
+        log_event("model_loading", model=str(self.model_dir), precision=self.config.precision)
+        try:
+            classifier = await asyncio.to_thread(Classifier.load, self.model_dir, precision=self.config.precision)
+        except Exception as exc:  # reported by /ready and the log; the process stays up to say so
+            self.load_error = f"{type(exc).__name__}: {exc}"
+            log_event("model_load_failed", error=self.load_error)
+            return
+        cfg = self.config
+        batcher = MicroBatcher(
+            lambda texts: classifier.predict(texts, batch_size=cfg.micro_batch_size),
+            max_queue=cfg.queue_size,
+            max_batch_texts=cfg.micro_batch_size,
+            max_wait_s=cfg.micro_batch_wait_ms / 1000,
+            enabled=cfg.micro_batching,
+            on_batch=self.metrics.observe_batch,
+        )
+        batcher.start()
+        self.batcher, self.classifier = batcher, classifier
+        log_event("model_ready", model_version=classifier.version, device=str(classifier.device), config=cfg.public_dict())
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.log_flush_s)
+            try:
+                await asyncio.to_thread(self.prediction_log.flush)
+            except Exception as exc:  # a locked or full disk must not stop serving; rows stay buffered
+                log_event("log_flush_failed", error=str(exc))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.batcher:
+            await self.batcher.stop()
+        await asyncio.to_thread(self.prediction_log.flush)
+        log_event("stopped")
+
+    @property
+    def ready(self) -> bool:
+        return self.classifier is not None
+
+    @property
+    def model_version(self) -> str | None:
+        return self.classifier.version if self.classifier else None
+
+    # -- predictions ------------------------------------------------------------------------------
+
+    async def predict(self, texts: list[str], *, started: float) -> list[ServedPrediction]:
+        """Classify through the batcher; raises NotReady, QueueFull or BatcherClosed.
+        ``started``: ``time.perf_counter()`` when the request came in (for the logged latency)."""
+        if self.batcher is None or self.classifier is None:
+            raise NotReady(self.load_error or "the model is still loading")
+        self.metrics.queue_depth.set(self.batcher.depth + 1)
+        predictions: list[Prediction] = await self.batcher.submit(texts)
+        self.metrics.queue_depth.set(self.batcher.depth)
+        return self._record(texts, predictions, latency_ms=(time.perf_counter() - started) * 1000)
+
+    def _record(self, texts: list[str], predictions: list[Prediction], latency_ms: float) -> list[ServedPrediction]:
+        version = self.classifier.version
+        served, rows = [], []
+        for text, p in zip(texts, predictions):
+            prediction_id = uuid.uuid4().hex
+            review = p.confidence < self.config.review_threshold
+            served.append(ServedPrediction(prediction_id, p, review, version))
+            self.metrics.observe_prediction(p.label, p.confidence, review)
+            self.recent.add(prediction_id, RecentPrediction(text, p.label, version))
+            rows.append(
+                new_log_row(
+                    prediction_id,
+                    model_version=version,
+                    label=p.label,
+                    confidence=p.confidence,
+                    latency_ms=latency_ms,
+                    needs_review=review,
+                    text=text if self.config.log_texts else None,
+                )
+            )
+        self.prediction_log.add(rows)
+        return served
+
+    async def find_prediction(self, prediction_id: str) -> RecentPrediction | LoggedPrediction | None:
+        """Recent predictions (with their text) first, then the predictions log (text if logged)."""
+        recent = self.recent.get(prediction_id)
+        if recent is not None:
+            return recent
+        return await asyncio.to_thread(self.prediction_log.find, prediction_id)
+
