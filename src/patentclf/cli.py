@@ -238,6 +238,66 @@ def ui(
     raise typer.Exit(code=code)
 
 
+@app.command()
+def serve(
+    model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model) [env PATENTCLF_MODEL]"),
+    host: Optional[str] = typer.Option(None, help="address to listen on (default 127.0.0.1; 0.0.0.0: all interfaces)"),
+    port: Optional[int] = typer.Option(None, help="port (default 9000)"),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON file of service options; env and flags override it"),
+    api_key: Optional[str] = typer.Option(None, help="key for POST /feedback (prefer env PATENTCLF_API_KEY)"),
+    feedback_db: Optional[Path] = typer.Option(None, help="SQLite file for feedback + predictions log [env PATENTCLF_FEEDBACK_DB]"),
+    max_text_chars: Optional[int] = typer.Option(None, help="longer texts get 413 (default 50000)"),
+    max_batch: Optional[int] = typer.Option(None, help="most texts per /predict/batch (default 64)"),
+    queue_size: Optional[int] = typer.Option(None, help="requests waiting for the model before 503 (default 256)"),
+    micro_batching: Optional[bool] = typer.Option(None, "--micro-batching/--no-micro-batching", help="coalesce concurrent requests (default on)"),
+    micro_batch_size: Optional[int] = typer.Option(None, help="most texts per model call (default 16)"),
+    micro_batch_wait_ms: Optional[float] = typer.Option(None, help="longest wait for a batch to fill (default 10)"),
+    review_threshold: Optional[float] = typer.Option(None, help="confidence below this sets needs_review (default 0.5)"),
+    log_texts: Optional[bool] = typer.Option(None, "--log-texts/--no-log-texts", help="log request texts (default off)"),
+    precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp32"),
+) -> None:
+    """Serve the model over HTTP (FastAPI + uvicorn); API docs at /docs."""
+    options = {k: v for k, v in dict(locals()).items() if k != "config_file"}
+    import uvicorn
+    from pydantic import ValidationError
+
+    from .service import ServiceConfig, create_app
+
+    try:
+        config = ServiceConfig.load(config_file, **options)
+    except (ValidationError, ValueError, OSError) as exc:
+        _fail(f"service configuration: {exc}")
+    # uvicorn's access log is off: the service writes its own JSON line per request.
+    uvicorn.run(create_app(config), host=config.host, port=config.port, access_log=False, log_level="info")
+
+
+feedback_app = typer.Typer(help="The feedback store: corrections sent to POST /feedback.", no_args_is_help=True)
+app.add_typer(feedback_app, name="feedback")
+
+
+@feedback_app.command("export")
+def feedback_export(
+    output: Path = typer.Option(..., "--output", help="JSONL file of training rows: text, label, source, time"),
+    db: Optional[Path] = typer.Option(None, "--db", help="the SQLite file (default: env PATENTCLF_FEEDBACK_DB, config, then ~/.local/share/patentclf/feedback.db)"),
+    config_file: Optional[Path] = typer.Option(None, "--config", help="the service's config file (for feedback_db)"),
+    disagreed_only: bool = typer.Option(False, help="only corrections where the model was wrong"),
+) -> None:
+    """Write feedback as training rows for `patentclf train --extra-data FILE`."""
+    from pydantic import ValidationError
+
+    from .feedback import export_jsonl
+    from .service import ServiceConfig
+
+    try:
+        path = db or ServiceConfig.load(config_file).feedback_db
+        count = export_jsonl(path, output, disagreed_only=disagreed_only)
+    except (ValidationError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    console.print(f"wrote {count} training rows from {path} to {output}")
+    if count == 0:
+        err.print("[yellow]warning:[/] no feedback yet; training would refuse an empty file")
+
+
 def main() -> None:
     app()
 
