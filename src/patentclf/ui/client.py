@@ -119,10 +119,12 @@ class ApiClient:
             return body
         detail = _detail_text(body["detail"]) if isinstance(body, dict) and "detail" in body else response.reason_phrase
         status = response.status_code
-        if status == 503:
-            retry = response.headers.get("Retry-After")
-            later = f" in {retry} s" if retry and retry.isdigit() else " in a moment"
-            message = f"The API is busy or not ready yet ({detail}). Please try again{later}."
+        if status == 503 and "Retry-After" in response.headers:  # its request queue is full
+            retry = response.headers["Retry-After"]
+            later = f"in {retry} s" if retry.isdigit() else "in a moment"
+            message = f"The API is busy ({detail}). Please try again {later}."
+        elif status == 503:  # e.g. the model is still loading, or feedback is switched off there
+            message = f"The API cannot serve this yet: {detail}."
         elif status == 401:
             message = f"The API refused the UI's API key ({detail}). Check PATENTCLF_API_KEY where the UI runs."
         elif status == 413:

@@ -19,7 +19,7 @@ def show_api_status(client: ApiClient) -> bool:
     with st.sidebar:
         st.caption(f"API: {client.base_url}")
         try:
-            info = client.model_info(timeout=STATUS_TIMEOUT)
+            info = client.model_info(timeout=min(STATUS_TIMEOUT, client.timeout))
         except ApiError as exc:
             st.error(exc.message)
             return False
