@@ -1,0 +1,120 @@
+"""Integration with the real SmolLM2 and the shipped model, through the real command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from patentclf.bundle import read_info
+from patentclf.classifier import Classifier
+from patentclf.data import load_split, stratified_subset
+from patentclf.labels import CODES
+
+from .conftest import write_jsonl
+
+pytestmark = pytest.mark.slow
+
+
+def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "patentclf.cli", *args], capture_output=True, text=True, timeout=900)
+    if check and result.returncode != 0:
+        raise AssertionError(f"patentclf {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+# Unambiguous real-world cases, one per large section.
+OBVIOUS = {
+    "A": "A pharmaceutical composition for treating diabetes in a patient, comprising an insulin analogue and a carrier for subcutaneous injection.",
+    "C": "A process for producing a polymer by catalytic polymerization of ethylene monomers in the presence of a metallocene catalyst and a solvent.",
+    "H": "A semiconductor device comprising a transistor formed on a substrate, a gate electrode, and a dielectric layer for an integrated circuit.",
+}
+
+
+def test_shipped_model_classifies_real_abstracts(shipped_model):
+    classifier = Classifier.load(shipped_model)
+    predictions = classifier.predict(list(OBVIOUS.values()))
+    assert [p.label for p in predictions] == list(OBVIOUS)
+    for p in predictions:
+        assert set(p.probabilities) == set(CODES)
+        assert abs(sum(p.probabilities.values()) - 1) < 1e-3
+    test = stratified_subset(load_split("bundled", "test"), 80, seed=7)
+    labels = [p.label_id for p in classifier.predict(test.texts)]
+    accuracy = sum(a == b for a, b in zip(labels, test.labels)) / len(test)
+    assert accuracy >= 0.6  # the model card reports the full-test figure; this guards against a broken model
+
+
+def test_shipped_model_info_records_both_text_forms(shipped_model):
+    metrics = read_info(shipped_model)["metrics"]
+    assert {"validation", "test", "test (BIGPATENT form)"} <= set(metrics)
+    assert metrics["test"]["n"] == 1001
+
+
+def test_evaluate_writes_metrics_and_confusion_matrix(tmp_path):
+    out = tmp_path / "eval"
+    result = run_cli("evaluate", "--data", "bundled", "--split", "test", "--limit", "60", "--output", str(out))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 60
+    assert {"accuracy", "macro_f1", "weighted_f1", "per_class", "confusion_matrix"} <= set(metrics)
+    assert set(metrics["per_class"]) == set(CODES)
+    assert sum(map(sum, metrics["confusion_matrix"])) == 60
+    assert (out / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "macro-F1" in result.stdout and "Physics" in result.stdout
+
+
+def test_predict_file_keeps_order_and_ids(tmp_path):
+    rows = [{"id": f"row-{i}", "text": text} for i, text in enumerate(list(OBVIOUS.values()) * 2)]
+    rows.insert(2, {"text": "A door hinge for a building with a locking mechanism."})  # no id
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out.jsonl"
+    run_cli("predict", "--input", str(source), "--output", str(out))
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == len(rows)
+    assert [line.get("id") for line in lines] == [row.get("id") for row in rows]
+    assert [line["prediction"] for line in lines[:2]] == ["A", "C"]
+    assert lines[0]["prediction"] == lines[4]["prediction"]  # same text, same answer, wherever it sits
+    assert all(set(line["probabilities"]) == set(CODES) for line in lines)
+
+
+def test_predict_arguments_and_bad_input():
+    result = run_cli("predict", OBVIOUS["H"])
+    assert "Electricity" in result.stdout
+    bad = run_cli("predict", "--input", "no-such-file.jsonl", check=False)
+    assert bad.returncode == 2 and "no such file" in bad.stderr
+    assert "error" not in result.stderr.lower()
+
+
+def test_smollm2_lora_training_saves_the_head_and_round_trips(tmp_path):
+    from patentclf.bundle import load_bundle
+    from patentclf.training import TrainConfig, train
+
+    out = train(
+        TrainConfig(
+            base_model="smollm2-135m",
+            data="bundled",
+            output_dir=str(tmp_path / "model"),
+            train_limit=32,
+            eval_limit=16,
+            max_length=64,
+            batch_size=8,
+            epochs=1,
+            evaluate_test=False,
+        ),
+        progress=False,
+    )
+    info = read_info(out)
+    assert info["base_model"] == "smollm2-135m" and info["metrics"]["validation"]["n"] == 16
+    model, tokenizer, _ = load_bundle(out, dtype=torch.float32)
+    again, _, _ = load_bundle(out, dtype=torch.float32)
+    batch = tokenizer(["a lens for a camera", "an antenna array"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, again(**batch).logits)
+    # The trained head is in the adapter file (two loads agree only because neither draws a random head).
+    from safetensors import safe_open
+
+    with safe_open(str(out / "adapter_model.safetensors"), "pt") as saved:
+        head = [key for key in saved.keys() if "score" in key]
+        assert head and saved.get_tensor(head[0]).shape == (9, model.config.hidden_size)
