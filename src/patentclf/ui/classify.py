@@ -76,7 +76,7 @@ def _show_prediction(p: dict) -> None:
     if p.get("truncated"):
         st.info("The text was longer than the model reads; only its beginning was used.")
     st.altair_chart(_probability_chart(p), width="stretch")
-    st.caption(f"Model {p.get('model_version', 'unknown')} · prediction id {p.get('id', '-')}")
+    st.caption(f"Served by {p.get('model_version', 'an unknown model')} · prediction id {p.get('id', '-')}")
 
 
 def _probability_chart(p: dict) -> alt.Chart:

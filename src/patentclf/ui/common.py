@@ -23,5 +23,5 @@ def show_api_status(client: ApiClient) -> bool:
         except ApiError as exc:
             st.error(exc.message)
             return False
-        st.success(f"API ready · model {info.get('model_version', 'unknown')}")
+        st.success(f"API ready · serving {info.get('model_version', 'an unknown model')}")
         return True

@@ -1,0 +1,94 @@
+"""A real browser (Debian's headless Chromium) against the real UI and the real API, on loopback.
+
+The UI runs through ``patentclf ui`` and the API through uvicorn, each as a subprocess. The page's
+screenshot is kept in ``test-artifacts/ui-prediction.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from patentclf.labels import section
+from patentclf.ui.examples import EXAMPLES
+
+from .ui_servers import run_api, run_ui
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+WAIT = 90  # seconds, the longest any step may take on a busy machine; polls end as soon as it is done
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_bundle, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    with run_api(tiny_bundle, folder / "api") as api, run_ui(api.url, folder / "ui") as ui_url:
+        yield api, ui_url
+
+
+@pytest.fixture
+def browser(tmp_path):
+    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+        pytest.fail(f"the browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install chromium chromium-driver")
+    os.environ["SE_OFFLINE"] = "true"  # selenium must never try to download a browser or driver
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--window-size=1280,1500",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
+
+
+def test_browser_submits_a_patent_and_sees_the_section(servers, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    api, ui_url = servers
+    example = EXAMPLES[3]
+    expected = httpx.post(f"{api.url}/predict", json={"text": example.text}, timeout=30).json()
+    wait = WebDriverWait(browser, WAIT, poll_frequency=0.2)
+
+    browser.get(ui_url)
+    text_area = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "textarea"))
+    wait.until(lambda d: "API ready" in d.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text)
+    text_area.send_keys(example.text)
+    classify = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Classify")
+    classify.click()
+
+    heading = wait.until(lambda d: next((h for h in d.find_elements(By.TAG_NAME, "h3") if h.text.startswith("Section ")), None))
+    assert heading.text == f"Section {expected['label']} · {section(expected['label']).name}"
+    # Let the probability chart draw before the picture is taken.
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'))
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert f"{expected['confidence']:.1%}" in body
+    assert "Is this right?" in body
+    assert "Traceback" not in body
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "ui-prediction.png"))

@@ -1,0 +1,190 @@
+"""The Streamlit pages, run by ``AppTest`` against the real service on loopback (tiny model)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from patentclf.labels import CODES, section
+from patentclf.ui import app_path
+from patentclf.ui.examples import EXAMPLES
+
+from .ui_servers import API_KEY, free_port, run_api, silent_server
+
+TIMEOUT = 60  # seconds an AppTest run may take (a prediction on the tiny model takes well under one)
+
+
+@pytest.fixture(scope="module")
+def api(tiny_bundle, tmp_path_factory):
+    with run_api(tiny_bundle, tmp_path_factory.mktemp("ui-app-api")) as live:
+        yield live
+
+
+@pytest.fixture
+def ui_env(api, monkeypatch):
+    """The environment of the Streamlit process: where the API is, and the server-side key."""
+    monkeypatch.setenv("PATENTCLF_API_URL", api.url)
+    monkeypatch.setenv("PATENTCLF_API_KEY", API_KEY)
+    monkeypatch.delenv("PATENTCLF_UI_TIMEOUT", raising=False)
+    return api
+
+
+def classify_page() -> AppTest:
+    at = AppTest.from_file(str(app_path()), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    return at
+
+
+def monitoring_page() -> AppTest:
+    return AppTest.from_string("from patentclf.ui.monitoring import render\nrender()", default_timeout=TIMEOUT).run()
+
+
+def classify(at: AppTest, text: str) -> AppTest:
+    at.text_area(key="text").input(text)
+    at.button[0].click().run()  # "Classify"
+    assert not at.exception
+    return at
+
+
+def texts_of(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def test_example_classifies_with_section_name_and_confidence(ui_env):
+    at = classify_page()
+    assert "API ready" in texts_of(at.sidebar.success)[0]
+    example = EXAMPLES[3]
+    at.selectbox(key="example").select(3).run()
+    assert at.text_area(key="text").value == example.text
+    classify(at, example.text)
+
+    expected = httpx.post(f"{ui_env.url}/predict", json={"text": example.text}, timeout=30).json()
+    code, name = expected["label"], section(expected["label"]).name
+    assert texts_of(at.subheader) == [f"Section {code} · {name}"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics == {"Predicted section": code, "Confidence": f"{expected['confidence']:.1%}"}
+    assert at.get("vega_lite_chart"), "the probability chart is missing"
+    assert not at.error
+
+
+def test_empty_text_asks_for_text(ui_env):
+    at = classify(classify_page(), "   ")
+    assert texts_of(at.warning) == ["Enter a patent's text first, or pick an example."]
+    assert not at.subheader
+
+
+def test_needs_review_notice(ui_env):
+    # The tiny model is unsure about text without its toy words: below the default 0.5 threshold.
+    at = classify(classify_page(), "zzz qqq")
+    p = httpx.post(f"{ui_env.url}/predict", json={"text": "zzz qqq"}, timeout=30).json()
+    notices = texts_of(at.warning)
+    assert ("Low confidence: this prediction is marked for review." in notices) == p["needs_review"]
+
+
+def test_feedback_is_confirmed_and_stored(ui_env):
+    at = classify(classify_page(), "a patient medicine for the tooth")
+    predicted = at.metric[0].value
+    other = next(code for code in CODES if code != predicted)
+    before = ui_env.stats()["feedback"]
+
+    at.selectbox[1].select(other)  # "The correct section", inside the feedback form
+    at.text_input[0].input("the UI test says so")
+    at.button[1].click().run()  # "Send feedback"
+    assert not at.exception and not at.error
+    (message,) = [s for s in texts_of(at.success) if s.startswith("Thank you")]
+    assert f"recorded as section {other}" in message
+
+    after = ui_env.stats()["feedback"]
+    assert after["total"] == before["total"] + 1
+    assert after["disagreed"] == before["disagreed"] + 1
+    feedback_id = message.split("feedback ")[1].split(" ")[0]
+    assert feedback_id.isdigit() and int(feedback_id) >= 1
+
+
+def test_no_key_means_no_feedback_form(ui_env, monkeypatch):
+    monkeypatch.delenv("PATENTCLF_API_KEY")
+    at = classify(classify_page(), "a bridge for the road")
+    assert not at.get("form")
+    assert any("Feedback is switched off" in c.value for c in at.caption)
+
+
+def test_key_never_reaches_the_page(ui_env):
+    at = classify(classify_page(), "a polymer and an acid")
+    page = repr(at._tree)
+    assert API_KEY not in page
+
+
+def test_api_down_is_said_plainly(monkeypatch):
+    url = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("PATENTCLF_API_URL", url)
+    at = classify(classify_page(), "a lamp")
+    message = f"The patentclf API at {url} is not reachable (connection refused). Is it running? Start it with `patentclf serve`."
+    assert texts_of(at.main.error) == [message]
+    assert texts_of(at.sidebar.error) == [message]
+    assert not at.subheader
+
+
+def test_api_hung_is_said_plainly(monkeypatch):
+    with silent_server() as url:
+        monkeypatch.setenv("PATENTCLF_API_URL", url)
+        monkeypatch.setenv("PATENTCLF_UI_TIMEOUT", "1")
+        started = time.monotonic()
+        at = classify(classify_page(), "a lamp")
+        assert time.monotonic() - started < 30
+    assert any("did not answer within 1 s" in e for e in texts_of(at.error))
+    assert not at.subheader
+
+
+def test_batch_upload_shows_a_table_and_offers_downloads(ui_env):
+    rows = [("US-a", "Yarn", "a fabric of weaving yarn"), ("US-b", "Antenna", "a circuit with a transistor"), ("US-c", "Door", "a building door")]
+    content = "id,title,abstract\n" + "".join(f"{i},{t},{a}\n" for i, t, a in rows)
+    at = classify_page()
+    at.file_uploader[0].set_value(("patents.csv", content.encode(), "text/csv")).run()
+    assert "3 patents in patents.csv." in texts_of(at.markdown)
+    next(b for b in at.button if b.label == "Classify all").click().run()
+    assert not at.exception and not at.error
+
+    table = at.dataframe[0].value
+    assert list(table["id"]) == ["US-a", "US-b", "US-c"]
+    answers = httpx.post(f"{ui_env.url}/predict/batch", json={"texts": [f"{t}\n{a}" for _, t, a in rows]}, timeout=30).json()
+    assert list(table["label"]) == [p["label"] for p in answers["predictions"]]
+    assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSONL"]
+
+
+def test_bad_upload_is_explained(ui_env):
+    at = classify_page()
+    at.file_uploader[0].set_value(("notes.csv", b"name,claims\nx,y\n", "text/csv")).run()
+    assert not at.exception
+    assert texts_of(at.error)[0].startswith("notes.csv: no text column")
+
+
+def test_monitoring_page_shows_the_stats(ui_env):
+    for text in ("a turbine engine", "an optical sensor"):
+        httpx.post(f"{ui_env.url}/predict", json={"text": text}, timeout=30).raise_for_status()
+    deadline = time.monotonic() + 20  # the predictions log is flushed to /stats in the background
+    while ui_env.stats()["predictions_total"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stats = ui_env.stats()
+    at = monitoring_page()
+    assert not at.exception and not at.error
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Predictions served"] == str(stats["predictions_total"])
+    assert metrics["Feedback received"] == str(stats["feedback"]["total"])
+    assert texts_of(at.subheader) == [
+        "Predictions over time",
+        "Label mix: served against training",
+        "Confidence of served predictions",
+        "Feedback",
+    ]
+    assert len(at.get("vega_lite_chart")) == 3
+
+
+def test_monitoring_when_api_down(monkeypatch):
+    monkeypatch.setenv("PATENTCLF_API_URL", f"http://127.0.0.1:{free_port()}")
+    at = monitoring_page()
+    assert not at.exception
+    assert "not reachable" in texts_of(at.error)[0]
+    assert not at.metric

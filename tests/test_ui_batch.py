@@ -1,0 +1,74 @@
+"""Batch mode's file handling: uploads in, results table and downloads out; and the examples are real."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from patentclf.data import DataError, bundled_data_dir
+from patentclf.labels import CODES
+from patentclf.ui.batch import MAX_ROWS, read_upload, results_table, to_csv, to_jsonl
+from patentclf.ui.examples import EXAMPLES
+
+
+def _prediction(code: str, pid: str) -> dict:
+    probabilities = {c: (0.92 if c == code else 0.01) for c in CODES}
+    return {"id": pid, "label": code, "name": "n", "confidence": 0.92, "probabilities": probabilities, "truncated": False, "needs_review": False}
+
+
+def test_csv_with_title_and_abstract():
+    upload = read_upload("patents.csv", b'id,title,abstract\nUS1,Lamp,"A lamp, with a wick"\nUS2,Valve,A valve\n')
+    assert upload.ids == ["US1", "US2"]
+    assert upload.texts == ["Lamp\nA lamp, with a wick", "Valve\nA valve"]
+
+
+def test_jsonl_with_text_and_no_ids():
+    upload = read_upload("patents.jsonl", b'{"text": "first"}\n\n{"text": "second"}\n')
+    assert upload.ids == ["1", "2"] and upload.texts == ["first", "second"]
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("patents.txt", b"hello", "patents.txt: unsupported file type"),
+        ("patents.csv", b"name,claims\nx,y\n", "patents.csv: no text column"),
+        ("patents.jsonl", b'{"text": "ok"}\nnot json\n', "patents.jsonl: row 2: not valid JSON"),
+        ("patents.jsonl", b'{"text": "ok"}\n{"text": "  "}\n', "patents.jsonl: row 2: empty text"),
+    ],
+)
+def test_bad_uploads_name_the_file_and_the_problem(name, content, message):
+    with pytest.raises(DataError) as caught:
+        read_upload(name, content)
+    assert str(caught.value).startswith(message)
+    assert "/tmp" not in str(caught.value)  # the user's file name, not the temporary copy's path
+
+
+def test_too_many_rows():
+    content = "".join(json.dumps({"text": f"row {i}"}) + "\n" for i in range(MAX_ROWS + 1)).encode()
+    with pytest.raises(DataError, match=f"up to {MAX_ROWS}"):
+        read_upload("big.jsonl", content)
+
+
+def test_results_table_and_downloads():
+    upload = read_upload("p.jsonl", b'{"id": "a", "text": "one"}\n{"id": "b", "text": "two"}\n')
+    table = results_table(upload, [_prediction("G", "p1"), _prediction("H", "p2")])
+    assert list(table["label"]) == ["G", "H"] and list(table["prediction_id"]) == ["p1", "p2"]
+
+    from_csv = pd.read_csv(io.BytesIO(to_csv(table)))
+    assert list(from_csv["id"]) == ["a", "b"] and from_csv.loc[1, "p_H"] == pytest.approx(0.92)
+
+    rows = [json.loads(line) for line in to_jsonl(table).decode().splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b"]
+    assert rows[0]["probabilities"] == _prediction("G", "p1")["probabilities"]
+    assert "p_G" not in rows[0]
+
+
+def test_examples_are_real_test_rows_from_several_sections():
+    rows = {r["id"]: r for r in map(json.loads, (bundled_data_dir() / "test.jsonl").read_text().splitlines())}
+    for example in EXAMPLES:
+        row = rows[example.number]
+        assert (example.title, example.abstract, example.section) == (row["title"], row["abstract"], row["section"])
+    assert len({e.section for e in EXAMPLES}) == len(EXAMPLES) >= 4
