@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast evaluate serve api ui bench clean
+.PHONY: install test test-fast evaluate serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,22 @@ test-fast: $(STAMP)
 
 evaluate: $(STAMP)
 	$(BIN)/patentclf evaluate --data bundled --split test --output outputs/evaluation
+
+# The API on :9000 and the web UI on :8501 together; Ctrl-C stops both. Feedback writes need a key:
+# one is made up for this run unless PATENTCLF_API_KEY is set.
+API_PORT ?= 9000
+UI_PORT ?= 8501
+serve: $(STAMP)
+	@export PATENTCLF_API_KEY="$${PATENTCLF_API_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}"; \
+	trap 'kill 0' INT TERM; \
+	$(BIN)/patentclf serve --port $(API_PORT) & \
+	$(BIN)/patentclf ui --api-url http://127.0.0.1:$(API_PORT) --port $(UI_PORT) & \
+	wait
+
+bench: $(STAMP)
+	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/predict_speed.py
+	$(BIN)/python bench/load_service.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
