@@ -1,0 +1,209 @@
+"""Feedback: the SQLite store on its own, and POST /feedback on a live server (durability, concurrency,
+refusals that store nothing)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sqlite3
+
+import httpx
+import pytest
+
+from patentclf.data import load_split
+from patentclf.feedback import Feedback, FeedbackStore, export_jsonl
+from patentclf.labels import CODES, LABEL2ID
+from patentclf.service.live import LiveServer
+
+API_KEY = "feedback-key"
+HEADERS = {"X-API-Key": API_KEY}
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+def _write_items(path: str, writer: int, count: int) -> None:
+    store = FeedbackStore(path)
+    for i in range(count):
+        store.add(Feedback(text=f"text {writer}-{i}", label=CODES[i % 9], comment=f"{writer}-{i}", source="test"))
+
+
+def test_concurrent_writer_processes_store_every_item_exactly_once(tmp_path):
+    path = str(tmp_path / "fb.db")
+    FeedbackStore(path)
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_items, args=(path, w, 25)) for w in range(4)]
+    for process in writers:
+        process.start()
+    for process in writers:
+        process.join(120)
+        assert process.exitcode == 0
+    comments = [row["comment"] for row in FeedbackStore(path).rows()]
+    assert sorted(comments) == sorted(f"{w}-{i}" for w in range(4) for i in range(25))
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_store_refuses_bad_rows_and_summarises(tmp_path):
+    store = FeedbackStore(tmp_path / "fb.db")
+    with pytest.raises(ValueError):
+        store.add(Feedback(text="a text", label="Q"))
+    with pytest.raises(ValueError):
+        store.add(Feedback(text="  ", label="A"))
+    assert store.count() == 0
+    store.add(Feedback(text="one", label="A", predicted_label="A"))
+    store.add(Feedback(text="two", label="B", predicted_label="C"))
+    store.add(Feedback(text="three", label="C"))
+    assert store.summary() == {"total": 3, "agreed": 1, "disagreed": 1, "agreement_rate": 0.5}
+
+
+def test_export_writes_rows_that_training_reads(tmp_path):
+    store = FeedbackStore(tmp_path / "fb.db")
+    store.add(Feedback(text="an optical sensor", label="G", predicted_label="H"))
+    store.add(Feedback(text="a polymer, with acid", label="C", predicted_label="C"))
+    output = tmp_path / "out" / "feedback.jsonl"
+    assert export_jsonl(tmp_path / "fb.db", output) == 2
+    split = load_split(str(output), "train")
+    assert split.texts == ["an optical sensor", "a polymer, with acid"]
+    assert split.labels == [LABEL2ID["G"], LABEL2ID["C"]]
+    assert export_jsonl(tmp_path / "fb.db", output, disagreed_only=True) == 1
+    with pytest.raises(FileNotFoundError):
+        export_jsonl(tmp_path / "missing.db", output)
+
+
+# --- the API -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    db = tmp_path_factory.mktemp("feedback-api") / "feedback.db"
+    with LiveServer(tiny_bundle, env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=db) as live:
+        live.db = db
+        yield live
+
+
+def stored(server) -> list[dict]:
+    return FeedbackStore(server.db).rows()
+
+
+def predict(server, text: str) -> dict:
+    response = httpx.post(server.url + "/predict", json={"text": text})
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_feedback_by_prediction_id_stores_the_text_and_whether_it_agreed(server):
+    prediction = predict(server, "a turbine engine with a valve")
+    wrong = "G" if prediction["label"] != "G" else "H"
+    response = httpx.post(server.url + "/feedback", json={"prediction_id": prediction["id"], "label": wrong, "comment": "it measures"}, headers=HEADERS)
+    assert response.status_code == 201
+    ack = response.json()
+    assert ack == {"feedback_id": ack["feedback_id"], "prediction_id": prediction["id"], "label": wrong, "agreed": False}
+    row = FeedbackStore(server.db).get(ack["feedback_id"])
+    assert row["text"] == "a turbine engine with a valve" and row["predicted_label"] == prediction["label"]
+    assert row["comment"] == "it measures" and row["model_version"] == prediction["model_version"]
+
+    again = httpx.post(server.url + "/feedback", json={"prediction_id": prediction["id"], "label": prediction["label"].lower()}, headers=HEADERS)
+    assert again.status_code == 201 and again.json()["agreed"] is True and again.json()["label"] == prediction["label"]
+
+
+def test_feedback_by_text_alone(server):
+    response = httpx.post(server.url + "/feedback", json={"text": "a woven yarn fabric", "label": "D"}, headers=HEADERS)
+    assert response.status_code == 201
+    assert response.json()["agreed"] is None and response.json()["prediction_id"] is None
+    assert stored(server)[-1]["text"] == "a woven yarn fabric"
+
+
+@pytest.mark.parametrize(
+    "case,body,headers,expected",
+    [
+        ("unknown section", {"text": "a text", "label": "Z"}, HEADERS, 422),
+        ("section id out of range", {"text": "a text", "label": 12}, HEADERS, 422),
+        ("no label", {"text": "a text"}, HEADERS, 422),
+        ("neither id nor text", {"label": "A"}, HEADERS, 422),
+        ("empty text", {"text": " ", "label": "A"}, HEADERS, 422),
+        ("unknown prediction id", {"prediction_id": "0" * 32, "label": "A"}, HEADERS, 404),
+        ("wrong key", {"text": "a text", "label": "A"}, {"X-API-Key": "not-the-key"}, 401),
+        ("missing key", {"text": "a text", "label": "A"}, {}, 401),
+        ("wrong key and bad section", {"text": "a text", "label": "Z"}, {"X-API-Key": "nope"}, 401),
+    ],
+)
+def test_refused_feedback_gets_a_4xx_and_stores_nothing(server, case, body, headers, expected):
+    before = len(stored(server))
+    response = httpx.post(server.url + "/feedback", json=body, headers=headers)
+    assert response.status_code == expected, response.text
+    assert "detail" in response.json()
+    assert len(stored(server)) == before
+
+
+def test_non_json_feedback_is_422_and_stores_nothing(server):
+    before = len(stored(server))
+    response = httpx.post(server.url + "/feedback", content=b"label=A", headers={**HEADERS, "content-type": "application/json"})
+    assert response.status_code == 422
+    assert len(stored(server)) == before
+
+
+def test_concurrent_feedback_is_stored_exactly_once_each(server):
+    predictions = httpx.post(server.url + "/predict/batch", json={"texts": [f"sensor clock {i}" for i in range(30)]}).json()["predictions"]
+
+    async def post_all():
+        async with httpx.AsyncClient(timeout=60) as client:
+            return await asyncio.gather(
+                *(
+                    client.post(server.url + "/feedback", json={"prediction_id": p["id"], "label": "G", "comment": f"writer {i}"}, headers=HEADERS)
+                    for i, p in enumerate(predictions)
+                )
+            )
+
+    responses = asyncio.run(post_all())
+    assert [r.status_code for r in responses] == [201] * 30
+    assert len({r.json()["feedback_id"] for r in responses}) == 30
+    comments = [row["comment"] for row in stored(server) if (row["comment"] or "").startswith("writer ")]
+    assert sorted(comments) == sorted(f"writer {i}" for i in range(30))
+    rows = {row["prediction_id"]: row for row in stored(server) if (row["comment"] or "").startswith("writer ")}
+    assert all(rows[p["id"]]["text"] == f"sensor clock {i}" for i, p in enumerate(predictions))
+
+
+def test_acknowledged_feedback_survives_sigkill_and_restart(tiny_bundle, tmp_path):
+    db = tmp_path / "feedback.db"
+    options = dict(env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=db)
+    first = LiveServer(tiny_bundle, **options).start()
+    try:
+        acknowledged = []
+        for i in range(5):
+            prediction = predict(first, f"a bridge and a road {i}")
+            response = httpx.post(first.url + "/feedback", json={"prediction_id": prediction["id"], "label": "E"}, headers=HEADERS)
+            assert response.status_code == 201
+            acknowledged.append(response.json()["feedback_id"])
+    finally:
+        first.kill()  # SIGKILL straight after the last 201: no shutdown code runs
+    assert first.process.returncode == -9
+    rows = FeedbackStore(db).rows()
+    assert [row["id"] for row in rows] == acknowledged
+    assert all(row["label"] == "E" and row["text"].startswith("a bridge and a road") for row in rows)
+
+    with LiveServer(tiny_bundle, **options) as second:
+        assert httpx.get(second.url + "/stats").json()["feedback"]["total"] == 5
+        response = httpx.post(second.url + "/feedback", json={"text": "a door", "label": "E"}, headers=HEADERS)
+        assert response.status_code == 201 and response.json()["feedback_id"] == 6
+    assert len(FeedbackStore(db).rows()) == 6
+
+
+def test_feedback_by_id_asks_for_the_text_when_the_server_no_longer_has_it(tiny_bundle, tmp_path):
+    # No memory of recent texts and no logged texts: the id is known (predictions log) but not its text.
+    options = dict(env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=tmp_path / "fb.db", recent_texts=0, log_texts=False)
+    with LiveServer(tiny_bundle, **options) as live:
+        prediction = predict(live, "a catalyst compound")
+        response = httpx.post(live.url + "/feedback", json={"prediction_id": prediction["id"], "label": "C"}, headers=HEADERS)
+        assert response.status_code == 422
+        assert "text" in response.json()["detail"]
+        assert FeedbackStore(tmp_path / "fb.db").count() == 0
+        response = httpx.post(live.url + "/feedback", json={"prediction_id": prediction["id"], "text": "a catalyst compound", "label": "C"}, headers=HEADERS)
+        assert response.status_code == 201
+        assert response.json()["agreed"] == (prediction["label"] == "C")
+
+
+def test_feedback_is_refused_when_the_server_has_no_key(tiny_bundle, tmp_path):
+    with LiveServer(tiny_bundle, env={"PATENTCLF_API_KEY": ""}, feedback_db=tmp_path / "fb.db") as live:
+        response = httpx.post(live.url + "/feedback", json={"text": "a door", "label": "E"}, headers={"X-API-Key": ""})
+        assert response.status_code == 503 and "API key" in response.json()["detail"]
+        assert FeedbackStore(tmp_path / "fb.db").count() == 0
