@@ -63,6 +63,7 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
     app = FastAPI(title="patentclf", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.include_router(router)
     body_limit = _body_limit(config)
+    docs_paths = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -81,7 +82,8 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
                 log_event("unhandled_error", request_id=request.state.request_id, error=f"{type(exc).__name__}: {exc}")
                 response = JSONResponse({"detail": "internal server error"}, status.HTTP_500_INTERNAL_SERVER_ERROR)
         seconds = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")  # the template: bounded label values
+        # The route template (bounded label values), the docs pages by path, anything else "unmatched".
+        route = getattr(request.scope.get("route"), "path", None) or (request.url.path if request.url.path in docs_paths else "unmatched")
         runtime: ServiceRuntime | None = getattr(request.app.state, "runtime", None)
         if runtime is not None:
             runtime.metrics.observe_request(route, request.method, response.status_code, seconds)
