@@ -17,7 +17,7 @@ from .evaluation import compute_metrics, summary
 from .models import (
     DEFAULT_BASE_MODEL,
     LoraSettings,
-        add_lora,
+    add_lora,
     load_classification_model,
     load_tokenizer,
     pick_device,
@@ -174,27 +174,19 @@ def library_versions() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Fine-tune, keep the best evaluation, write the bundle, then evaluate it on validation and test."""
-    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments, set_seed
+def data_collator(tokenizer):
+    """Dynamic padding: each batch is padded to its own longest row (rounded up to a multiple of 8)."""
+    from transformers import DataCollatorWithPadding
 
-    config.validate()
-    if config.resume_from:
-        previous = read_info(config.resume_from)
-        config.base_model = previous["base_model"]
-        config.max_length = previous.get("max_length", config.max_length)
-    set_seed(config.seed)
-    splits = load_training_data(config)
-    tokenizer = load_tokenizer(config.base_model)
-    device = pick_device()
-    precision = _precision(config, device)
-    model = build_model(config, tokenizer, precision)
+    return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
 
-    train_set = _tokenized(splits["train"], tokenizer, config)
-    eval_set = _tokenized(splits["validation"], tokenizer, config, sort_by_length=True)
-    checkpoint_dir = Path(config.checkpoint_dir or f"{config.output_dir}-checkpoints")
+
+def training_arguments(config: TrainConfig, precision: str, device: torch.device, checkpoint_dir: str | Path, *, progress: bool = True, **overrides):
+    """The ``TrainingArguments`` that ``patentclf train`` uses (benchmarks reuse them; ``overrides`` win)."""
+    from transformers import TrainingArguments
+
     strategy = "steps" if config.eval_steps else "epoch"
-    args = TrainingArguments(
+    options = dict(
         output_dir=str(checkpoint_dir),
         num_train_epochs=config.epochs,
         per_device_train_batch_size=config.batch_size,
@@ -225,18 +217,49 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         report_to="none",
         disable_tqdm=not progress,
         save_only_model=False,
+        # Under DDP, transformers multiplies the loss by the number of processes when the model takes
+        # loss kwargs, expecting a loss summed over tokens; a classifier's loss is a per-rank mean, so
+        # gradients came out world_size times too large (and the logged loss doubled with 2 ranks).
+        average_tokens_across_devices=False,
     )
+    options.update(overrides)
+    return TrainingArguments(**options)
+
+
+def train(config: TrainConfig, progress: bool = True) -> Path:
+    """Fine-tune, keep the best evaluation, write the bundle, then evaluate it on validation and test."""
+    from transformers import Trainer, set_seed
+
+    config.validate()
+    if config.resume_from:
+        previous = read_info(config.resume_from)
+        config.base_model = previous["base_model"]
+        config.max_length = previous.get("max_length", config.max_length)
+    set_seed(config.seed)
+    splits = load_training_data(config)
+    tokenizer = load_tokenizer(config.base_model)
+    device = pick_device()
+    precision = _precision(config, device)
+    model = build_model(config, tokenizer, precision)
+
+    train_set = _tokenized(splits["train"], tokenizer, config)
+    eval_set = _tokenized(splits["validation"], tokenizer, config, sort_by_length=True)
+    checkpoint_dir = Path(config.checkpoint_dir or f"{config.output_dir}-checkpoints")
+    args = training_arguments(config, precision, device, checkpoint_dir, progress=progress)
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
-        data_collator=DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8),
+        data_collator=data_collator(tokenizer),
         compute_metrics=_metrics_for_trainer,
     )
     resume = any(checkpoint_dir.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     if not trainer.is_world_process_zero():
+        # Under DDP (accelerate launch / torchrun) only rank 0 writes and evaluates the bundle; the
+        # others wait until it is written, so a caller that reads it on any rank finds it complete.
+        trainer.accelerator.wait_for_everyone()
         return Path(config.output_dir)
 
     info = {
@@ -257,7 +280,10 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         "versions": library_versions(),
         "command": config.command or " ".join(sys.argv),
     }
-    out = save_bundle(trainer.model, tokenizer, info, config.output_dir)
+    try:
+        out = save_bundle(trainer.model, tokenizer, info, config.output_dir)
+    finally:
+        trainer.accelerator.wait_for_everyone()
     evaluate_bundle_into_info(out, splits)
     return out
 

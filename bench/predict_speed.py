@@ -1,0 +1,117 @@
+"""File prediction samples/s: a one-text-at-a-time fp32 loop against `Classifier.predict`, same run.
+
+    .venv/bin/python bench/predict_speed.py                 # the shipped model if present
+    .venv/bin/python bench/predict_speed.py --model DIR     # any bundle
+
+baseline  the original project's way: the PEFT model unmerged, fp32, one text per forward pass.
+new       `Classifier.predict` (what `patentclf predict --input FILE` runs): LoRA merged into the
+          base, bf16 weights where the hardware has native bf16, batches of similar lengths.
+
+Without a shipped model and without --model, a fresh (untrained) LoRA over SmolLM2-135M is saved as a
+bundle: speed does not depend on the weights' values. Texts: a fixed stratified subset of the bundled
+test split. Each path runs once to warm up, then --repeats timed passes over all rows; the table shows
+medians, their ratio, and how often the two paths agree on the label.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import common  # noqa: F401
+from common import machine, median, other_load, table
+
+
+def untrained_bundle(folder: Path, base_model: str = "smollm2-135m", max_length: int = 256) -> Path:
+    """A LoRA over the base model with a random head, saved as a bundle (same shapes as a trained one)."""
+    import torch
+
+    from patentclf.bundle import save_bundle
+    from patentclf.models import LoraSettings, add_lora, load_classification_model, load_tokenizer
+    from patentclf.training import ALL_PROJECTIONS
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(base_model)
+    model = add_lora(load_classification_model(base_model, pad_token_id=tokenizer.pad_token_id), LoraSettings(r=16, alpha=32, target_modules=list(ALL_PROJECTIONS), layers=16))
+    info = {"base_model": base_model, "max_length": max_length, "normalize": "bigpatent", "metrics": {}, "note": "untrained, for benchmarks"}
+    return save_bundle(model, tokenizer, info, folder)
+
+
+def baseline_pass(model, tokenizer, texts: list[str], max_length: int, normalize: bool) -> list[list[float]]:
+    import torch
+
+    from patentclf.data import to_bigpatent_form
+
+    out = []
+    with torch.inference_mode():
+        for text in texts:
+            encoded = tokenizer(to_bigpatent_form(text) if normalize else text, truncation=True, max_length=max_length, return_tensors="pt")
+            out.append(torch.softmax(model(**encoded).logits[0].float(), dim=-1).tolist())
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None, help="bundle folder (default: the shipped model, else an untrained one)")
+    parser.add_argument("--data", default="bundled")
+    parser.add_argument("--rows", type=int, default=96)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=16, help="Classifier.predict batch size (the CLI's default)")
+    args = parser.parse_args()
+
+    import torch
+
+    from patentclf.bundle import default_model_dir, load_bundle
+    from patentclf.classifier import Classifier
+    from patentclf.data import load_split, stratified_subset
+
+    print(f"machine: {machine()}")
+    print(f"at start: {other_load()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = args.model
+        if model_dir is None:
+            shipped = default_model_dir()
+            model_dir = shipped if (shipped / "patentclf.json").is_file() else untrained_bundle(Path(tmp) / "untrained")
+        print(f"model: {model_dir}")
+        texts = stratified_subset(load_split(args.data, "test"), args.rows, seed=0).texts
+
+        base_model, tokenizer, info = load_bundle(model_dir, dtype=torch.float32, merge=False)
+        max_length, normalize = int(info.get("max_length", 256)), info.get("normalize", "bigpatent") == "bigpatent"
+        baseline_pass(base_model, tokenizer, texts[:4], max_length, normalize)
+        base_rates, base_probs = [], None
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            base_probs = baseline_pass(base_model, tokenizer, texts, max_length, normalize)
+            base_rates.append(len(texts) / (time.perf_counter() - start))
+        print(f"baseline: {', '.join(f'{r:.2f}' for r in base_rates)} samples/s", flush=True)
+        del base_model
+
+        classifier = Classifier.load(model_dir)
+        dtype = str(next(classifier.model.parameters()).dtype).replace("torch.", "")
+        classifier.predict(texts[:4], batch_size=args.batch_size)
+        new_rates, predictions = [], None
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            predictions = classifier.predict(texts, batch_size=args.batch_size)
+            new_rates.append(len(texts) / (time.perf_counter() - start))
+        print(f"new: {', '.join(f'{r:.2f}' for r in new_rates)} samples/s", flush=True)
+    print(f"at end: {other_load()}")
+
+    codes = list(predictions[0].probabilities)
+    agree = sum(max(range(9), key=b.__getitem__) == p.label_id for b, p in zip(base_probs, predictions)) / len(texts)
+    diff = max(abs(b[i] - p.probabilities[c]) for b, p in zip(base_probs, predictions) for i, c in enumerate(codes))
+    b, n = median(base_rates), median(new_rates)
+    print()
+    print(f"predicting {len(texts)} rows of {args.data} test, median of {args.repeats} passes after a warm-up, device {classifier.device.type}")
+    print(table(
+        ["path", "weights", "LoRA", "batching", "samples/s", "vs baseline"],
+        [["baseline", "float32", "unmerged (PEFT)", "one text at a time", f"{b:.2f}", "1.00x"],
+         ["new: Classifier.predict", dtype, "merged", f"batches of {args.batch_size}, sorted by length", f"{n:.2f}", f"{n / b:.2f}x"]],
+    ))
+    print(f"same label as the baseline: {agree:.1%} of rows; largest probability difference {diff:.3f}")
+
+
+if __name__ == "__main__":
+    main()
