@@ -267,6 +267,13 @@ def serve(
         config = ServiceConfig.load(config_file, **options)
     except (ValidationError, ValueError, OSError) as exc:
         _fail(f"service configuration: {exc}")
+    from .bundle import default_model_dir, read_info
+    from .models import ModelError
+
+    try:  # a wrong --model fails here with one line, not a traceback from inside uvicorn
+        read_info(config.model or default_model_dir())
+    except ModelError as exc:
+        _fail(str(exc))
     # uvicorn's access log is off: the service writes its own JSON line per request.
     uvicorn.run(create_app(config), host=config.host, port=config.port, access_log=False, log_level="info")
 
