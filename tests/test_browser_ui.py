@@ -1,7 +1,7 @@
 """A real browser (Debian's headless Chromium) against the real UI and the real API, on loopback.
 
-The UI runs through ``patentclf ui`` and the API through uvicorn, each as a subprocess. The page's
-screenshot is kept in ``test-artifacts/ui-prediction.png``.
+The UI runs through ``patentclf ui`` and the API through uvicorn, each as a subprocess. Screenshots
+of the pages are kept in ``test-artifacts/`` (ui-prediction.png, ui-monitoring.png).
 """
 
 from __future__ import annotations
@@ -92,3 +92,11 @@ def test_browser_submits_a_patent_and_sees_the_section(servers, browser):
 
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "ui-prediction.png"))
+
+    # The monitoring page counts that prediction (the service's log reaches /stats within a second).
+    browser.get(f"{ui_url}/monitoring")
+    wait.until(lambda d: "Predictions served" in d.find_element(By.TAG_NAME, "body").text)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"]')) >= 2)
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Label mix: served against training" in body and "Traceback" not in body
+    assert browser.save_screenshot(str(ARTIFACTS / "ui-monitoring.png"))
