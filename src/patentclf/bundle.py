@@ -104,7 +104,8 @@ def _metric_row(name: str, metrics: dict | None) -> str:
 def write_model_card(bundle_dir: str | Path, info: dict) -> None:
     metrics = info.get("metrics", {})
     rows = "\n".join(_metric_row(name, value) for name, value in metrics.items()) or "| (not evaluated) | | | |"
-    hyper = info.get("training", {})
+    # The training log stays in patentclf.json; the card lists the settings that reproduce the run.
+    hyper = {k: v for k, v in info.get("training", {}).items() if k != "log_history"}
     card = f"""---
 library_name: peft
 base_model: {info.get("base_model")}

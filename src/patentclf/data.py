@@ -240,7 +240,9 @@ def load_split(
     """Load one split of a data spec. A single file stands for every split."""
     options = dict(text_fields=text_fields, label_field=label_field, require_labels=require_labels)
     if spec == "bundled":
-        spec = str(bundled_data_dir())
+        rows = load_split(str(bundled_data_dir()), split, **options)
+        rows.source = f"bundled:{split}"  # the same on every machine, unlike the install path
+        return rows
     path = Path(spec)
     if path.is_dir():
         found = _split_file(path, split)
