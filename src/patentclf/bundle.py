@@ -78,12 +78,13 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from .models import load_classification_model
+    from .models import load_classification_model, quiet_transformers
 
     bundle_dir = Path(bundle_dir)
     info = read_info(bundle_dir)
     tokenizer = AutoTokenizer.from_pretrained(bundle_dir)
-    base = load_classification_model(info["base_model"], pad_token_id=tokenizer.pad_token_id, dtype=torch.float32)
+    with quiet_transformers():
+        base = load_classification_model(info["base_model"], pad_token_id=tokenizer.pad_token_id, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, bundle_dir)
     if merge:
         model = model.merge_and_unload()

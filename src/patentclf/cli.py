@@ -137,7 +137,7 @@ def evaluate(
         table.add_column(column, justify="right" if column not in ("section", "name") else "left")
     for s in SECTIONS:
         c = metrics["per_class"][s.code]
-        table.add_row(s.code, s.name[:40], f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
+        table.add_row(s.code, s.name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
     console.print(table)
     console.print(f"accuracy [bold]{metrics['accuracy']:.3f}[/]  macro-F1 [bold]{metrics['macro_f1']:.3f}[/]  weighted-F1 {metrics['weighted_f1']:.3f}")
     console.print(f"wrote {output / 'metrics.json'} and {output / 'confusion_matrix.png'}")

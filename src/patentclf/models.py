@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,6 +99,19 @@ def supports_bf16(device: torch.device) -> bool:
     if device.type == "cpu":
         return cpu_supports_bf16()
     return False
+
+
+@contextmanager
+def quiet_transformers():
+    """Hide transformers' load report: a bundle's base always lacks the head, which the adapter holds."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
 
 
 def load_classification_model(
