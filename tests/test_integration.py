@@ -26,18 +26,20 @@ def run_cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-# Unambiguous real-world cases, one per large section.
-OBVIOUS = {
-    "A": "A pharmaceutical composition for treating diabetes in a patient, comprising an insulin analogue and a carrier for subcutaneous injection.",
-    "C": "A process for producing a polymer by catalytic polymerization of ethylene monomers in the presence of a metallocene catalyst and a solvent.",
-    "H": "A semiconductor device comprising a transistor formed on a substrate, a gate electrode, and a dielectric layer for an integrated circuit.",
-}
+# Real abstracts from the bundled test split (never trained on), one per section, by patent number.
+REAL = {"US6302908": "A", "US6800592": "C", "US10718657": "G", "US8724782": "H"}
+
+
+def real_texts() -> dict[str, str]:
+    test = load_split("bundled", "test")
+    return {row_id: text for row_id, text in zip(test.ids, test.texts) if row_id in REAL}
 
 
 def test_shipped_model_classifies_real_abstracts(shipped_model):
     classifier = Classifier.load(shipped_model)
-    predictions = classifier.predict(list(OBVIOUS.values()))
-    assert [p.label for p in predictions] == list(OBVIOUS)
+    texts = real_texts()
+    predictions = classifier.predict([texts[row_id] for row_id in REAL])
+    assert [p.label for p in predictions] == list(REAL.values())
     for p in predictions:
         assert set(p.probabilities) == set(CODES)
         assert abs(sum(p.probabilities.values()) - 1) < 1e-3
@@ -66,7 +68,8 @@ def test_evaluate_writes_metrics_and_confusion_matrix(tmp_path):
 
 
 def test_predict_file_keeps_order_and_ids(tmp_path):
-    rows = [{"id": f"row-{i}", "text": text} for i, text in enumerate(list(OBVIOUS.values()) * 2)]
+    texts = real_texts()
+    rows = [{"id": f"row-{i}", "text": texts[row_id]} for i, row_id in enumerate(list(REAL) * 2)]
     rows.insert(2, {"text": "A door hinge for a building with a locking mechanism."})  # no id
     source = write_jsonl(tmp_path / "in.jsonl", rows)
     out = tmp_path / "out.jsonl"
@@ -75,12 +78,12 @@ def test_predict_file_keeps_order_and_ids(tmp_path):
     assert len(lines) == len(rows)
     assert [line.get("id") for line in lines] == [row.get("id") for row in rows]
     assert [line["prediction"] for line in lines[:2]] == ["A", "C"]
-    assert lines[0]["prediction"] == lines[4]["prediction"]  # same text, same answer, wherever it sits
+    assert lines[0]["prediction"] == lines[5]["prediction"]  # same text, same answer, wherever it sits
     assert all(set(line["probabilities"]) == set(CODES) for line in lines)
 
 
 def test_predict_arguments_and_bad_input():
-    result = run_cli("predict", OBVIOUS["H"])
+    result = run_cli("predict", real_texts()["US8724782"])
     assert "Electricity" in result.stdout
     bad = run_cli("predict", "--input", "no-such-file.jsonl", check=False)
     assert bad.returncode == 2 and "no such file" in bad.stderr
