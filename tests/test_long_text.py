@@ -9,18 +9,7 @@ from patentclf.classifier import Classifier, chunk_overlap
 from patentclf.cli import app
 from patentclf.labels import CODES
 
-# The toy task's words (tests/conftest.py): filler carries no section, each section has its own words.
-FILLER = ["the", "a", "device", "method", "system", "comprising", "with", "and", "of", "which", "is", "provided"]
-TOY_WORDS = {
-    "A": ["medicine", "patient", "food", "surgical", "tooth"],
-    "B": ["vehicle", "conveyor", "printing", "cutting", "robot"],
-    "C": ["polymer", "alloy", "compound", "catalyst", "acid"],
-    "D": ["yarn", "fabric", "paper", "weaving", "fibre"],
-    "E": ["bridge", "building", "drilling", "door", "road"],
-    "F": ["engine", "turbine", "valve", "lamp", "heating"],
-    "G": ["optical", "measuring", "computer", "sensor", "clock"],
-    "H": ["circuit", "antenna", "transistor", "battery", "signal"],
-}
+from .conftest import FILLER, TOY_WORDS  # the toy task: filler carries no section, each section its own words
 
 
 @pytest.fixture(scope="module")
