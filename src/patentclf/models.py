@@ -187,10 +187,13 @@ def add_lora(model, settings: LoraSettings, num_hidden_layers: int | None = None
         target_modules=settings.target_modules,
         layers_to_transform=layers,
     )
-    peft_model = get_peft_model(model, config)
-    # Trainable weights (adapters, head) stay fp32 even over a bf16 base, so updates are not lost
-    # to bf16 rounding; autocast runs their matmuls in bf16.
-    for param in peft_model.parameters():
+    return upcast_trainable(get_peft_model(model, config))
+
+
+def upcast_trainable(model):
+    """Trainable weights (adapters, head) stay fp32 even over a bf16 base, so updates are not lost
+    to bf16 rounding; autocast runs their matmuls in bf16."""
+    for param in model.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
-    return peft_model
+    return model

@@ -22,6 +22,7 @@ from .models import (
     load_tokenizer,
     pick_device,
     supports_bf16,
+    upcast_trainable,
 )
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -146,11 +147,7 @@ def build_model(config: TrainConfig, tokenizer, precision: str):
     if config.resume_from:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, config.resume_from, is_trainable=True)
-        for param in model.parameters():
-            if param.requires_grad and param.dtype != torch.float32:
-                param.data = param.data.float()
-        return model
+        return upcast_trainable(PeftModel.from_pretrained(model, config.resume_from, is_trainable=True))
     settings = LoraSettings(
         r=config.lora_r,
         alpha=config.lora_alpha,
