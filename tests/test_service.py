@@ -94,6 +94,15 @@ def test_text_longer_than_the_window_is_truncated_and_says_so(server):
     assert httpx.post(server.url + "/predict", json={"text": "optical sensor"}).json()["truncated"] is False
 
 
+def test_chunk_mode_reads_long_texts_in_windows(tiny_bundle, tmp_path):
+    long_text = " ".join(["optical sensor measuring"] * 60)
+    with LiveServer(tiny_bundle, feedback_db=tmp_path / "fb.db", long_text="chunk") as live:
+        answer = httpx.post(live.url + "/predict", json={"text": long_text}).json()
+    expected = Classifier.load(tiny_bundle, precision="fp32").predict([long_text], long_text="chunk")[0]
+    assert answer["truncated"] is False and answer["chunks"] == expected.chunks > 1
+    assert_same_prediction(answer, expected)
+
+
 # --- bad input: a clear 4xx, never a 500 ------------------------------------------------------
 
 BAD_PREDICT = [

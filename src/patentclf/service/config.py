@@ -32,6 +32,9 @@ class ServiceConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(9000, ge=0, le=65535)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    long_text: Literal["truncate", "chunk"] = Field(
+        "truncate", description="text longer than the model's window: read its start, or average overlapping windows"
+    )
 
     api_key: SecretStr | None = Field(None, description="key for POST /feedback (X-API-Key); unset: feedback is refused")
     feedback_db: Path = Field(default_factory=default_feedback_db, description="SQLite file: feedback + predictions log")

@@ -78,6 +78,7 @@ class ServedPrediction:
             "confidence": p.confidence,
             "probabilities": p.probabilities,
             "truncated": p.truncated,
+            "chunks": p.chunks,
             "needs_review": self.needs_review,
             "model_version": self.model_version,
         }
@@ -116,7 +117,7 @@ class ServiceRuntime:
             return
         cfg = self.config
         batcher = MicroBatcher(
-            lambda texts: classifier.predict(texts, batch_size=cfg.micro_batch_size),
+            lambda texts: classifier.predict(texts, batch_size=cfg.micro_batch_size, long_text=cfg.long_text),
             max_queue=cfg.queue_size,
             max_batch_texts=cfg.micro_batch_size,
             max_wait_s=cfg.micro_batch_wait_ms / 1000,

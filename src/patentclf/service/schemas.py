@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..labels import CODES, parse_label
 
-_TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated)"
+_TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated, or read in overlapping windows with long_text=chunk)"
 
 
 def _non_empty(text: str) -> str:
@@ -54,6 +54,7 @@ class PredictionResponse(BaseModel):
     confidence: float = Field(..., description="probability of the predicted section")
     probabilities: dict[str, float] = Field(..., description="all nine sections, by letter")
     truncated: bool = Field(..., description="the text was longer than the model's window; only its start was read")
+    chunks: int = Field(1, description="windows read: more than 1 when the service runs with long_text=chunk")
     needs_review: bool = Field(..., description="confidence is below the service's review threshold")
     model_version: str
 
