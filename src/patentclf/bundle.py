@@ -96,15 +96,22 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     return model, tokenizer, info
 
 
-def _metric_row(name: str, metrics: dict | None) -> str:
-    if not metrics:
-        return f"| {name} | - | - | - |"
-    return f"| {name} | {metrics['n']} | {metrics['accuracy']:.3f} | {metrics['macro_f1']:.3f} |"
+def metrics_rows(metrics: dict) -> str:
+    """Markdown rows ``| split | n | accuracy | macro-F1 |`` for a model card."""
+    rows = [
+        f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" if m else f"| {name} | - | - | - |"
+        for name, m in metrics.items()
+    ]
+    return "\n".join(rows) or "| (not evaluated) | | | |"
+
+
+def labels_line() -> str:
+    """The label table in one line, for model cards."""
+    return ", ".join(f"{s.id} {s.code} {s.name}" for s in SECTIONS)
 
 
 def write_model_card(bundle_dir: str | Path, info: dict) -> None:
-    metrics = info.get("metrics", {})
-    rows = "\n".join(_metric_row(name, value) for name, value in metrics.items()) or "| (not evaluated) | | | |"
+    rows = metrics_rows(info.get("metrics", {}))
     # The training log stays in patentclf.json; the card lists the settings that reproduce the run.
     hyper = {k: v for k, v in info.get("training", {}).items() if k != "log_history"}
     card = f"""---

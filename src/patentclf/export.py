@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from .bundle import INFO_FILE, load_bundle, model_version, read_info
+from .bundle import INFO_FILE, labels_line, load_bundle, metrics_rows, model_version, read_info
 from .labels import ID2LABEL, LABEL2ID
 
 EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -63,8 +63,7 @@ def _card(info: dict, dtype: str) -> str:
         if normalize
         else "The text is tokenized as it is (no normalisation)."
     )
-    metrics = info.get("metrics", {})
-    rows = "\n".join(f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" for name, m in metrics.items()) or "| (not evaluated) | | | |"
+    rows = metrics_rows(info.get("metrics", {}))
     return f"""---
 library_name: transformers
 base_model: {info.get("base_model")}
@@ -83,9 +82,7 @@ model = AutoModelForSequenceClassification.from_pretrained(FOLDER)
 tokenizer = AutoTokenizer.from_pretrained(FOLDER)
 ```
 
-Labels (`config.id2label`): 0 A Human Necessities, 1 B Performing Operations; Transporting,
-2 C Chemistry; Metallurgy, 3 D Textiles; Paper, 4 E Fixed Constructions, 5 F Mechanical Engineering;
-Lighting; Heating; Weapons; Blasting, 6 G Physics, 7 H Electricity, 8 Y General Tagging.
+Labels (`config.id2label`): {labels_line()}.
 
 ## Input
 
