@@ -5,7 +5,10 @@
 
 baseline  the original project's way: the PEFT model unmerged, fp32, one text per forward pass.
 new       `Classifier.predict` (what `patentclf predict --input FILE` runs): LoRA merged into the
-          base, bf16 weights where the hardware has native bf16, batches of similar lengths.
+          base, bf16 weights where the hardware has native bf16, batches of similar lengths (on CPU at
+          most 8 rows and 800 padded tokens), right padding read without an attention mask, and
+          matmul attention on CPU.
+compiled  the same with `--compile` (torch.compile); its one-off compile time is printed apart.
 
 Without a shipped model and without --model, a fresh (untrained) LoRA over SmolLM2-135M is saved as a
 bundle: speed does not depend on the weights' values. Texts: a fixed stratified subset of the bundled
@@ -58,7 +61,8 @@ def main() -> None:
     parser.add_argument("--data", default="bundled")
     parser.add_argument("--rows", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=16, help="Classifier.predict batch size (the CLI's default)")
+    parser.add_argument("--batch-size", type=int, default=None, help="Classifier.predict batch size (default: the CLI's)")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile row (it takes a minute to compile)")
     args = parser.parse_args()
 
     import torch
@@ -88,29 +92,51 @@ def main() -> None:
         print(f"baseline: {', '.join(f'{r:.2f}' for r in base_rates)} samples/s", flush=True)
         del base_model
 
+        def timed(classifier) -> tuple[list[float], list]:
+            rates, predictions = [], None
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                predictions = classifier.predict(texts, batch_size=args.batch_size)
+                rates.append(len(texts) / (time.perf_counter() - start))
+            return rates, predictions
+
         classifier = Classifier.load(model_dir)
         dtype = str(next(classifier.model.parameters()).dtype).replace("torch.", "")
+        device = classifier.device.type
         classifier.predict(texts[:4], batch_size=args.batch_size)
-        new_rates, predictions = [], None
-        for _ in range(args.repeats):
-            start = time.perf_counter()
-            predictions = classifier.predict(texts, batch_size=args.batch_size)
-            new_rates.append(len(texts) / (time.perf_counter() - start))
+        new_rates, predictions = timed(classifier)
         print(f"new: {', '.join(f'{r:.2f}' for r in new_rates)} samples/s", flush=True)
+        compiled_rates, compiled_predictions, compile_seconds = [], None, None
+        if not args.no_compile:
+            del classifier
+            compiled = Classifier.load(model_dir, compile=True)
+            start = time.perf_counter()
+            compiled.predict(texts[:4], batch_size=args.batch_size)  # compiles here
+            compile_seconds = time.perf_counter() - start
+            compiled_rates, compiled_predictions = timed(compiled)
+            print(f"compiled: {', '.join(f'{r:.2f}' for r in compiled_rates)} samples/s (compiling took {compile_seconds:.0f} s)", flush=True)
     print(f"at end: {other_load()}")
 
     codes = list(predictions[0].probabilities)
-    agree = sum(max(range(9), key=b.__getitem__) == p.label_id for b, p in zip(base_probs, predictions)) / len(texts)
-    diff = max(abs(b[i] - p.probabilities[c]) for b, p in zip(base_probs, predictions) for i, c in enumerate(codes))
+
+    def agreement(predicted) -> str:
+        agree = sum(max(range(9), key=b.__getitem__) == p.label_id for b, p in zip(base_probs, predicted)) / len(texts)
+        diff = max(abs(b[i] - p.probabilities[c]) for b, p in zip(base_probs, predicted) for i, c in enumerate(codes))
+        return f"same label as the baseline on {agree:.1%} of rows; largest probability difference {diff:.3f}"
+
     b, n = median(base_rates), median(new_rates)
+    batching = f"batches of {args.batch_size}" if args.batch_size else "default batches"
+    rows = [["baseline", "float32", "unmerged (PEFT)", "one text at a time", f"{b:.2f}", "1.00x"],
+            ["new: Classifier.predict", dtype, "merged", f"{batching}, sorted by length", f"{n:.2f}", f"{n / b:.2f}x"]]
+    if compiled_rates:
+        c = median(compiled_rates)
+        rows.append([f"new + --compile ({compile_seconds:.0f} s once)", dtype, "merged", f"{batching}, sorted by length", f"{c:.2f}", f"{c / b:.2f}x"])
     print()
-    print(f"predicting {len(texts)} rows of {args.data} test, median of {args.repeats} passes after a warm-up, device {classifier.device.type}")
-    print(table(
-        ["path", "weights", "LoRA", "batching", "samples/s", "vs baseline"],
-        [["baseline", "float32", "unmerged (PEFT)", "one text at a time", f"{b:.2f}", "1.00x"],
-         ["new: Classifier.predict", dtype, "merged", f"batches of {args.batch_size}, sorted by length", f"{n:.2f}", f"{n / b:.2f}x"]],
-    ))
-    print(f"same label as the baseline: {agree:.1%} of rows; largest probability difference {diff:.3f}")
+    print(f"predicting {len(texts)} rows of {args.data} test, median of {args.repeats} passes after a warm-up, device {device}")
+    print(table(["path", "weights", "LoRA", "batching", "samples/s", "vs baseline"], rows))
+    print(f"new: {agreement(predictions)}")
+    if compiled_predictions:
+        print(f"compiled: {agreement(compiled_predictions)}")
 
 
 if __name__ == "__main__":

@@ -295,11 +295,11 @@ def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split
         if name not in splits:
             continue
         split = splits[name]
-        predicted = [p.label_id for p in classifier.predict(split.texts, batch_size=32)]
+        predicted = [p.label_id for p in classifier.predict(split.texts)]
         info["metrics"][name] = summary(compute_metrics(split.labels, predicted))
         if name == "test":
             lowered = [data_mod.to_bigpatent_form(t) for t in split.texts]
-            predicted = [p.label_id for p in classifier.predict(lowered, batch_size=32)]
+            predicted = [p.label_id for p in classifier.predict(lowered)]
             info["metrics"]["test (BIGPATENT form)"] = summary(compute_metrics(split.labels, predicted))
     write_info(bundle_dir, info)
     write_model_card(bundle_dir, info)

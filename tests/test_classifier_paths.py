@@ -1,0 +1,64 @@
+"""Classifier's fast inference path: unmasked right-padded batches, token-budget batching, torch.compile."""
+
+from __future__ import annotations
+
+import torch
+
+from patentclf.classifier import CPU_BATCH_TOKENS, Classifier
+
+TEXTS = [
+    "a polymer compound",
+    "The ENGINE valve and turbine, with heating lamp and a long description of the pump " * 3,
+    "circuit with antenna and a battery",
+    "yarn fabric weaving method of paper and a loom with a shuttle",
+    "x",
+]
+
+
+def test_unmasked_fast_path_gives_the_logits_of_the_masked_model(tiny_bundle):
+    classifier = Classifier.load(tiny_bundle, precision="fp32")
+    assert classifier.backbone is not None  # a Llama classifier takes the fast path
+    windows, _, _ = classifier._windows(TEXTS, chunk=False)
+    assert len({len(w) for w in windows}) == len(windows)  # every row is padded differently
+    batch = classifier.tokenizer.pad({"input_ids": windows}, return_tensors="pt")
+    assert batch["attention_mask"].min() == 0
+    with torch.inference_mode():
+        masked = classifier.model(**batch).logits  # transformers' own masked forward and pooling
+        fast = classifier._logits(windows)
+    torch.testing.assert_close(fast, masked, atol=1e-5, rtol=1e-5)
+
+
+def test_predictions_do_not_depend_on_how_texts_are_batched(tiny_bundle):
+    classifier = Classifier.load(tiny_bundle, precision="fp32")
+    together = classifier.predict(TEXTS, batch_size=5)
+    for text, expected in zip(TEXTS, together):
+        alone = classifier.predict([text])[0]
+        assert alone.label == expected.label
+        for code, p in alone.probabilities.items():
+            assert abs(p - expected.probabilities[code]) < 1e-5
+
+
+def test_batches_hold_similar_lengths_within_the_row_and_token_limits(tiny_bundle):
+    classifier = Classifier.load(tiny_bundle, precision="fp32", device="cpu")
+    lengths = [300, 5, 120, 7, 100, 6, 110, 90, 800, 95]
+    groups = classifier.batches(lengths, batch_size=3)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    flat = [lengths[i] for g in groups for i in g]
+    assert flat == sorted(lengths)  # shortest first, so each batch pads little
+    for group in groups:
+        assert len(group) <= 3
+        padded = len(group) * max(lengths[i] for i in group)
+        assert padded <= CPU_BATCH_TOKENS or len(group) == 1  # a row over the budget goes alone
+    assert [800] in [[lengths[i] for i in g] for g in groups]
+    assert [len(g) for g in classifier.batches([10] * 20, batch_size=8)] == [8, 8, 4]
+
+
+def test_compiled_classifier_predicts_like_the_eager_one(tiny_bundle):
+    eager = Classifier.load(tiny_bundle, precision="fp32")
+    compiled = Classifier.load(tiny_bundle, precision="fp32", compile=True)
+    # Different batch shapes: the compiled graph has dynamic sizes, so all of them run through it.
+    for batch_size in (2, 5):
+        for want, got in zip(eager.predict(TEXTS, batch_size=batch_size), compiled.predict(TEXTS, batch_size=batch_size)):
+            assert want.label == got.label
+            for code, p in want.probabilities.items():
+                assert abs(p - got.probabilities[code]) < 1e-4
