@@ -6,7 +6,7 @@
 Peak RSS is the process's high-water mark (getrusage), so each measurement runs in its own child
 process: training with the original recipe (fp32, padded to 256), training with `patentclf train`'s
 path (the shipped model's LoRA recipe when it is there), and serving (`Classifier.load` + predicting
---rows texts in batches of 16, what the service does). On CUDA the allocator's peak is shown too.
+--rows texts in the default batches). On CUDA the allocator's peak is shown too.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def child_train(path: str, model_dir: str | None, steps: int, base_model: str) -
     precision = training._precision(config, device)
     tokenizer = load_tokenizer(config.base_model)
     split = stratified_subset(load_split("bundled", "train"), steps * config.batch_size, seed=0)
-    model = training.build_model(config, tokenizer, precision)
+    model = training.build_model(config, tokenizer, precision, None if path == "baseline" else device)
     loaded = rss_mb()
     collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=config.max_length) if path == "baseline" else training.data_collator(tokenizer))
     with tempfile.TemporaryDirectory() as tmp:
@@ -70,9 +70,9 @@ def child_serve(model_dir: str, rows: int) -> dict:
     classifier = Classifier.load(model_dir)
     loaded = rss_mb()
     texts = stratified_subset(load_split("bundled", "test"), rows, seed=0).texts
-    classifier.predict(texts, batch_size=16)
+    classifier.predict(texts)
     dtype = str(next(classifier.model.parameters()).dtype).replace("torch.", "")
-    return {"what": "serve", "detail": f"Classifier.load + predict {rows} texts (batch 16), {dtype}, {classifier.device.type}",
+    return {"what": "serve", "detail": f"Classifier.load + predict {rows} texts (default batches), {dtype}, {classifier.device.type}",
             "after_load_mb": loaded, "peak_rss_mb": peak_rss_mb(), "cuda_peak_mb": _cuda_peak()}
 
 

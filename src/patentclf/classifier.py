@@ -11,7 +11,7 @@ import torch
 from .bundle import default_model_dir, load_bundle, model_version
 from .data import to_bigpatent_form
 from .labels import CODES, SECTIONS
-from .models import pick_device, supports_bf16
+from .models import attention_implementation, pick_device, supports_bf16
 
 LONG_TEXT_MODES = ("truncate", "chunk")
 CHUNK_STRIDE = 64  # tokens shared by neighbouring windows in chunk mode
@@ -58,9 +58,8 @@ class Classifier:
         # Decoder classifiers (Llama, Mistral, Qwen, ... *ForSequenceClassification) are a causal
         # backbone `.model` plus a linear `.score` read at the last real token.
         self.backbone = model.model if hasattr(model, "model") and hasattr(model, "score") else None
-        if device.type == "cpu" and hasattr(model, "set_attn_implementation"):
-            # PyTorch's CPU flash-attention kernel ran ~15% slower than plain matmul attention here.
-            model.set_attn_implementation("eager")
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(attention_implementation(device))
         if compile:
             target = self.backbone if self.backbone is not None else model
             compiled = torch.compile(target, dynamic=True)

@@ -114,12 +114,19 @@ def quiet_transformers():
         hf_logging.set_verbosity(level)
 
 
+def attention_implementation(device: torch.device | None) -> str:
+    """SDPA on GPUs (flash kernels); plain matmul ("eager") attention on CPU, where PyTorch's CPU
+    flash kernel ran 10-15% slower at these lengths, in training and in prediction."""
+    return "eager" if device is not None and device.type == "cpu" else "sdpa"
+
+
 def load_classification_model(
     reference: str,
     *,
     pad_token_id: int,
     dtype: torch.dtype = torch.float32,
     quantize: str | None = None,
+    attn_implementation: str = "sdpa",
 ):
     """The base model with a fresh nine-way ``score`` head, ready for LoRA."""
     from transformers import AutoModelForSequenceClassification
@@ -135,7 +142,7 @@ def load_classification_model(
             id2label=ID2LABEL,
             label2id=LABEL2ID,
             dtype=dtype,
-            attn_implementation="sdpa",
+            attn_implementation=attn_implementation,
             **options,
         )
     except OSError as exc:

@@ -18,6 +18,7 @@ from .models import (
     DEFAULT_BASE_MODEL,
     LoraSettings,
     add_lora,
+    attention_implementation,
     load_classification_model,
     load_tokenizer,
     pick_device,
@@ -132,13 +133,18 @@ def _precision(config: TrainConfig, device: torch.device) -> str:
     return "bf16" if supports_bf16(device) else "fp32"
 
 
-def build_model(config: TrainConfig, tokenizer, precision: str):
-    """Base model + LoRA; with ``resume_from``, the existing adapter continues training."""
+def build_model(config: TrainConfig, tokenizer, precision: str, device: torch.device | None = None):
+    """Base model + LoRA; with ``resume_from``, the existing adapter continues training. ``device``
+    picks the attention kernel (see ``models.attention_implementation``)."""
     # With bf16, the frozen base weights are stored in bf16 (half the memory traffic); trainable
     # LoRA and head weights stay fp32 and autocast does the matmuls in bf16.
     dtype = torch.bfloat16 if precision == "bf16" and not config.quantize else torch.float32
     model = load_classification_model(
-        config.base_model, pad_token_id=tokenizer.pad_token_id, dtype=dtype, quantize=config.quantize
+        config.base_model,
+        pad_token_id=tokenizer.pad_token_id,
+        dtype=dtype,
+        quantize=config.quantize,
+        attn_implementation=attention_implementation(device),
     )
     if config.quantize:
         from peft import prepare_model_for_kbit_training
@@ -237,7 +243,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
     tokenizer = load_tokenizer(config.base_model)
     device = pick_device()
     precision = _precision(config, device)
-    model = build_model(config, tokenizer, precision)
+    model = build_model(config, tokenizer, precision, device)
 
     train_set = _tokenized(splits["train"], tokenizer, config)
     eval_set = _tokenized(splits["validation"], tokenizer, config, sort_by_length=True)
