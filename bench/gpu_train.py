@@ -11,6 +11,9 @@ baseline  a plain `Trainer` + PEFT: fp32 weights, `bf16=True` (autocast), defaul
 new       patentclf's path: bf16 base weights with fp32 LoRA/head (`models.add_lora`), the
           `TrainingArguments` that `patentclf train` builds (`training.training_arguments`: bf16
           autocast, fused AdamW, SDPA attention), plus --compile / --gradient-checkpointing if asked.
+qlora     `patentclf train --quantize 4bit`'s path (`training.build_model`): the same random weights
+          saved once, loaded back as 4-bit NF4 (bitsandbytes, `pip install -e .[cuda]`), LoRA on
+          top. CUDA only; its CUDA peak beside the new path's is the memory QLoRA saves.
 
 Both train the same LoRA (TrainConfig's defaults: r 8 on all seven projections of every layer) on
 random token ids of exactly --seq-len tokens (no padding), batch --batch-size, --warmup untimed steps
@@ -64,12 +67,13 @@ def flops_per_token(model, config, seq_len: int) -> tuple[float, float, int, int
 
     frozen = trainable = 0
     for module in model.modules():
-        if isinstance(module, torch.nn.Linear):
-            for p in module.parameters(recurse=False):
-                if p.requires_grad:
-                    trainable += p.numel()
-                else:
-                    frozen += p.numel()
+        if isinstance(module, torch.nn.Linear):  # bitsandbytes' Linear4bit too
+            # Counted by shape: a 4-bit weight's storage holds two values a byte.
+            weights = module.in_features * module.out_features + (module.bias.numel() if module.bias is not None else 0)
+            if module.weight.requires_grad:
+                trainable += weights
+            else:
+                frozen += weights
     d_attn = config.num_attention_heads * (config.hidden_size // config.num_attention_heads)
     attention = 6 * config.num_hidden_layers * seq_len * d_attn
     return 4 * frozen + 6 * trainable + attention, 6 * (frozen + trainable) + 2 * attention, frozen, trainable
@@ -144,6 +148,34 @@ def build(name: str, config, device, args):
     return model, trainer_args, "bf16 weights, fp32 LoRA" if bf16 else "fp32"
 
 
+def build_qlora(config, device, args):
+    """`patentclf train --quantize 4bit` on the random 1B-shaped weights (saved to disk once)."""
+    from types import SimpleNamespace
+
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from patentclf import training
+
+    folder = Path(args.tmp) / "random-base"
+    if not folder.exists():
+        torch.manual_seed(0)
+        with torch.device(device):
+            AutoModelForSequenceClassification.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    train_config = training.TrainConfig(base_model=str(folder), batch_size=args.batch_size, quantize="4bit",
+                                        gradient_checkpointing=args.gradient_checkpointing, torch_compile=args.compile)
+    model = training.build_model(train_config, SimpleNamespace(pad_token_id=config.pad_token_id), "bf16", device)
+    steps = args.warmup + args.steps
+    trainer_args = training.training_arguments(
+        train_config, "bf16", device, args.tmp, progress=False, eval_strategy="no", load_best_model_at_end=False, warmup_steps=0,
+        max_steps=steps, per_device_train_batch_size=args.batch_size, report_to="none", save_strategy="no",
+        logging_steps=10**6, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+    )
+    return model, trainer_args, "4-bit NF4 base, fp32 LoRA"
+
+
 def run(name: str, config, device, args) -> dict:
     import torch
     from transformers import Trainer
@@ -151,7 +183,7 @@ def run(name: str, config, device, args) -> dict:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    model, trainer_args, weights = build(name, config, device, args)
+    model, trainer_args, weights = build_qlora(config, device, args) if name == "qlora" else build(name, config, device, args)
     per_token, per_token_6n, frozen, trainable = flops_per_token(model, config, args.seq_len)
     dataset = random_dataset((args.warmup + args.steps) * args.batch_size, args.seq_len, config.vocab_size)
     timer = StepTimer(device.type == "cuda")
@@ -181,7 +213,7 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="the accelerator's dense bf16 peak")
     parser.add_argument("--compile", action="store_true", help="new path with torch.compile")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="new path with gradient checkpointing")
-    parser.add_argument("--paths", default="baseline,new")
+    parser.add_argument("--paths", default=None, help="comma-separated baseline,new,qlora (default: all three on CUDA, baseline,new elsewhere)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     for option, full, tiny in (("seq_len", 512, 64), ("batch_size", 16, 2), ("steps", 20, 2), ("warmup", 5, 1)):
@@ -195,6 +227,10 @@ def main() -> None:
     device = pick_device()
     if device.type != "cuda" and not args.tiny:
         parser.error("the full Llama-3.2-1B shape needs a CUDA GPU; use --tiny on CPU")
+    if args.paths is None:
+        args.paths = "baseline,new,qlora" if device.type == "cuda" else "baseline,new"
+    if "qlora" in args.paths.split(",") and device.type != "cuda":
+        parser.error("the qlora path needs a CUDA GPU (bitsandbytes 4-bit)")
     config = model_config(args.tiny)
     print(f"machine: {machine()}")
     print(f"model: {'tiny Llama' if args.tiny else 'Llama-3.2-1B shape'} (hidden {config.hidden_size}, {config.num_hidden_layers} layers, "

@@ -33,6 +33,8 @@ def test_bundle_holds_adapter_head_tokenizer_info_and_card(tiny_bundle):
     assert [label["code"] for label in info["labels"]] == list("ABCDEFGHY")
     assert info["versions"]["torch"] == torch.__version__
     assert "patentclf" in (tiny_bundle / "README.md").read_text()
+    # Peak memory is recorded (what --quantize saves shows here): at least the loaded torch + model.
+    assert info["training"]["peak_memory_mb"]["process_rss"] > 100
 
 
 def test_saved_bundle_reloads_with_identical_logits(tiny_bundle):

@@ -87,6 +87,8 @@ def train(
 
     info = read_info(out)
     console.print(f"[green]model bundle written to[/] {out}")
+    peak = info.get("training", {}).get("peak_memory_mb", {})
+    console.print("  peak memory while training: " + ", ".join(f"{k.replace('_', ' ')} {v:,} MB" for k, v in peak.items()))
     for name, metrics in info.get("metrics", {}).items():
         console.print(f"  {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})")
 

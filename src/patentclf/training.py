@@ -276,6 +276,7 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
             "world_size": trainer.args.world_size,
             "train_rows": len(splits["train"]),
             "best_checkpoint": trainer.state.best_model_checkpoint,
+            "peak_memory_mb": peak_memory_mb(device),
             "log_history": trainer.state.log_history[-20:],
         },
         "data": {name: {"source": split.source, "rows": len(split), "labels": split.label_counts()} for name, split in splits.items()},
@@ -289,6 +290,17 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         trainer.accelerator.wait_for_everyone()
     evaluate_bundle_into_info(out, splits)
     return out
+
+
+def peak_memory_mb(device: torch.device) -> dict:
+    """This process's peak memory so far: resident set (Linux reports KiB) and, on a GPU, the CUDA
+    allocator's peak, the figure that shows what --quantize saves."""
+    import resource
+
+    peak = {"process_rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+    if device.type == "cuda":
+        peak["cuda_allocated"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
+    return peak
 
 
 def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split]) -> dict:
