@@ -115,6 +115,12 @@ def random_dataset(rows: int, seq_len: int, vocab: int, seed: int = 0):
     return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(), "labels": labels.tolist()})
 
 
+def trainer_options(device, args) -> dict:
+    """The TrainingArguments every path shares: a fixed number of steps, no saving, no logging."""
+    return dict(max_steps=args.warmup + args.steps, per_device_train_batch_size=args.batch_size, report_to="none", save_strategy="no",
+                logging_steps=10**6, disable_tqdm=True, use_cpu=device.type == "cpu", seed=0, dataloader_num_workers=0)
+
+
 def build(name: str, config, device, args):
     """The model and TrainingArguments of one path."""
     import torch
@@ -126,9 +132,7 @@ def build(name: str, config, device, args):
 
     lora = training.TrainConfig()  # the LoRA settings `patentclf train` uses by default
     bf16 = supports_bf16(device)
-    steps = args.warmup + args.steps
-    common_args = dict(max_steps=steps, per_device_train_batch_size=args.batch_size, report_to="none", save_strategy="no",
-                       logging_steps=10**6, disable_tqdm=True, use_cpu=device.type == "cpu", seed=0, dataloader_num_workers=0)
+    common_args = trainer_options(device, args)
     torch.manual_seed(0)
     if name == "baseline":
         with torch.device(device):
@@ -167,11 +171,9 @@ def build_qlora(config, device, args):
     train_config = training.TrainConfig(base_model=str(folder), batch_size=args.batch_size, quantize="4bit",
                                         gradient_checkpointing=args.gradient_checkpointing, torch_compile=args.compile)
     model = training.build_model(train_config, SimpleNamespace(pad_token_id=config.pad_token_id), "bf16", device)
-    steps = args.warmup + args.steps
     trainer_args = training.training_arguments(
         train_config, "bf16", device, args.tmp, progress=False, eval_strategy="no", load_best_model_at_end=False, warmup_steps=0,
-        max_steps=steps, per_device_train_batch_size=args.batch_size, report_to="none", save_strategy="no",
-        logging_steps=10**6, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+        **trainer_options(device, args),
     )
     return model, trainer_args, "4-bit NF4 base, fp32 LoRA"
 
