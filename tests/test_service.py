@@ -103,6 +103,16 @@ def test_chunk_mode_reads_long_texts_in_windows(tiny_bundle, tmp_path):
     assert_same_prediction(answer, expected)
 
 
+def test_compiled_service_answers_like_the_classifier(tiny_bundle, tmp_path):
+    texts = ["an optical sensor measuring", "a polymer compound with a catalyst and an acid"]
+    with LiveServer(tiny_bundle, feedback_db=tmp_path / "fb.db", compile=True) as live:
+        answers = httpx.post(live.url + "/predict/batch", json={"texts": texts}).json()["predictions"]
+    ready = next(r for r in live.log_records() if r.get("event") == "model_ready")
+    assert ready["config"]["compile"] is True
+    for answer, expected in zip(answers, Classifier.load(tiny_bundle, precision="fp32").predict(texts)):
+        assert_same_prediction(answer, expected)
+
+
 # --- bad input: a clear 4xx, never a 500 ------------------------------------------------------
 
 BAD_PREDICT = [

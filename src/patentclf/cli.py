@@ -259,6 +259,7 @@ def serve(
     review_threshold: Optional[float] = typer.Option(None, help="confidence below this sets needs_review (default 0.5)"),
     log_texts: Optional[bool] = typer.Option(None, "--log-texts/--no-log-texts", help="log request texts (default off)"),
     precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp32"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model: ready 30-80 s later, ~20% faster after (default off)"),
     long_text: Optional[str] = typer.Option(None, help="truncate (default) | chunk: average overlapping windows of long texts"),
 ) -> None:
     """Serve the model over HTTP (FastAPI + uvicorn); API docs at /docs."""

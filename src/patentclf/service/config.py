@@ -32,6 +32,9 @@ class ServiceConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(9000, ge=0, le=65535)
     precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: bool = Field(
+        False, description="torch.compile the model; /ready waits until it is compiled (30-80 s on a CPU), ~20% faster after"
+    )
     long_text: Literal["truncate", "chunk"] = Field(
         "truncate", description="text longer than the model's window: read its start, or average overlapping windows"
     )
