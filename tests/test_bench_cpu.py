@@ -1,0 +1,50 @@
+"""The CPU benchmarks run end to end on the tiny model and print their side-by-side tables.
+
+They are smoke tests of the scripts (arguments, the shared training/prediction code they reuse, the
+report), not timings: speed belongs in the benchmarks' own output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def run_bench(script: str, *args: str) -> str:
+    done = subprocess.run([sys.executable, str(BENCH / script), *map(str, args)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def table_row(output: str, name: str) -> list[str]:
+    for line in output.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == name:
+            return cells
+    raise AssertionError(f"no row {name!r} in:\n{output}")
+
+
+def test_predict_speed_bench_compares_the_classifier_with_the_one_at_a_time_loop(tiny_bundle):
+    out = run_bench("predict_speed.py", "--model", tiny_bundle, "--rows", 9, "--repeats", 1, "--no-compile")
+    assert table_row(out, "baseline")[-1] == "1.00x"
+    new = table_row(out, "new: Classifier.predict")
+    assert float(new[-2]) > 0 and new[-1].endswith("x")
+    assert "same label as the baseline on" in out
+
+
+def test_train_speed_bench_trains_each_path_and_reports_padding(tiny_base_model):
+    out = run_bench("train_speed.py", "--base-model", tiny_base_model, "--rows", 16, "--repeats", 1, "--max-length", 64)
+    baseline, new = table_row(out, "baseline"), table_row(out, "new")
+    assert baseline[1] == "fp32" and baseline[-1] == "1.00x"
+    assert baseline[6].startswith("64 ")  # the original recipe pads every row to the maximum
+    assert int(new[6].split()[0]) <= 64
+    assert "over the whole bundled train split" in out
+
+
+def test_memory_bench_measures_training_and_serving_in_child_processes(tiny_bundle, tiny_base_model):
+    out = run_bench("memory.py", "--model", tiny_bundle, "--base-model", tiny_base_model, "--steps", 1, "--rows", 4)
+    for name in ("train baseline", "train new", "serve"):
+        assert float(table_row(out, name)[3]) > 100  # peak RSS in MB: at least torch itself
