@@ -42,7 +42,8 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/predict_speed.py
-	$(BIN)/python bench/load_service.py
+	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/load_service.py --model shipped
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
