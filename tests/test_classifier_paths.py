@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import torch
 
 from patentclf.classifier import CPU_BATCH_TOKENS, Classifier
@@ -62,3 +66,16 @@ def test_compiled_classifier_predicts_like_the_eager_one(tiny_bundle):
             assert want.label == got.label
             for code, p in want.probabilities.items():
                 assert abs(p - got.probabilities[code]) < 1e-4
+
+
+def test_cli_compile_failure_is_one_clear_line(tiny_bundle, tmp_path):
+    # A machine without a working C++ compiler: inductor cannot build its kernels (a fresh cache
+    # directory makes sure nothing compiled earlier is reused).
+    env = {**os.environ, "CXX": "/nonexistent/c++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    done = subprocess.run(
+        [sys.executable, "-m", "patentclf.cli", "predict", "--model", str(tiny_bundle), "--compile", "an optical sensor"],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert done.returncode != 0
+    assert "--compile failed" in done.stderr and "run without --compile" in done.stderr
+    assert "Traceback" not in done.stderr
