@@ -75,3 +75,8 @@ def rss_mb() -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def weights_dtype(model) -> str:
+    """The dtype a model's weights are stored in, as a short name (``bfloat16``)."""
+    return str(next(model.parameters()).dtype).replace("torch.", "")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401
-from common import machine, other_load, peak_rss_mb, rss_mb, table
+from common import machine, other_load, peak_rss_mb, rss_mb, table, weights_dtype
 
 
 def _cuda_peak() -> float | None:
@@ -71,7 +71,7 @@ def child_serve(model_dir: str, rows: int) -> dict:
     loaded = rss_mb()
     texts = stratified_subset(load_split("bundled", "test"), rows, seed=0).texts
     classifier.predict(texts)
-    dtype = str(next(classifier.model.parameters()).dtype).replace("torch.", "")
+    dtype = weights_dtype(classifier.model)
     return {"what": "serve", "detail": f"Classifier.load + predict {rows} texts (default batches), {dtype}, {classifier.device.type}",
             "after_load_mb": loaded, "peak_rss_mb": peak_rss_mb(), "cuda_peak_mb": _cuda_peak()}
 
@@ -92,16 +92,12 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
 
-    from patentclf.bundle import default_model_dir
-    from predict_speed import untrained_bundle
+    from predict_speed import bench_model
 
     print(f"machine: {machine()}")
     print(f"at start: {other_load()}")
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model
-        if model_dir is None:
-            shipped = default_model_dir()
-            model_dir = shipped if (shipped / "patentclf.json").is_file() else untrained_bundle(Path(tmp) / "untrained", args.base_model)
+        model_dir = bench_model(args.model, Path(tmp), args.base_model)
         print(f"model: {model_dir}")
         results = []
         for child in ("train:baseline", "train:new", "serve"):

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import common  # noqa: F401
-from common import machine, median, other_load, table
+from common import machine, median, other_load, table, weights_dtype
 
 
 def untrained_bundle(folder: Path, base_model: str = "smollm2-135m", max_length: int = 256) -> Path:
@@ -40,6 +40,17 @@ def untrained_bundle(folder: Path, base_model: str = "smollm2-135m", max_length:
     model = add_lora(load_classification_model(base_model, pad_token_id=tokenizer.pad_token_id), LoraSettings(r=16, alpha=32, target_modules=list(ALL_PROJECTIONS), layers=16))
     info = {"base_model": base_model, "max_length": max_length, "normalize": "bigpatent", "metrics": {}, "note": "untrained, for benchmarks"}
     return save_bundle(model, tokenizer, info, folder)
+
+
+def bench_model(model: Path | None, scratch: Path, base_model: str = "smollm2-135m") -> Path:
+    """The bundle a benchmark measures: the one named, else the shipped model, else an untrained one
+    saved under ``scratch``."""
+    from patentclf.bundle import default_model_dir
+
+    if model is not None:
+        return model
+    shipped = default_model_dir()
+    return shipped if (shipped / "patentclf.json").is_file() else untrained_bundle(scratch / "untrained", base_model)
 
 
 def baseline_pass(model, tokenizer, texts: list[str], max_length: int, normalize: bool) -> list[list[float]]:
@@ -67,17 +78,14 @@ def main() -> None:
 
     import torch
 
-    from patentclf.bundle import default_model_dir, load_bundle
+    from patentclf.bundle import load_bundle
     from patentclf.classifier import Classifier
     from patentclf.data import load_split, stratified_subset
 
     print(f"machine: {machine()}")
     print(f"at start: {other_load()}")
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = args.model
-        if model_dir is None:
-            shipped = default_model_dir()
-            model_dir = shipped if (shipped / "patentclf.json").is_file() else untrained_bundle(Path(tmp) / "untrained")
+        model_dir = bench_model(args.model, Path(tmp))
         print(f"model: {model_dir}")
         texts = stratified_subset(load_split(args.data, "test"), args.rows, seed=0).texts
 
@@ -101,7 +109,7 @@ def main() -> None:
             return rates, predictions
 
         classifier = Classifier.load(model_dir)
-        dtype = str(next(classifier.model.parameters()).dtype).replace("torch.", "")
+        dtype = weights_dtype(classifier.model)
         device = classifier.device.type
         classifier.predict(texts[:4], batch_size=args.batch_size)
         new_rates, predictions = timed(classifier)

@@ -19,6 +19,7 @@ CHUNK_STRIDE = 64  # tokens shared by neighbouring windows in chunk mode
 # the cache and run slower per token (on the 2-core EPYC dev machine, SmolLM2 ran 3x256 tokens 27%
 # faster per token than 4x256, and 8x138 faster than 12x138).
 CPU_BATCH_TOKENS = 800
+WARM_UP_TEXT = "warm-up: a device with a sensor"
 
 
 def chunk_overlap(max_length: int) -> int:
@@ -62,20 +63,21 @@ class Classifier:
         if hasattr(model, "set_attn_implementation"):
             model.set_attn_implementation(attention_implementation(device))
         if compile:
-            target = self.backbone if self.backbone is not None else model
-            compiled = torch.compile(target, dynamic=True)
             if self.backbone is not None:
-                self.backbone = compiled
+                self.backbone = torch.compile(self.backbone, dynamic=True)
             else:
-                self.model = compiled
+                self.model = torch.compile(model, dynamic=True)
+            # torch.compile works on the first call: make it here, so its cost and any failure (such
+            # as no C++ compiler) come at load time, never with a caller's texts.
+            self.predict([WARM_UP_TEXT])
 
     @classmethod
     def load(
         cls, path: str | Path | None = None, *, device: str | None = None, precision: str = "auto", compile: bool = False
     ) -> "Classifier":
         """Load a bundle (default: the shipped model). ``precision``: auto (bf16 where the hardware
-        has native bf16), bf16 or fp32. ``compile``: torch.compile the model; its first batch takes
-        30-80 s longer, later ones run ~20% faster on a CPU: worth it for thousands of texts."""
+        has native bf16), bf16 or fp32. ``compile``: torch.compile the model now, with one warm-up
+        prediction (30-80 s on a CPU); predictions then run ~20% faster: worth it for thousands of texts."""
         path = Path(path) if path else default_model_dir()
         target = torch.device(device) if device else pick_device()
         if precision not in ("auto", "bf16", "fp32"):

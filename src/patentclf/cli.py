@@ -32,16 +32,14 @@ def _load_classifier(model: Optional[Path], precision: str = "auto", compile: bo
     from .models import ModelError
 
     try:
-        classifier = Classifier.load(model, precision=precision, compile=compile)
+        return Classifier.load(model, precision=precision, compile=compile)
     except (ModelError, OSError, ValueError) as exc:
         _fail(str(exc))
-    if compile:
-        try:  # torch.compile works on the first call: make it now, so a failure reads as one line
-            classifier.predict(["warm-up: a device with a sensor"])
-        except Exception as exc:  # e.g. no C++ compiler for inductor on this machine
-            first_line = (str(exc).strip().splitlines() or [""])[0]
-            _fail(f"--compile failed ({type(exc).__name__}: {first_line}); run without --compile")
-    return classifier
+    except Exception as exc:  # compiling at load can fail in inductor, e.g. with no C++ compiler
+        if not compile:
+            raise
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        _fail(f"--compile failed ({type(exc).__name__}: {first_line}); run without --compile")
 
 
 @app.command()

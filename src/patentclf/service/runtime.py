@@ -110,12 +110,10 @@ class ServiceRuntime:
     async def _load(self) -> None:
         log_event("model_loading", model=str(self.model_dir), precision=self.config.precision)
         try:
+            # With compile, loading also compiles (a warm-up prediction), so /ready waits for it.
             classifier = await asyncio.to_thread(
                 Classifier.load, self.model_dir, precision=self.config.precision, compile=self.config.compile
             )
-            if self.config.compile:
-                # torch.compile works on the first call: do it now, so no request waits for it.
-                await asyncio.to_thread(classifier.predict, ["warm-up: a device with a sensor"])
         except Exception as exc:  # reported by /ready and the log; the process stays up to say so
             self.load_error = f"{type(exc).__name__}: {exc}"
             log_event("model_load_failed", error=self.load_error)
