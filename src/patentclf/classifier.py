@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,14 +29,30 @@ def chunk_overlap(max_length: int) -> int:
 
 
 @dataclass
+class CodeSuggestion:
+    """A CPC class (``G06``) or subclass (``G06F``) suggestion with its English title."""
+
+    code: str
+    title: str
+    probability: float
+
+
+@dataclass
 class Prediction:
-    label: str
+    label: str  # the main section: the one the patent's first code is in
     label_id: int
     name: str
     confidence: float
     probabilities: dict[str, float]
     truncated: bool  # the text was longer than the window and only its start was read
     chunks: int = 1  # windows read (chunk mode)
+    # Every section the patent is predicted to belong to (multi-label; always holds ``label``), with
+    # each one's own probability. A bundle trained on section labels only answers ``[label]``.
+    sections: list[str] = field(default_factory=list)
+    section_probabilities: dict[str, float] = field(default_factory=dict)
+    # The top 5 main CPC classes and subclasses, best first (empty for a section-only bundle).
+    classes: list[CodeSuggestion] = field(default_factory=list)
+    subclasses: list[CodeSuggestion] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,13 +197,16 @@ class Classifier:
     @staticmethod
     def _prediction(probs: torch.Tensor, truncated: bool, chunks: int) -> Prediction:
         best = int(probs.argmax())
+        confidence = round(float(probs[best]), 6)
         return Prediction(
             label=CODES[best],
             label_id=best,
             name=SECTIONS[best].name,
-            confidence=round(float(probs[best]), 6),
+            confidence=confidence,
             probabilities={code: round(float(p), 6) for code, p in zip(CODES, probs)},
             truncated=truncated,
             chunks=chunks,
+            sections=[CODES[best]],
+            section_probabilities={CODES[best]: confidence},
         )
 
