@@ -63,6 +63,7 @@ def save_bundle(peft_model, tokenizer, info: dict, out_dir: str | Path) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     peft_model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    name_base_model(staging, info["base_model"])
     info = {"format": FORMAT_VERSION, "labels": label_table(), **info}
     write_info(staging, info)
     write_model_card(staging, info)
@@ -72,19 +73,32 @@ def save_bundle(peft_model, tokenizer, info: dict, out_dir: str | Path) -> Path:
     return out_dir
 
 
+def name_base_model(bundle_dir: Path, reference: str) -> None:
+    """PEFT records the folder it loaded the base from (a path on the training machine, e.g. the
+    converted cache of an embedded model); record the reference instead (``gemma3-270m``, a hub id),
+    which every machine resolves for itself on load."""
+    config_path = bundle_dir / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = reference
+    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool = True):
     """Load (model, tokenizer, info); the LoRA weights are merged into the base for fast inference."""
     import torch
     from peft import PeftModel
     from transformers import AutoTokenizer
 
+    from .heads import HeadLayout
     from .models import load_classification_model, quiet_transformers
 
     bundle_dir = Path(bundle_dir)
     info = read_info(bundle_dir)
     tokenizer = AutoTokenizer.from_pretrained(bundle_dir)
     with quiet_transformers():
-        base = load_classification_model(info["base_model"], pad_token_id=tokenizer.pad_token_id, dtype=torch.float32)
+        base = load_classification_model(
+            info["base_model"], pad_token_id=tokenizer.pad_token_id, dtype=torch.float32, num_labels=HeadLayout.from_info(info).size
+        )
     model = PeftModel.from_pretrained(base, bundle_dir)
     if merge:
         model = model.merge_and_unload()

@@ -49,7 +49,7 @@ def train(
     data_config: Optional[str] = typer.Option(None, help="hub config: patent | abstract"),
     extra_data: Optional[list[str]] = typer.Option(None, help="more labelled rows (e.g. exported feedback); repeatable"),
     text_field: Optional[list[str]] = typer.Option(None, help="text column(s), joined (default: text, or title + abstract)"),
-    base_model: Optional[str] = typer.Option(None, help="hub id, local folder or smollm2-135m (default meta-llama/Llama-3.2-1B)"),
+    base_model: Optional[str] = typer.Option(None, help="hub id, local folder, or an embedded model: gemma3-270m, smollm2-135m (default meta-llama/Llama-3.2-1B)"),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "--output", help="bundle folder (default final_model)"),
     checkpoint_dir: Optional[str] = typer.Option(None, help="checkpoints (default OUTPUT-checkpoints); a rerun resumes"),
     resume_from: Optional[str] = typer.Option(None, help="continue training an existing bundle's adapter"),
@@ -72,21 +72,26 @@ def train(
     group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length"),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
     torch_compile: Optional[bool] = typer.Option(None, "--torch-compile/--no-torch-compile"),
+    heads: Optional[str] = typer.Option(None, help="auto (hierarchy heads when the data has ipc codes) | section"),
+    head_learning_rate: Optional[float] = typer.Option(None, help="the score layer's learning rate (default: --learning-rate)"),
+    label_smoothing: Optional[float] = typer.Option(None),
+    prefix_loss_weight: Optional[float] = typer.Option(None, help="also train on a random short prefix of each text, with this weight"),
+    restart: bool = typer.Option(False, "--restart", help="delete checkpoints of a different run and start over"),
 ) -> None:
     """Fine-tune a base model with LoRA and write a model bundle."""
     options = dict(locals())  # the flags, before any other local name exists
     from .data import DataError
     from .models import ModelError
-    from .training import TrainConfig, train as run_training
+    from .training import TrainConfig, TrainingError, train as run_training
 
-    given = {k: v for k, v in options.items() if k != "config_file" and v not in (None, [])}
+    given = {k: v for k, v in options.items() if k not in ("config_file", "restart") and v not in (None, [])}
     if "text_field" in given:
         given["text_fields"] = given.pop("text_field")
     given["command"] = "patentclf " + shlex.join(sys.argv[1:])
     try:
         config = TrainConfig.from_file(config_file, **given) if config_file else TrainConfig(**given)
-        out = run_training(config)
-    except (DataError, ModelError, ValueError, OSError) as exc:
+        out = run_training(config, restart=restart)
+    except (DataError, ModelError, TrainingError, ValueError, OSError) as exc:
         _fail(str(exc))
     from .bundle import read_info
 

