@@ -44,6 +44,21 @@ def toy_rows(n: int, seed: int = 0) -> list[dict]:
     return rows
 
 
+# Toy codes: each section's rows fall in two classes (told apart by the word "rotary" or "linear")
+# with one subclass each, and every third row also carries a second section's code (H04N, with the
+# word "television"), so every hierarchy head has something to learn.
+def toy_hierarchy_rows(n: int, seed: int = 0) -> list[dict]:
+    rows = toy_rows(n, seed)
+    for i, row in enumerate(rows):
+        variant = (i // 8) % 2
+        row["text"] += " rotary" if variant == 0 else " linear"
+        row["ipc"] = f"{row['section']}0{1 + variant}K 1/00 (20060101)"
+        if i % 3 == 0 and row["section"] != "H":
+            row["text"] += " television"
+            row["ipc"] += "; H04N 5/44 (20110101)"
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -57,6 +72,16 @@ def toy_data(tmp_path_factory) -> Path:
     write_jsonl(folder / "train.jsonl", toy_rows(320, seed=1))
     write_jsonl(folder / "validation.jsonl", toy_rows(48, seed=2))
     write_jsonl(folder / "test.jsonl", toy_rows(48, seed=3))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def toy_hierarchy_data(tmp_path_factory) -> Path:
+    """The toy task with IPC codes (``ipc``), for the hierarchy heads."""
+    folder = tmp_path_factory.mktemp("toy-hierarchy-data")
+    write_jsonl(folder / "train.jsonl", toy_hierarchy_rows(320, seed=1))
+    write_jsonl(folder / "validation.jsonl", toy_hierarchy_rows(48, seed=2))
+    write_jsonl(folder / "test.jsonl", toy_hierarchy_rows(48, seed=3))
     return folder
 
 
@@ -115,6 +140,16 @@ def tiny_bundle(tmp_path_factory, toy_data, tiny_base_model) -> Path:
 
     output = tmp_path_factory.mktemp("tiny-bundle") / "model"
     return train(tiny_train_config(toy_data, tiny_base_model, output), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_hierarchy_bundle(tmp_path_factory, toy_hierarchy_data, tiny_base_model) -> Path:
+    """A bundle with the hierarchy heads, the TF-IDF partner and calibration, trained on the toy task."""
+    from patentclf.training import train
+
+    output = tmp_path_factory.mktemp("tiny-hierarchy-bundle") / "model"
+    config = tiny_train_config(toy_hierarchy_data, tiny_base_model, output, prefix_loss_weight=0.5, head_learning_rate=1e-2)
+    return train(config, progress=False)
 
 
 @pytest.fixture(scope="session")

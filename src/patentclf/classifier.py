@@ -6,10 +6,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .bundle import default_model_dir, load_bundle, model_version
+from .calibration import blend, section_sets
 from .data import to_bigpatent_form
+from .ensemble import TfidfModels
+from .heads import HeadLayout, last_token_positions
+from .hierarchy import title
 from .labels import CODES, SECTIONS
 from .models import attention_implementation, pick_device, supports_bf16
 
@@ -20,6 +25,7 @@ CHUNK_STRIDE = 64  # tokens shared by neighbouring windows in chunk mode
 # faster per token than 4x256, and 8x138 faster than 12x138).
 CPU_BATCH_TOKENS = 800
 WARM_UP_TEXT = "warm-up: a device with a sensor"
+TOP_CODES = 5  # class and subclass suggestions per prediction
 
 
 def chunk_overlap(max_length: int) -> int:
@@ -61,7 +67,9 @@ class Prediction:
 class Classifier:
     """A loaded model bundle. ``Classifier.load(path).predict(texts)``."""
 
-    def __init__(self, model, tokenizer, info: dict, *, version: str, path: Path, device: torch.device, compile: bool = False):
+    def __init__(
+        self, model, tokenizer, info: dict, *, version: str, path: Path, device: torch.device, compile: bool = False, use_tfidf: bool = True
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.tokenizer.padding_side = "right"  # the unmasked fast path below relies on it
@@ -71,6 +79,10 @@ class Classifier:
         self.device = device
         self.max_length = int(info.get("max_length", 256))
         self.normalize = info.get("normalize", "bigpatent") == "bigpatent"
+        self.layout = HeadLayout.from_info(info)
+        self.calibration = info.get("calibration", {})
+        # The TF-IDF partner of the blend, stored in the bundle without pickle (see ensemble.py).
+        self.tfidf = TfidfModels.load(path) if use_tfidf else None
         self.batch_tokens = CPU_BATCH_TOKENS if device.type == "cpu" else None
         self.default_batch_size = 8 if device.type == "cpu" else 32
         # Decoder classifiers (Llama, Mistral, Qwen, ... *ForSequenceClassification) are a causal
@@ -89,18 +101,26 @@ class Classifier:
 
     @classmethod
     def load(
-        cls, path: str | Path | None = None, *, device: str | None = None, precision: str = "auto", compile: bool = False
+        cls,
+        path: str | Path | None = None,
+        *,
+        device: str | None = None,
+        precision: str = "auto",
+        compile: bool = False,
+        use_tfidf: bool = True,
     ) -> "Classifier":
         """Load a bundle (default: the shipped model). ``precision``: auto (bf16 where the hardware
         has native bf16), bf16 or fp32. ``compile``: torch.compile the model now, with one warm-up
-        prediction (30-80 s on a CPU); predictions then run ~20% faster: worth it for thousands of texts."""
+        prediction (30-80 s on a CPU); predictions then run ~20% faster: worth it for thousands of texts.
+        ``use_tfidf``: blend with the bundle's TF-IDF model where it has one (False: the LLM alone,
+        with its own temperature)."""
         path = Path(path) if path else default_model_dir()
         target = torch.device(device) if device else pick_device()
         if precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
         use_bf16 = precision == "bf16" or (precision == "auto" and supports_bf16(target))
         model, tokenizer, info = load_bundle(path, dtype=torch.bfloat16 if use_bf16 else torch.float32, device=target)
-        return cls(model, tokenizer, info, version=model_version(path), path=path, device=target, compile=compile)
+        return cls(model, tokenizer, info, version=model_version(path), path=path, device=target, compile=compile, use_tfidf=use_tfidf)
 
     # -- prediction -----------------------------------------------------------------------------
 
@@ -119,18 +139,61 @@ class Classifier:
         for position, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text {position} is empty")
+        raw, truncated, counts = self._raw_outputs(texts, batch_size, long_text, progress)
+        outputs = self.calibrated(raw, texts)
+        return [self._prediction(outputs, i, truncated[i], counts[i]) for i in range(len(texts))]
+
+    def raw_outputs(self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate") -> dict[str, np.ndarray]:
+        """The model's own probabilities per head (before the TF-IDF blend and temperature), one row
+        per text: what calibration is fitted on."""
+        return self._raw_outputs(texts, batch_size, long_text, None)[0]
+
+    def _raw_outputs(self, texts, batch_size, long_text, progress) -> tuple[dict[str, np.ndarray], list[bool], list[int]]:
         windows, owners, truncated = self._windows(texts, chunk=long_text == "chunk")
-        window_probs = self._probabilities(windows, batch_size, progress if long_text == "truncate" else None)
+        window_outputs = self._head_probabilities(windows, batch_size, progress if long_text == "truncate" else None)
         # Chunk mode: a document's probabilities are the unweighted mean of its windows' probabilities
         # (windows of max_length tokens, neighbours sharing chunk_overlap() tokens), so a long
         # description is judged on all of its text.
-        totals = torch.zeros(len(texts), len(CODES))
-        totals.index_add_(0, torch.tensor(owners), window_probs)
-        counts = torch.bincount(torch.tensor(owners), minlength=len(texts)).clamp(min=1)
-        probs = totals / counts.unsqueeze(1)
+        index = torch.tensor(owners)
+        counts = torch.bincount(index, minlength=len(texts)).clamp(min=1)
+        documents = {}
+        for head, values in window_outputs.items():
+            totals = torch.zeros(len(texts), values.shape[1])
+            totals.index_add_(0, index, values)
+            documents[head] = (totals / counts.unsqueeze(1)).numpy()
         if long_text == "chunk" and progress:
             progress(len(texts))
-        return [self._prediction(row, truncated[i], int(counts[i])) for i, row in enumerate(probs)]
+        return documents, truncated, [int(c) for c in counts]
+
+    def calibrated(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """Blend each softmax head with the bundle's TF-IDF model and apply its temperature (both
+        fitted on validation; a bundle without them passes the model's probabilities through)."""
+        out = dict(raw)
+        for head, codes in (("section", list(CODES)), ("class", self.layout.classes), ("subclass", self.layout.subclasses)):
+            if head not in raw:
+                continue
+            settings = self.calibration.get(head, {})
+            weight = settings.get("llm_weight", 1.0)
+            tfidf = self.tfidf_probabilities(texts, head, codes) if weight < 1.0 else None
+            if tfidf is None:  # the LLM alone (no TF-IDF partner, or use_tfidf=False): its own temperature
+                out[head] = blend(raw[head], None, 1.0, settings.get("llm_temperature", 1.0))
+            else:
+                out[head] = blend(raw[head], tfidf, weight, settings.get("temperature", 1.0))
+        return out
+
+    def tfidf_probabilities(self, texts: Sequence[str], head: str, codes: Sequence[str]) -> np.ndarray | None:
+        """The bundle's TF-IDF model's probabilities for ``head``, in the order of ``codes`` (a code
+        it never saw gets ~0)."""
+        if self.tfidf is None or head not in self.tfidf.models:
+            return None
+        probs = self.tfidf.predict_proba(list(texts), head)
+        aligned = np.full((len(texts), len(codes)), 1e-9)
+        position = {code: i for i, code in enumerate(codes)}
+        for column, known in enumerate(self.tfidf.classes(head)):
+            key = CODES[known] if head == "section" else known
+            if key in position:
+                aligned[:, position[key]] = probs[:, column]
+        return aligned / aligned.sum(axis=1, keepdims=True)
 
     def predict_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> torch.Tensor:
         return torch.stack([torch.tensor([p.probabilities[c] for c in CODES]) for p in self.predict(texts, batch_size=batch_size)])
@@ -173,12 +236,16 @@ class Classifier:
         return groups
 
     @torch.inference_mode()
-    def _probabilities(self, windows: list[list[int]], batch_size: int | None, progress) -> torch.Tensor:
-        """Softmax over the nine sections for each window."""
-        out = torch.empty(len(windows), len(CODES))
+    def _head_probabilities(self, windows: list[list[int]], batch_size: int | None, progress) -> dict[str, torch.Tensor]:
+        """Each head's probabilities for each window: softmax for the single-label heads (section,
+        class, subclass), independent sigmoids for the multi-label ``sections``."""
+        parts = self.layout.slices()
+        out = {head: torch.empty(len(windows), part.stop - part.start) for head, part in parts.items()}
         for chosen in self.batches([len(w) for w in windows], batch_size):
-            logits = self._logits([windows[i] for i in chosen])
-            out[chosen] = torch.softmax(logits.float(), dim=-1).cpu()
+            logits = self._logits([windows[i] for i in chosen]).float().cpu()
+            for head, part in parts.items():
+                values = logits[:, part]
+                out[head][chosen] = torch.sigmoid(values) if head == "sections" else torch.softmax(values, dim=-1)
             if progress:
                 progress(len(chosen))
         return out
@@ -191,13 +258,20 @@ class Classifier:
         # the attention mask can be left out (same numbers; SDPA then takes its causal kernel and no
         # mask is built), and each row is read at its own last token, as transformers' classifier does.
         hidden = self.backbone(input_ids=batch["input_ids"].to(self.device)).last_hidden_state
-        last = torch.tensor([len(w) - 1 for w in windows], device=self.device)
+        last = last_token_positions(torch.tensor([len(w) for w in windows], device=self.device))
         return self.model.score(hidden[torch.arange(len(windows), device=self.device), last])
 
-    @staticmethod
-    def _prediction(probs: torch.Tensor, truncated: bool, chunks: int) -> Prediction:
+    def _prediction(self, outputs: dict[str, np.ndarray], row: int, truncated: bool, chunks: int) -> Prediction:
+        probs = outputs["section"][row]
         best = int(probs.argmax())
         confidence = round(float(probs[best]), 6)
+        if "sections" in outputs:
+            threshold = self.calibration.get("sections_threshold", 0.5)
+            chosen = section_sets(outputs["sections"][row : row + 1], np.array([best]), threshold)[0]
+            sections = [CODES[best]] + [code for i, code in enumerate(CODES) if chosen[i] and i != best]
+            section_probabilities = {code: round(float(p), 6) for code, p in zip(CODES, outputs["sections"][row])}
+        else:
+            sections, section_probabilities = [CODES[best]], {CODES[best]: confidence}
         return Prediction(
             label=CODES[best],
             label_id=best,
@@ -206,7 +280,15 @@ class Classifier:
             probabilities={code: round(float(p), 6) for code, p in zip(CODES, probs)},
             truncated=truncated,
             chunks=chunks,
-            sections=[CODES[best]],
-            section_probabilities={CODES[best]: confidence},
+            sections=sections,
+            section_probabilities=section_probabilities,
+            classes=self._top(outputs.get("class"), row, self.layout.classes),
+            subclasses=self._top(outputs.get("subclass"), row, self.layout.subclasses),
         )
 
+    @staticmethod
+    def _top(probabilities: np.ndarray | None, row: int, codes: list[str], k: int = TOP_CODES) -> list[CodeSuggestion]:
+        if probabilities is None or not codes:
+            return []
+        order = np.argsort(-probabilities[row])[:k]
+        return [CodeSuggestion(codes[i], title(codes[i]), round(float(probabilities[row, i]), 6)) for i in order]

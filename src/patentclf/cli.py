@@ -103,6 +103,31 @@ def train(
         console.print(f"  {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})")
 
 
+@app.command()
+def calibrate(
+    model: Path = typer.Option(..., help="bundle folder to calibrate in place"),
+    data: Optional[str] = typer.Option(None, help="training/validation data (default: the bundle's own)"),
+    tfidf: bool = typer.Option(True, "--tfidf/--no-tfidf", help="fit the TF-IDF partner of the blend on the training rows"),
+) -> None:
+    """Fit a bundle's TF-IDF partner, blend weights, temperatures and sections threshold on validation."""
+    from .bundle import read_info
+    from .data import DataError
+    from .models import ModelError
+    from .training import TrainConfig, load_training_data
+    from .tuning import tune_bundle
+
+    try:
+        info = read_info(model)
+        trained = info.get("training", {})
+        config = TrainConfig(data=data or trained.get("data", "bundled"), seed=trained.get("seed", 42), evaluate_test=False)
+        splits = load_training_data(config)
+        with console.status(f"calibrating on {len(splits['validation'])} validation rows"):
+            calibration = tune_bundle(model, splits["train"], splits["validation"], tfidf=tfidf)
+    except (DataError, ModelError, ValueError, OSError) as exc:
+        _fail(str(exc))
+    console.print_json(data=calibration)
+
+
 def _read_input_split(spec: str, split: str, data_config: str, text_field: Optional[list[str]], text_form: str, require_labels: bool):
     from .data import DataError, load_split, to_bigpatent_form
 
@@ -112,8 +137,12 @@ def _read_input_split(spec: str, split: str, data_config: str, text_field: Optio
         _fail(str(exc))
     if text_form == "bigpatent":
         rows.texts = [to_bigpatent_form(t) for t in rows.texts]
+    elif text_form == "short":
+        from .evaluation import short_text_form
+
+        rows.texts = [short_text_form(t) for t in rows.texts]
     elif text_form != "original":
-        _fail(f"--text-form must be original or bigpatent, not {text_form!r}")
+        _fail(f"--text-form must be original, bigpatent or short, not {text_form!r}")
     return rows
 
 
@@ -125,15 +154,18 @@ def evaluate(
     data_config: str = typer.Option("abstract"),
     text_field: Optional[list[str]] = typer.Option(None),
     limit: Optional[int] = typer.Option(None, help="seeded, stratified subset of rows"),
-    text_form: str = typer.Option("original", help="original | bigpatent (lowercase, spaced punctuation)"),
+    text_form: str = typer.Option("original", help="original | bigpatent (lowercase, spaced punctuation) | short (first 200 characters, bigpatent)"),
     long_text: str = typer.Option("truncate", help="truncate | chunk"),
     batch_size: Optional[int] = typer.Option(None, help="most texts per model call (default 8 on CPU, 32 on a GPU)"),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the model: 30-80 s to start, ~20% faster after (large files)"),
-    output: Path = typer.Option(Path("outputs/evaluation"), help="folder for metrics.json and confusion_matrix.png"),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="also score TF-IDF + logistic regression on the same rows"),
+    baseline_data: Optional[str] = typer.Option(None, help="training data of the baseline (default: the bundle's own training data)"),
+    output: Path = typer.Option(Path("outputs/evaluation"), help="folder for metrics.json, confusion_matrix.png and reliability.png"),
 ) -> None:
-    """Evaluate a bundle: per-class table, metrics.json and confusion_matrix.png."""
+    """Evaluate a bundle beside a TF-IDF baseline: sections, calibration (ECE) and, where the rows
+    carry codes, every section, classes and subclasses. Writes metrics.json and the pictures."""
     from .data import stratified_subset
-    from .evaluation import compute_metrics, write_report
+    from .evaluation import baseline_metrics, evaluate_predictions, write_report
     from .labels import SECTIONS
 
     rows = stratified_subset(_read_input_split(data, split, data_config, text_field, text_form, True), limit)
@@ -141,8 +173,21 @@ def evaluate(
     with _progress() as bar:
         task = bar.add_task(f"evaluating {len(rows)} rows", total=len(rows))
         predictions = classifier.predict(rows.texts, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n))
-    metrics = compute_metrics(rows.labels, [p.label_id for p in predictions])
+    metrics = evaluate_predictions(rows.labels, rows.codes, predictions)
     metrics.update({"model": str(classifier.path), "model_version": classifier.version, "data": rows.source, "split": split, "text_form": text_form, "long_text": long_text})
+    reference = None
+    if baseline:
+        train_spec = baseline_data or classifier.info.get("training", {}).get("data")
+        try:
+            train_rows = _read_input_split(train_spec, "train", data_config, None, "original", True) if train_spec else None
+        except typer.Exit:
+            train_rows = None
+        if train_rows is None:
+            err.print("no baseline: the bundle does not say what it trained on; pass --baseline-data")
+        else:
+            with console.status(f"fitting the TF-IDF baseline on {len(train_rows)} rows of {train_rows.source}"):
+                reference = baseline_metrics(train_rows, rows)
+            metrics["baseline"] = {"model": "TF-IDF (1-2 grams) + logistic regression", "trained_on": train_rows.source, **reference}
     write_report(metrics, output, title=f"{Path(rows.source).name} ({text_form})")
 
     table = Table(title=f"{rows.source} - {len(rows)} rows - model {classifier.version}")
@@ -152,8 +197,32 @@ def evaluate(
         c = metrics["per_class"][s.code]
         table.add_row(s.code, s.name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", str(c["support"]))
     console.print(table)
-    console.print(f"accuracy [bold]{metrics['accuracy']:.3f}[/]  macro-F1 [bold]{metrics['macro_f1']:.3f}[/]  weighted-F1 {metrics['weighted_f1']:.3f}")
-    console.print(f"wrote {output / 'metrics.json'} and {output / 'confusion_matrix.png'}")
+    console.print(_comparison_table(metrics, reference))
+    console.print(f"wrote {output / 'metrics.json'}, {output / 'confusion_matrix.png'} and {output / 'reliability.png'}")
+
+
+def _comparison_table(metrics: dict, baseline: dict | None) -> Table:
+    """The headline figures of the model beside the baseline's on the same rows."""
+    table = Table(title="model vs TF-IDF + logistic regression, same rows")
+    for column in ("figure", "model", "baseline", "difference"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+
+    def row(name: str, ours: float | None, theirs: float | None) -> None:
+        if ours is None:
+            return
+        cells = [f"{ours:.3f}", f"{theirs:.3f}" if theirs is not None else "-", f"{ours - theirs:+.3f}" if theirs is not None else "-"]
+        table.add_row(name, *cells)
+
+    base = baseline or {}
+    row("accuracy", metrics["accuracy"], base.get("accuracy"))
+    row("macro-F1", metrics["macro_f1"], base.get("macro_f1"))
+    row("weighted-F1", metrics["weighted_f1"], base.get("weighted_f1"))
+    row("ECE (lower is better)", metrics["calibration"]["ece"], base.get("calibration", {}).get("ece"))
+    ours, theirs = metrics.get("hierarchy") or {}, base.get("hierarchy") or {}
+    for key in ours:
+        if key != "n":
+            row(key.replace("_", " "), ours[key], theirs.get(key))
+    return table
 
 
 @app.command()

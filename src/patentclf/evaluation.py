@@ -14,14 +14,16 @@ from .labels import CODES, NUM_LABELS
 def compute_metrics(labels: list[int] | np.ndarray, predictions: list[int] | np.ndarray) -> dict:
     """Accuracy, macro / weighted F1, per-class precision-recall-F1-support and the confusion matrix.
 
-    Macro-F1 averages over the sections present in the data or predicted (a section that is neither,
-    such as Y on USPTO data, is left out rather than counted as a perfect or a zero score).
+    Macro-F1 averages over the sections present in the true labels: a section absent from the data
+    (such as Y on USPTO data) is left out, and a stray prediction of it lowers the precision of
+    nothing but cannot add a zero to the average's denominator. Its wrong answers still count
+    against the recall of the true sections.
     """
     labels = np.asarray(labels, dtype=int)
     predictions = np.asarray(predictions, dtype=int)
     if len(labels) == 0 or len(labels) != len(predictions):
         raise ValueError(f"need as many predictions as labels, got {len(predictions)} and {len(labels)}")
-    present = sorted(set(labels.tolist()) | set(predictions.tolist()))
+    present = sorted(set(labels.tolist()))
     precision, recall, f1, support = precision_recall_fscore_support(
         labels, predictions, labels=list(range(NUM_LABELS)), zero_division=0
     )
@@ -76,9 +78,119 @@ def plot_confusion_matrix(metrics: dict, path: str | Path, title: str = "Confusi
 
 
 def write_report(metrics: dict, output_dir: str | Path, title: str = "Confusion matrix") -> Path:
-    """Write ``metrics.json`` and ``confusion_matrix.png`` into ``output_dir``."""
+    """Write ``metrics.json``, ``confusion_matrix.png`` and (with calibration figures) ``reliability.png``."""
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_confusion_matrix(metrics, output_dir / "confusion_matrix.png", title)
+    if metrics.get("calibration"):
+        from .calibration import plot_reliability
+
+        plot_reliability(metrics["calibration"]["reliability"], metrics["calibration"]["ece"], output_dir / "reliability.png", title)
     return output_dir
+
+
+# --- hierarchy: every section, classes, subclasses -------------------------------------------------
+
+TOP_K = (1, 3, 5)
+
+
+def hierarchy_metrics(
+    codes: list[list[str]],
+    top_sections: list[str],
+    section_sets: list[list[str]],
+    class_rankings: list[list[str]] | None,
+    subclass_rankings: list[list[str]] | None,
+) -> dict:
+    """Figures against each row's own codes (rows without codes are left out, ``n`` says how many
+    count): whether the top section is one of the patent's sections; micro- and macro-F1 of the
+    predicted section sets; class and subclass top-1/3/5 accuracy against the main code and against
+    any of the patent's codes."""
+    from .hierarchy import targets as code_targets
+    from .labels import CODES as SECTION_CODES
+
+    rows = [(i, t) for i, t in enumerate(map(code_targets, codes)) if t is not None]
+    if not rows:
+        return {}
+    out: dict = {"n": len(rows)}
+    out["top_section_in_sections"] = float(np.mean([top_sections[i] in t.sections for i, t in rows]))
+    predicted = np.array([[c in section_sets[i] for c in SECTION_CODES] for i, _ in rows])
+    truth = np.array([[c in t.sections for c in SECTION_CODES] for _, t in rows])
+    present = truth.any(axis=0)
+    out["sections_micro_f1"] = float(f1_score(truth, predicted, average="micro", zero_division=0))
+    out["sections_macro_f1"] = float(f1_score(truth[:, present], predicted[:, present], average="macro", zero_division=0))
+    out["sections_per_row"] = float(predicted.sum(axis=1).mean())
+    for name, rankings, main_of, all_of in (
+        ("class", class_rankings, lambda t: t.main_class, lambda t: t.classes),
+        ("subclass", subclass_rankings, lambda t: t.main_subclass, lambda t: t.subclasses),
+    ):
+        if not rankings:
+            continue
+        for k in TOP_K:
+            out[f"{name}_top{k}"] = float(np.mean([main_of(t) in rankings[i][:k] for i, t in rows]))
+            out[f"{name}_any_top{k}"] = float(np.mean([bool(all_of(t) & set(rankings[i][:k])) for i, t in rows]))
+    return out
+
+
+def calibration_metrics(confidence: np.ndarray, correct: np.ndarray) -> dict:
+    """Expected calibration error and the per-bin reliability table of the predicted section."""
+    from .calibration import expected_calibration_error, reliability_table
+
+    return {"ece": expected_calibration_error(confidence, correct), "reliability": reliability_table(confidence, correct)}
+
+
+def evaluate_predictions(labels: list[int], codes: list[list[str]], predictions: list) -> dict:
+    """All figures for a classifier's predictions (``Prediction`` objects) on labelled rows."""
+    metrics = compute_metrics(labels, [p.label_id for p in predictions])
+    confidence = np.array([p.confidence for p in predictions])
+    correct = np.array([p.label_id == label for p, label in zip(predictions, labels)], dtype=float)
+    metrics["calibration"] = calibration_metrics(confidence, correct)
+    has_heads = any(p.classes for p in predictions)
+    metrics["hierarchy"] = hierarchy_metrics(
+        codes,
+        [p.label for p in predictions],
+        [p.sections for p in predictions],
+        [[c.code for c in p.classes] for p in predictions] if has_heads else None,
+        [[c.code for c in p.subclasses] for p in predictions] if has_heads else None,
+    )
+    return metrics
+
+
+def baseline_metrics(train, rows) -> dict:
+    """The TF-IDF + logistic regression baseline trained on ``train`` and scored on ``rows`` (both
+    ``data.Split``) with the same figures; its section set is its one top section."""
+    from .ensemble import fit_tfidf
+    from .heads import HeadLayout
+    from .labels import CODES as SECTION_CODES
+    from .tuning import tfidf_targets
+
+    layout = HeadLayout.from_codes(train.codes)
+    models = fit_tfidf(train.texts, tfidf_targets(train, layout))
+    section_probs = models.predict_proba(rows.texts, "section")
+    classes = np.asarray(models.classes("section"))
+    predicted = classes[section_probs.argmax(axis=1)]
+    metrics = compute_metrics(rows.labels, predicted)
+    confidence = section_probs.max(axis=1)
+    metrics["calibration"] = calibration_metrics(confidence, (predicted == np.asarray(rows.labels)).astype(float))
+
+    def rankings(target: str) -> list[list[str]] | None:
+        if target not in models.models:
+            return None
+        probs = models.predict_proba(rows.texts, target)
+        names = models.classes(target)
+        return [[names[j] for j in np.argsort(-row)[:5]] for row in probs]
+
+    top = [SECTION_CODES[int(label)] for label in predicted]
+    metrics["hierarchy"] = hierarchy_metrics(rows.codes, top, [[code] for code in top], rankings("class"), rankings("subclass"))
+    return metrics
+
+
+def short_text_form(text: str, characters: int = 200) -> str:
+    """The first ``characters`` of a text in BIGPATENT form, cut at a word: how
+    ``ccdv/patent-classification`` previews look, and the short input a person may paste."""
+    from .data import to_bigpatent_form
+
+    cut = text[:characters]
+    if len(text) > characters and " " in cut:
+        cut = cut[: cut.rindex(" ")]
+    return to_bigpatent_form(cut)

@@ -15,9 +15,10 @@ from importlib import resources
 
 from .labels import CODES
 
-# A section letter, then optionally a two-digit class, then optionally a subclass letter; anything
-# after (group, edition date) is ignored. Letters are matched case-insensitively.
-_CODE = re.compile(r"^\s*([A-HY])(?:(\d{2})([A-Z])?)?(?=$|[\s\d/(])", re.IGNORECASE)
+# A section letter, optionally a two-digit class, optionally a subclass letter. What follows a
+# subclass may be its group ("3/048", "53/94", " 039/00"); a bare section or class must end there
+# (or at a space / bracket), so "G6F" or "G06FF" are refused. Letters match in either case.
+_CODE = re.compile(r"^\s*([A-HY])(?:(\d{2})(?:([A-Z])(?=$|[\s\d/(])|(?=$|[\s(]))|(?=$|[\s(]))", re.IGNORECASE)
 LEVELS = ("section", "class", "subclass")
 
 

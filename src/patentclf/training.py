@@ -14,9 +14,10 @@ from transformers import Trainer
 
 from . import data as data_mod
 from .bundle import read_info, save_bundle, write_info, write_model_card
-from .evaluation import compute_metrics, summary
+from .evaluation import compute_metrics, evaluate_predictions, short_text_form, summary
 from .heads import TARGET_KEYS, HeadLayout, LossWeights, encode_targets, head_loss, last_token_positions
 from .labels import NUM_LABELS
+from .tuning import tune_bundle
 from .models import (
     DEFAULT_BASE_MODEL,
     LoraSettings,
@@ -76,6 +77,9 @@ class TrainConfig:
     # a causal model's state there is what it would see of a short text, so this costs no forward pass.
     prefix_loss_weight: float = 0.0
     prefix_tokens: list[int] = field(default_factory=lambda: [16, 64])
+    # After training, fit a TF-IDF + logistic regression partner on the training rows and blend it
+    # with the model (weights and temperatures fitted on validation; see tuning.py).
+    tfidf_ensemble: bool = True
     command: str | None = None  # the command line that produced this config, for the model card
 
     @classmethod
@@ -345,6 +349,7 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
         out = save_bundle(trainer.model, tokenizer, info, config.output_dir)
     finally:
         trainer.accelerator.wait_for_everyone()
+    tune_bundle(out, splits["train"], splits["validation"], tfidf=config.tfidf_ensemble)
     evaluate_bundle_into_info(out, splits)
     return out
 
@@ -375,7 +380,8 @@ class HeadTrainer(Trainer):
         hidden = outputs.hidden_states[-1]
         lengths = inputs["attention_mask"].sum(dim=1)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        score = self.accelerator.unwrap_model(model).get_base_model().score
+        unwrapped = self.accelerator.unwrap_model(model)
+        score = (unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped).score
         logits = score(hidden[rows, last_token_positions(lengths)])
         loss = head_loss(logits, labels, extra, self.layout, self.weights)
         if model.training and self.config.prefix_loss_weight > 0:
@@ -477,12 +483,13 @@ def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split
         if name not in splits:
             continue
         split = splits[name]
-        predicted = [p.label_id for p in classifier.predict(split.texts)]
-        info["metrics"][name] = summary(compute_metrics(split.labels, predicted))
+        forms = {name: split.texts}
         if name == "test":
-            lowered = [data_mod.to_bigpatent_form(t) for t in split.texts]
-            predicted = [p.label_id for p in classifier.predict(lowered)]
-            info["metrics"]["test (BIGPATENT form)"] = summary(compute_metrics(split.labels, predicted))
+            forms["test (BIGPATENT form)"] = [data_mod.to_bigpatent_form(t) for t in split.texts]
+            forms["test (first 200 characters)"] = [short_text_form(t) for t in split.texts]
+        for label, texts in forms.items():
+            metrics = evaluate_predictions(split.labels, split.codes, classifier.predict(texts))
+            info["metrics"][label] = {**summary(metrics), "ece": metrics["calibration"]["ece"], **metrics["hierarchy"]}
     write_info(bundle_dir, info)
     write_model_card(bundle_dir, info)
     return info

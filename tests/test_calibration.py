@@ -1,0 +1,85 @@
+"""Calibration maths (ECE, temperature, blend, threshold) and the pickle-free TF-IDF partner."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from patentclf import calibration as cal
+from patentclf.ensemble import TFIDF_JSON, TFIDF_WEIGHTS, TfidfModels, fit_tfidf
+
+from .conftest import toy_hierarchy_rows
+
+
+def softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def test_ece_is_small_when_confidence_matches_accuracy_and_large_when_not():
+    rng = np.random.default_rng(0)
+    confidence = rng.uniform(0.3, 1.0, 20000)
+    honest = rng.random(20000) < confidence
+    over = rng.random(20000) < confidence - 0.2
+    assert cal.expected_calibration_error(confidence, honest.astype(float)) < 0.02
+    assert cal.expected_calibration_error(confidence, over.astype(float)) == pytest.approx(0.2, abs=0.02)
+    table = cal.reliability_table(confidence, honest.astype(float))
+    assert sum(r["n"] for r in table) == 20000 and all(r["low"] < r["confidence"] <= r["high"] for r in table)
+
+
+def test_temperature_is_recovered_from_overconfident_logits():
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 3, (5000, 9))
+    labels = np.array([rng.choice(9, p=p) for p in softmax(logits / 2.5)])
+    temperature = cal.fit_temperature(softmax(logits), None, labels, 1.0)
+    assert temperature == pytest.approx(2.5, rel=0.12)
+    before = cal.negative_log_likelihood(softmax(logits), labels)
+    after = cal.negative_log_likelihood(cal.blend(softmax(logits), None, 1.0, temperature), labels)
+    assert after < before
+
+
+def test_blend_weight_follows_the_more_informative_model():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 9, 3000)
+    informative = softmax(np.eye(9)[labels] * 3 + rng.normal(0, 1, (3000, 9)))
+    noise = softmax(rng.normal(0, 1, (3000, 9)))
+    weight, _ = cal.fit_blend(informative, noise, labels)
+    assert weight >= 0.9
+    weight, _ = cal.fit_blend(noise, informative, labels)
+    assert weight <= 0.1
+    identity = cal.blend(informative, noise, 1.0, 1.0)
+    assert np.allclose(identity, informative / informative.sum(axis=1, keepdims=True))
+
+
+def test_sections_threshold_and_sets():
+    probabilities = np.array([[0.9, 0.6, 0.1], [0.2, 0.8, 0.3], [0.4, 0.1, 0.7]])
+    truth = np.array([[1, 1, 0], [0, 1, 0], [1, 0, 1]], dtype=bool)
+    main = np.array([0, 1, 2])
+    threshold = cal.fit_threshold(probabilities, truth, main)
+    assert 0.3 < threshold <= 0.4
+    sets = cal.section_sets(np.array([[0.1, 0.2, 0.3]]), np.array([0]), 0.5)
+    assert sets.tolist() == [[True, False, False]]  # the main prediction is always in the set
+
+
+def test_reliability_diagram_is_drawn(tmp_path):
+    rng = np.random.default_rng(3)
+    confidence = rng.uniform(0, 1, 500)
+    table = cal.reliability_table(confidence, (rng.random(500) < confidence).astype(float))
+    path = cal.plot_reliability(table, 0.05, tmp_path / "reliability.png")
+    assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_tfidf_models_round_trip_without_pickle(tmp_path):
+    rows = toy_hierarchy_rows(240, seed=4)
+    texts = [r["text"] for r in rows]
+    models = fit_tfidf(texts, {"section": [r["section"] for r in rows], "subclass": [r["ipc"][:4] for r in rows]}, max_features=500)
+    models.save(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == {TFIDF_JSON, TFIDF_WEIGHTS}
+    assert b"pickle" not in (tmp_path / TFIDF_JSON).read_bytes()
+    loaded = TfidfModels.load(tmp_path)
+    probe = ["a turbine engine and a valve", "yarn and fabric weaving", "unseen words only"]
+    for target in ("section", "subclass"):
+        assert loaded.classes(target) == models.classes(target)
+        assert np.allclose(loaded.predict_proba(probe, target), models.predict_proba(probe, target), atol=2e-3)
+    assert TfidfModels.load(tmp_path / "missing") is None

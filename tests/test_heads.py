@@ -1,0 +1,137 @@
+"""The hierarchy heads, the last-token rule, resuming only the same run, and the data guards."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from patentclf import data
+from patentclf.bundle import load_bundle, read_info
+from patentclf.classifier import Classifier
+from patentclf.evaluation import compute_metrics
+from patentclf.heads import IGNORE, HeadLayout, LossWeights, encode_targets, head_loss
+from patentclf.training import HeadTrainer, TrainConfig, TrainingError, claim_checkpoints, without_evaluation_rows
+
+
+def test_layout_slices_and_targets():
+    layout = HeadLayout.from_codes([["G06F", "H04N"], ["G06K"], ["A61K"], []])
+    assert layout.classes == ["A61", "G06"] and layout.subclasses == ["A61K", "G06F", "G06K"]
+    assert layout.size == 9 + 9 + 2 + 3
+    parts = layout.slices()
+    assert [parts[h].stop - parts[h].start for h in ("section", "sections", "class", "subclass")] == [9, 9, 2, 3]
+    encoded = encode_targets(layout, [["G06F", "H04N"], [], ["B65D"]])
+    assert encoded["section_targets"][0] == [0, 0, 0, 0, 0, 0, 1, 1, 0]
+    assert encoded["section_targets"][1] == [-1.0] * 9  # no codes: unknown, not "no section"
+    assert encoded["class_labels"] == [1, IGNORE, IGNORE]  # B65 is outside the vocabulary
+    assert encoded["subclass_labels"] == [1, IGNORE, IGNORE]
+    assert HeadLayout().size == 9 and not HeadLayout().hierarchical
+    assert HeadLayout.from_info({"heads": layout.to_dict()}) == layout
+
+
+def test_rows_without_codes_do_not_train_the_extra_heads():
+    layout = HeadLayout(classes=["G06"], subclasses=["G06F"])
+    logits = torch.randn(2, layout.size, requires_grad=True)
+    labels = torch.tensor([6, 6])
+    extra = {key: torch.tensor(values) for key, values in encode_targets(layout, [["G06F"], []]).items()}
+    head_loss(logits, labels, extra, layout, LossWeights()).backward()
+    grad = logits.grad
+    parts = layout.slices()
+    assert grad[1, parts["sections"]].abs().sum() == 0 and grad[1, parts["class"]].abs().sum() == 0
+    assert grad[0, parts["sections"]].abs().sum() > 0 and grad[1, parts["section"]].abs().sum() > 0
+
+
+def test_training_and_prediction_read_the_same_token_even_when_eos_is_appended(tiny_hierarchy_bundle, tmp_path):
+    """A tokenizer that appends EOS, which is also the pad token: transformers' own classifier reads
+    the last token that is not a pad (the one before EOS); our one rule reads the EOS in training
+    and in prediction alike."""
+    from transformers import TrainingArguments
+
+    classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32")
+    eos = classifier.tokenizer.pad_token_id
+    windows = [classifier.tokenizer("a turbine engine valve")["input_ids"] + [eos], classifier.tokenizer("an acid")["input_ids"] + [eos]]
+    serving = classifier._logits(windows)
+
+    model, tokenizer, info = load_bundle(tiny_hierarchy_bundle, dtype=torch.float32, merge=False)
+    batch = tokenizer.pad({"input_ids": windows}, return_tensors="pt")
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, remove_unused_columns=False, report_to="none")
+    trainer = HeadTrainer(model=model, args=args, layout=HeadLayout.from_info(info), config=TrainConfig())
+    model.eval()
+    with torch.no_grad():
+        _, outputs = trainer.compute_loss(model, {**batch, "labels": torch.tensor([5, 2])}, return_outputs=True)
+        transformers_rule = model(**batch).logits
+    assert torch.allclose(outputs.logits, serving, atol=1e-4)
+    assert not torch.allclose(transformers_rule, serving, atol=1e-3)  # the test can tell the rules apart
+
+
+def test_hierarchy_bundle_predicts_every_level(tiny_hierarchy_bundle, toy_hierarchy_data):
+    info = read_info(tiny_hierarchy_bundle)
+    assert info["heads"]["subclasses"] and 0 < info["calibration"]["sections_threshold"] < 1
+    assert {"llm_weight", "temperature", "llm_temperature"} <= set(info["calibration"]["section"])
+    test = data.load_split(str(toy_hierarchy_data), "test")
+    predictions = Classifier.load(tiny_hierarchy_bundle, precision="fp32").predict(test.texts)
+    for p in predictions:
+        assert p.sections[0] == p.label and len(set(p.sections)) == len(p.sections)
+        assert set(p.section_probabilities) == set("ABCDEFGHY")
+        assert len(p.classes) == 5 and len(p.subclasses) == 5
+        assert [c.probability for c in p.classes] == sorted((c.probability for c in p.classes), reverse=True)
+        assert abs(sum(p.probabilities.values()) - 1) < 1e-4
+    main_subclass = [codes[0] for codes in test.codes]
+    top1 = np.mean([p.subclasses[0].code == s for p, s in zip(predictions, main_subclass)])
+    assert top1 >= 0.8  # the toy subclasses are learnable
+    with_second = [p for p, codes in zip(predictions, test.codes) if "H04N" in codes]
+    assert np.mean(["H" in p.sections for p in with_second]) >= 0.7  # the multi-label head learned H04N
+
+
+def test_section_only_bundle_keeps_working(tiny_bundle):
+    p = Classifier.load(tiny_bundle, precision="fp32").predict(["a turbine engine"])[0]
+    assert p.sections == [p.label] and p.classes == [] and p.subclasses == []
+    assert "heads" not in read_info(tiny_bundle)
+
+
+def test_bundle_names_its_base_model_not_a_path_of_the_training_machine(tiny_hierarchy_bundle):
+    adapter = json.loads((tiny_hierarchy_bundle / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == read_info(tiny_hierarchy_bundle)["base_model"]
+
+
+def test_resuming_refuses_a_different_run_and_restart_clears_it(tmp_path):
+    folder = tmp_path / "checkpoints"
+    first = {"settings": {"learning_rate": 1e-4, "epochs": 1}, "data": "abc"}
+    assert claim_checkpoints(folder, first) is False
+    (folder / "checkpoint-10").mkdir()
+    assert claim_checkpoints(folder, first) is True
+    changed = {"settings": {"learning_rate": 5e-4, "epochs": 1}, "data": "abd"}
+    with pytest.raises(TrainingError, match="learning_rate.*training/validation data.*--restart"):
+        claim_checkpoints(folder, changed)
+    assert claim_checkpoints(folder, changed, restart=True) is False
+    assert not (folder / "checkpoint-10").exists()
+    unrecorded = tmp_path / "old"
+    (unrecorded / "checkpoint-5").mkdir(parents=True)
+    with pytest.raises(TrainingError, match="unrecorded"):
+        claim_checkpoints(unrecorded, first)
+
+
+def test_extra_rows_that_are_evaluation_rows_are_dropped_with_a_warning():
+    evaluation = data.Split(texts=["A Lens, for cameras.", "a pump"], labels=[6, 5], ids=["US1", "US2"])
+    extra = data.Split(texts=["a lens , for cameras .", "something new", "other text"], labels=[6, 1, 5], ids=[None, None, "US2"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kept = without_evaluation_rows(extra, [evaluation])
+    assert kept.texts == ["something new"]
+    assert any("dropped 2 of 3" in str(w.message) for w in caught)
+
+
+def test_macro_f1_ignores_stray_predictions_of_absent_sections():
+    # Y (8) is never true here; predicting it once must not add a zero to the average.
+    metrics = compute_metrics([0, 0, 1, 1], [0, 8, 1, 1])
+    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
+    assert metrics["accuracy"] == 0.75
+
+
+def test_train_config_validates_new_options():
+    for bad in (dict(heads="all"), dict(label_smoothing=1.0), dict(prefix_loss_weight=-1), dict(prefix_tokens=[10, 5])):
+        with pytest.raises(ValueError):
+            TrainConfig(**bad).validate()
