@@ -12,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from .labels import SECTIONS
-from .models import ModelError
+from .models import EMBEDDED_MODELS, ModelError
 
 INFO_FILE = "patentclf.json"
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -62,7 +62,10 @@ def save_bundle(peft_model, tokenizer, info: dict, out_dir: str | Path) -> Path:
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     peft_model.save_pretrained(staging)
-    tokenizer.save_pretrained(staging)
+    # An embedded base model's tokenizer installs with it (Gemma's is 33 MB): the bundle keeps only
+    # its own tokenizer for other bases, whose tokenizer could change on the hub.
+    if info["base_model"] not in EMBEDDED_MODELS:
+        tokenizer.save_pretrained(staging)
     name_base_model(staging, info["base_model"])
     info = {"format": FORMAT_VERSION, "labels": label_table(), **info}
     write_info(staging, info)
@@ -90,11 +93,14 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     from transformers import AutoTokenizer
 
     from .heads import HeadLayout
-    from .models import load_classification_model, quiet_transformers
+    from .models import load_classification_model, load_tokenizer, quiet_transformers
 
     bundle_dir = Path(bundle_dir)
     info = read_info(bundle_dir)
-    tokenizer = AutoTokenizer.from_pretrained(bundle_dir)
+    if (bundle_dir / "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(bundle_dir)
+    else:  # an embedded base model's own tokenizer (see save_bundle)
+        tokenizer = load_tokenizer(info["base_model"])
     with quiet_transformers():
         base = load_classification_model(
             info["base_model"], pad_token_id=tokenizer.pad_token_id, dtype=torch.float32, num_labels=HeadLayout.from_info(info).size

@@ -165,7 +165,7 @@ def evaluate(
     """Evaluate a bundle beside a TF-IDF baseline: sections, calibration (ECE) and, where the rows
     carry codes, every section, classes and subclasses. Writes metrics.json and the pictures."""
     from .data import stratified_subset
-    from .evaluation import baseline_metrics, evaluate_predictions, write_report
+    from .evaluation import baseline_metrics, evaluate_predictions, fit_baseline, write_report
     from .labels import SECTIONS
 
     rows = stratified_subset(_read_input_split(data, split, data_config, text_field, text_form, True), limit)
@@ -177,17 +177,25 @@ def evaluate(
     metrics.update({"model": str(classifier.path), "model_version": classifier.version, "data": rows.source, "split": split, "text_form": text_form, "long_text": long_text})
     reference = None
     if baseline:
-        train_spec = baseline_data or classifier.info.get("training", {}).get("data")
-        try:
-            train_rows = _read_input_split(train_spec, "train", data_config, None, "original", True) if train_spec else None
-        except typer.Exit:
-            train_rows = None
-        if train_rows is None:
-            err.print("no baseline: the bundle does not say what it trained on; pass --baseline-data")
+        trained_on = classifier.info.get("training", {}).get("data")
+        if classifier.tfidf is not None and baseline_data in (None, trained_on):
+            # The bundle's TF-IDF partner is this baseline, fitted on the model's own training rows.
+            models, source = classifier.tfidf, f"{trained_on} (the bundle's TF-IDF partner)"
         else:
-            with console.status(f"fitting the TF-IDF baseline on {len(train_rows)} rows of {train_rows.source}"):
-                reference = baseline_metrics(train_rows, rows)
-            metrics["baseline"] = {"model": "TF-IDF (1-2 grams) + logistic regression", "trained_on": train_rows.source, **reference}
+            train_spec = baseline_data or trained_on
+            try:
+                train_rows = _read_input_split(train_spec, "train", data_config, None, "original", True) if train_spec else None
+            except typer.Exit:
+                train_rows = None
+            models = source = None
+            if train_rows is None:
+                err.print("no baseline: the bundle does not say what it trained on; pass --baseline-data")
+            else:
+                with console.status(f"fitting the TF-IDF baseline on {len(train_rows)} rows of {train_rows.source}"):
+                    models, source = fit_baseline(train_rows), train_rows.source
+        if models is not None:
+            reference = baseline_metrics(models, rows)
+            metrics["baseline"] = {"model": "TF-IDF (1-2 grams) + logistic regression", "trained_on": source, **reference}
     write_report(metrics, output, title=f"{Path(rows.source).name} ({text_form})")
 
     table = Table(title=f"{rows.source} - {len(rows)} rows - model {classifier.version}")

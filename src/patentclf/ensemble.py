@@ -1,9 +1,9 @@
 """TF-IDF + logistic regression models: the honest baseline, and the ensemble partner of the LLM.
 
-One :class:`TfidfModel` per target (main section, main class, main subclass) over one shared
-vocabulary. In a bundle they are stored without pickle: ``tfidf.json`` (vocabulary, settings, each
-target's classes) and ``tfidf.safetensors`` (idf weights, coefficients, intercepts), so loading a
-bundle never runs code from it.
+One vectorizer + logistic regression per target (main section, main class, main subclass). In a
+bundle they are stored without pickle: ``tfidf.json`` (each target's vocabulary, settings and
+classes) and ``tfidf.safetensors`` (idf weights, coefficients, intercepts), so loading a bundle
+never runs code from it.
 """
 
 from __future__ import annotations
@@ -18,25 +18,35 @@ from .data import to_bigpatent_form
 
 TFIDF_JSON = "tfidf.json"
 TFIDF_WEIGHTS = "tfidf.safetensors"
-# Settings measured on the bundled validation split: word 1-2 grams, sublinear tf, terms in >= 2 rows.
-NGRAMS = (1, 2)
+NGRAMS = (1, 2)  # word 1-2 grams, sublinear tf, terms in >= 2 rows
 MIN_DF = 2
-MAX_FEATURES = 60_000
+# Vocabulary per target: the coefficient table is classes x terms, so the many-class targets get a
+# smaller vocabulary to keep the bundle small (494 subclasses x 20k terms in float16 = 20 MB).
+MAX_FEATURES = {"section": 60_000, "class": 20_000, "subclass": 20_000}
+
+
+@dataclass
+class TfidfTarget:
+    vectorizer: object  # sklearn TfidfVectorizer
+    model: object  # sklearn LogisticRegression
 
 
 @dataclass
 class TfidfModels:
-    """A fitted vectorizer and one linear model per target (``section``, ``class``, ``subclass``)."""
+    """One fitted TF-IDF + logistic regression per target (``section``, ``class``, ``subclass``)."""
 
-    vectorizer: object  # sklearn TfidfVectorizer
-    models: dict[str, object]  # target -> sklearn LogisticRegression
+    targets: dict[str, TfidfTarget]
+
+    @property
+    def models(self) -> dict[str, object]:
+        return {name: t.model for name, t in self.targets.items()}
 
     def classes(self, target: str) -> list:
-        return list(self.models[target].classes_)
+        return [c.item() if hasattr(c, "item") else c for c in self.targets[target].model.classes_]
 
     def predict_proba(self, texts: list[str], target: str) -> np.ndarray:
-        features = self.vectorizer.transform([to_bigpatent_form(t) for t in texts])
-        return self.models[target].predict_proba(features)
+        found = self.targets[target]
+        return found.model.predict_proba(found.vectorizer.transform([to_bigpatent_form(t) for t in texts]))
 
     # -- storage ----------------------------------------------------------------------------------
 
@@ -44,14 +54,17 @@ class TfidfModels:
         from safetensors.numpy import save_file
 
         folder = Path(folder)
-        # safetensors writes raw buffers: arrays must be C-ordered (lbfgs leaves coef_ Fortran-ordered).
-        tensors = {"idf": np.ascontiguousarray(self.vectorizer.idf_, dtype=np.float32)}
-        meta = {"ngram_range": list(NGRAMS), "vocabulary": {t: int(i) for t, i in self.vectorizer.vocabulary_.items()}, "targets": {}}
-        for target, model in self.models.items():
+        tensors, meta = {}, {"ngram_range": list(NGRAMS), "targets": {}}
+        for name, found in self.targets.items():
+            # safetensors writes raw buffers: arrays must be C-ordered (lbfgs leaves coef_ Fortran-ordered).
             # Coefficients as float16 halve the file; probabilities move by < 1e-3.
-            tensors[f"{target}.coef"] = np.ascontiguousarray(model.coef_, dtype=np.float16)
-            tensors[f"{target}.intercept"] = np.ascontiguousarray(model.intercept_, dtype=np.float32)
-            meta["targets"][target] = [c.item() if hasattr(c, "item") else c for c in model.classes_]
+            tensors[f"{name}.idf"] = np.ascontiguousarray(found.vectorizer.idf_, dtype=np.float32)
+            tensors[f"{name}.coef"] = np.ascontiguousarray(found.model.coef_, dtype=np.float16)
+            tensors[f"{name}.intercept"] = np.ascontiguousarray(found.model.intercept_, dtype=np.float32)
+            meta["targets"][name] = {
+                "classes": self.classes(name),
+                "vocabulary": {term: int(i) for term, i in found.vectorizer.vocabulary_.items()},
+            }
         save_file(tensors, str(folder / TFIDF_WEIGHTS))
         (folder / TFIDF_JSON).write_text(json.dumps(meta))
 
@@ -67,28 +80,31 @@ class TfidfModels:
             return None
         meta = json.loads((folder / TFIDF_JSON).read_text())
         tensors = load_file(str(folder / TFIDF_WEIGHTS))
-        vectorizer = TfidfVectorizer(ngram_range=tuple(meta["ngram_range"]), sublinear_tf=True, vocabulary=meta["vocabulary"])
-        vectorizer.idf_ = tensors["idf"].astype(np.float64)
-        models = {}
-        for target, classes in meta["targets"].items():
+        targets = {}
+        for name, stored in meta["targets"].items():
+            vectorizer = TfidfVectorizer(ngram_range=tuple(meta["ngram_range"]), sublinear_tf=True, vocabulary=stored["vocabulary"])
+            vectorizer.idf_ = tensors[f"{name}.idf"].astype(np.float64)
             model = LogisticRegression()
-            model.classes_ = np.asarray(classes)
-            model.coef_ = tensors[f"{target}.coef"].astype(np.float64)
-            model.intercept_ = tensors[f"{target}.intercept"].astype(np.float64)
-            models[target] = model
-        return cls(vectorizer, models)
+            model.classes_ = np.asarray(stored["classes"])
+            model.coef_ = tensors[f"{name}.coef"].astype(np.float64)
+            model.intercept_ = tensors[f"{name}.intercept"].astype(np.float64)
+            targets[name] = TfidfTarget(vectorizer, model)
+        return cls(targets)
 
 
-def fit_tfidf(texts: list[str], targets: dict[str, list], *, max_features: int = MAX_FEATURES, C: float = 10.0) -> TfidfModels:
-    """Fit the shared vectorizer and one logistic regression per target; rows whose target is
-    ``None`` are left out of that target's model."""
+def fit_tfidf(texts: list[str], targets: dict[str, list], *, max_features: int | None = None, C: float = 10.0) -> TfidfModels:
+    """Fit a vectorizer and a logistic regression per target; rows whose target is ``None`` are
+    left out of that target's model. ``max_features`` overrides the per-target vocabulary sizes."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
-    vectorizer = TfidfVectorizer(ngram_range=NGRAMS, sublinear_tf=True, min_df=MIN_DF, max_features=max_features)
-    features = vectorizer.fit_transform([to_bigpatent_form(t) for t in texts])
-    models = {}
-    for target, values in targets.items():
+    prepared = [to_bigpatent_form(t) for t in texts]
+    fitted = {}
+    for name, values in targets.items():
         rows = [i for i, v in enumerate(values) if v is not None]
-        models[target] = LogisticRegression(C=C, max_iter=2000).fit(features[rows], [values[i] for i in rows])
-    return TfidfModels(vectorizer, models)
+        size = max_features or MAX_FEATURES.get(name, 20_000)
+        vectorizer = TfidfVectorizer(ngram_range=NGRAMS, sublinear_tf=True, min_df=MIN_DF, max_features=size)
+        features = vectorizer.fit_transform([prepared[i] for i in rows])
+        model = LogisticRegression(C=C, max_iter=2000).fit(features, [values[i] for i in rows])
+        fitted[name] = TfidfTarget(vectorizer, model)
+    return TfidfModels(fitted)

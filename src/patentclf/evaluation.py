@@ -156,16 +156,21 @@ def evaluate_predictions(labels: list[int], codes: list[list[str]], predictions:
     return metrics
 
 
-def baseline_metrics(train, rows) -> dict:
-    """The TF-IDF + logistic regression baseline trained on ``train`` and scored on ``rows`` (both
-    ``data.Split``) with the same figures; its section set is its one top section."""
+def fit_baseline(train):
+    """TF-IDF + logistic regression for section, main class and main subclass, trained on ``train``
+    (a ``data.Split``): the baseline every figure is compared with."""
     from .ensemble import fit_tfidf
     from .heads import HeadLayout
-    from .labels import CODES as SECTION_CODES
     from .tuning import tfidf_targets
 
-    layout = HeadLayout.from_codes(train.codes)
-    models = fit_tfidf(train.texts, tfidf_targets(train, layout))
+    return fit_tfidf(train.texts, tfidf_targets(train, HeadLayout.from_codes(train.codes)))
+
+
+def baseline_metrics(models, rows) -> dict:
+    """The same figures as ``evaluate_predictions`` for fitted TF-IDF models (``ensemble.TfidfModels``)
+    on ``rows``; the baseline's section set is its one top section."""
+    from .labels import CODES as SECTION_CODES
+
     section_probs = models.predict_proba(rows.texts, "section")
     classes = np.asarray(models.classes("section"))
     predicted = classes[section_probs.argmax(axis=1)]

@@ -14,7 +14,7 @@ from transformers import Trainer
 
 from . import data as data_mod
 from .bundle import read_info, save_bundle, write_info, write_model_card
-from .evaluation import compute_metrics, evaluate_predictions, short_text_form, summary
+from .evaluation import baseline_metrics, compute_metrics, evaluate_predictions, short_text_form, summary
 from .heads import TARGET_KEYS, HeadLayout, LossWeights, encode_targets, head_loss, last_token_positions
 from .labels import NUM_LABELS
 from .tuning import tune_bundle
@@ -339,6 +339,7 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "peak_memory_mb": peak_memory_mb(device),
             "log_history": trainer.state.log_history[-20:],
+            **({"resumed_from": previous_run(config.resume_from)} if config.resume_from else {}),
         },
         "data": {name: {"source": split.source, "rows": len(split), "labels": split.label_counts()} for name, split in splits.items()},
         "metrics": {},
@@ -462,6 +463,14 @@ def claim_checkpoints(checkpoint_dir: Path, fingerprint: dict, restart: bool = F
     return False
 
 
+def previous_run(bundle_dir: str | Path) -> dict:
+    """What a continued bundle was trained with (its adapter's settings, such as LoRA rank and
+    layers, come from there, not from this run's config), for the model card."""
+    previous = read_info(bundle_dir)
+    training = {k: v for k, v in previous.get("training", {}).items() if k != "log_history"}
+    return {"bundle": str(bundle_dir), "training": training, "metrics": previous.get("metrics", {}), "command": previous.get("command")}
+
+
 def peak_memory_mb(device: torch.device) -> dict:
     """This process's peak memory so far: resident set (Linux reports KiB) and, on a GPU, the CUDA
     allocator's peak, the figure that shows what --quantize saves."""
@@ -471,6 +480,11 @@ def peak_memory_mb(device: torch.device) -> dict:
     if device.type == "cuda":
         peak["cuda_allocated"] = round(torch.cuda.max_memory_allocated(device) / 2**20)
     return peak
+
+
+def headline(metrics: dict) -> dict:
+    """The figures a bundle records: summary, ECE and the hierarchy figures."""
+    return {**summary(metrics), "ece": metrics["calibration"]["ece"], **metrics.get("hierarchy", {})}
 
 
 def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split]) -> dict:
@@ -489,7 +503,10 @@ def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split
             forms["test (first 200 characters)"] = [short_text_form(t) for t in split.texts]
         for label, texts in forms.items():
             metrics = evaluate_predictions(split.labels, split.codes, classifier.predict(texts))
-            info["metrics"][label] = {**summary(metrics), "ece": metrics["calibration"]["ece"], **metrics["hierarchy"]}
+            info["metrics"][label] = headline(metrics)
+            if classifier.tfidf is not None:  # its TF-IDF partner is the baseline, trained on the same rows
+                rows = data_mod.Split(texts=list(texts), labels=split.labels, codes=split.codes)
+                info.setdefault("baselines", {})[label] = headline(baseline_metrics(classifier.tfidf, rows))
     write_info(bundle_dir, info)
     write_model_card(bundle_dir, info)
     return info
