@@ -116,13 +116,48 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     return model, tokenizer, info
 
 
-def metrics_rows(metrics: dict) -> str:
-    """Markdown rows ``| split | n | accuracy | macro-F1 |`` for a model card."""
-    rows = [
-        f"| {name} | {m['n']} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} |" if m else f"| {name} | - | - | - |"
-        for name, m in metrics.items()
-    ]
-    return "\n".join(rows) or "| (not evaluated) | | | |"
+def metrics_rows(metrics: dict, baselines: dict | None = None) -> str:
+    """Markdown rows ``| split | n | accuracy | macro-F1 | ECE | TF-IDF accuracy | TF-IDF macro-F1 |``."""
+    baselines = baselines or {}
+    rows = []
+    for name, m in metrics.items():
+        if not m:
+            rows.append(f"| {name} | - | - | - | - | - | - |")
+            continue
+        base = baselines.get(name, {})
+        cells = [
+            name,
+            str(m["n"]),
+            f"{m['accuracy']:.3f}",
+            f"{m['macro_f1']:.3f}",
+            f"{m['ece']:.3f}" if "ece" in m else "-",
+            f"{base['accuracy']:.3f}" if base else "-",
+            f"{base['macro_f1']:.3f}" if base else "-",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) or "| (not evaluated) | | | | | | |"
+
+
+HIERARCHY_FIGURES = (
+    ("top_section_in_sections", "top section is one of the patent's sections"),
+    ("sections_micro_f1", "micro-F1 of the predicted section set"),
+    ("class_top1", "main class top-1"),
+    ("class_top5", "main class in the top 5"),
+    ("subclass_top1", "main subclass top-1"),
+    ("subclass_top5", "main subclass in the top 5"),
+    ("subclass_any_top5", "any of the patent's subclasses in the top 5"),
+)
+
+
+def hierarchy_rows(metrics: dict, baselines: dict | None = None) -> str:
+    """Markdown rows of the hierarchy figures on the test split, beside the TF-IDF baseline."""
+    test, base = metrics.get("test") or {}, (baselines or {}).get("test") or {}
+    rows = []
+    for key, label in HIERARCHY_FIGURES:
+        if key in test:
+            theirs = f"{base[key]:.3f}" if key in base else "-"
+            rows.append(f"| {label} | {test[key]:.3f} | {theirs} |")
+    return "\n".join(rows)
 
 
 def labels_line() -> str:
@@ -131,9 +166,33 @@ def labels_line() -> str:
 
 
 def write_model_card(bundle_dir: str | Path, info: dict) -> None:
-    rows = metrics_rows(info.get("metrics", {}))
+    rows = metrics_rows(info.get("metrics", {}), info.get("baselines"))
+    hierarchy = hierarchy_rows(info.get("metrics", {}), info.get("baselines"))
     # The training log stays in patentclf.json; the card lists the settings that reproduce the run.
-    hyper = {k: v for k, v in info.get("training", {}).items() if k != "log_history"}
+    training = info.get("training", {})
+    hyper = {k: v for k, v in training.items() if k not in ("log_history", "resumed_from")}
+    commands = [info.get("command", "(unknown)")]
+    previous = training.get("resumed_from")
+    while previous:  # a continued run: its earlier runs' commands come first
+        commands.insert(0, f"{previous.get('command')}   # then continued by:")
+        previous = previous.get("training", {}).get("resumed_from")
+    heads = info.get("heads")
+    heads_text = (
+        f"Besides the main section it answers every section the patent belongs to (multi-label), and the top 5 main CPC "
+        f"classes ({len(heads['classes'])} known) and subclasses ({len(heads['subclasses'])} known)."
+        if heads
+        else "It answers the main section only."
+    )
+    calibration = info.get("calibration", {})
+    section = calibration.get("section", {})
+    calibration_text = (
+        f"Section probabilities are a log-linear blend of the LLM ({section.get('llm_weight', 1.0):.2f}) and a TF-IDF + "
+        f"logistic regression model trained on the same rows ({1 - section.get('llm_weight', 1.0):.2f}), divided by a "
+        f"temperature of {section.get('temperature', 1.0):.2f}; weights, temperatures and the sections threshold "
+        f"({calibration.get('sections_threshold', '-')}) were fitted on the validation split."
+        if section
+        else "Probabilities are the model's own softmax (not calibrated)."
+    )
     card = f"""---
 library_name: peft
 base_model: {info.get("base_model")}
@@ -141,23 +200,33 @@ pipeline_tag: text-classification
 tags: [patentclf, lora, patents, cpc]
 ---
 
-# patentclf model: CPC section classifier
+# patentclf model: CPC classifier
 
 LoRA adapter (with its trained `score` head) over `{info.get("base_model")}` that puts a patent's text
-into one of the nine CPC sections A-H, Y. Load it with `patentclf predict --model <this folder>` or
-`patentclf.Classifier.load("<this folder>")`.
+into one of the nine CPC sections A-H, Y. {heads_text} Load it with `patentclf predict --model <this
+folder>` or `patentclf.Classifier.load("<this folder>")`.
+
+Base weights: {info.get("base_model_weights", info.get("base_model"))}.
 
 Inputs are normalised before tokenizing (lowercased, punctuation spaced out: BIGPATENT's form), so
 mixed-case abstracts and BIGPATENT's lowercased text are classified alike. At most
 {info.get("max_length")} tokens are read; longer text is truncated unless `--long-text chunk` is used.
+{calibration_text}
 
 ## Results
 
-Measured on data the model did not train on (`n` rows each):
+Measured on data the model did not train on (`n` rows each; ECE: expected calibration error of the
+predicted section, 15 bins). TF-IDF: 1-2 grams + logistic regression trained on the same rows.
 
-| split | n | accuracy | macro-F1 |
-|---|---|---|---|
+| split | n | accuracy | macro-F1 | ECE | TF-IDF accuracy | TF-IDF macro-F1 |
+|---|---|---|---|---|---|---|
 {rows}
+
+{"Hierarchy, test split (against each patent's own IPC codes):" if hierarchy else ""}
+
+{"| figure | model | TF-IDF |" if hierarchy else ""}
+{"|---|---|---|" if hierarchy else ""}
+{hierarchy}
 
 ## Training
 
@@ -168,7 +237,7 @@ Measured on data the model did not train on (`n` rows each):
 Reproduce:
 
 ```
-{info.get("command", "(unknown)")}
+{chr(10).join(commands)}
 ```
 """
     (Path(bundle_dir) / "README.md").write_text(card)
