@@ -62,7 +62,7 @@ def baseline_pass(model, tokenizer, texts: list[str], max_length: int, normalize
     with torch.inference_mode():
         for text in texts:
             encoded = tokenizer(to_bigpatent_form(text) if normalize else text, truncation=True, max_length=max_length, return_tensors="pt")
-            out.append(torch.softmax(model(**encoded).logits[0].float(), dim=-1).tolist())
+            out.append(torch.softmax(model(**encoded).logits[0, :9].float(), dim=-1).tolist())  # the main-section head
     return out
 
 

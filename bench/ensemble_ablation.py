@@ -1,0 +1,83 @@
+"""What each part of the shipped model's answer adds: the LLM alone, with its temperature, TF-IDF
+alone, and the calibrated blend, on the same test rows (and the same rows cut to 200 characters).
+
+    .venv/bin/python bench/ensemble_ablation.py                 # the shipped model
+    .venv/bin/python bench/ensemble_ablation.py --model DIR
+
+Needs a bundle with a TF-IDF partner and calibration (``patentclf calibrate``). The LLM runs once per
+text form; every row of the table is computed from the same model outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import common  # noqa: F401
+from common import machine, table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--limit", type=int, default=None)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from patentclf.bundle import default_model_dir
+    from patentclf.calibration import blend, expected_calibration_error
+    from patentclf.classifier import Classifier
+    from patentclf.data import load_split, stratified_subset
+    from patentclf.evaluation import compute_metrics, short_text_form
+    from patentclf.hierarchy import targets
+    from patentclf.labels import CODES
+
+    classifier = Classifier.load(args.model or default_model_dir())
+    rows = stratified_subset(load_split("bundled", args.split), args.limit)
+    labels = np.asarray(rows.labels)
+    calibration = classifier.calibration
+    print(f"machine: {machine()}")
+    print(f"model: {classifier.path} ({classifier.info.get('base_model')}); {len(rows)} rows of bundled:{args.split}")
+    for form, texts in (("as published", rows.texts), ("first 200 characters, BIGPATENT form", [short_text_form(t) for t in rows.texts])):
+        raw = classifier.raw_outputs(texts)
+        tfidf = classifier.tfidf_probabilities(texts, "section", list(CODES))
+        section = calibration.get("section", {})
+        variants = {
+            "LLM alone, raw softmax": raw["section"],
+            "LLM alone, temperature": blend(raw["section"], None, 1.0, section.get("llm_temperature", 1.0)),
+            "TF-IDF alone": tfidf,
+            "blend + temperature (shipped)": blend(raw["section"], tfidf, section.get("llm_weight", 1.0), section.get("temperature", 1.0)),
+        }
+        out = []
+        for name, probs in variants.items():
+            predicted = probs.argmax(axis=1)
+            metrics = compute_metrics(labels, predicted)
+            ece = expected_calibration_error(probs.max(axis=1), (predicted == labels).astype(float))
+            out.append([name, f"{metrics['accuracy']:.3f}", f"{metrics['macro_f1']:.3f}", f"{ece:.3f}"])
+        print(f"\nsection, {form}")
+        print(table(["answer", "accuracy", "macro-F1", "ECE"], out))
+        found = [targets(c) for c in rows.codes]
+        if classifier.layout.hierarchical:
+            out = []
+            for head, codes, main in (("class", classifier.layout.classes, "main_class"), ("subclass", classifier.layout.subclasses, "main_subclass")):
+                settings = calibration.get(head, {})
+                partner = classifier.tfidf_probabilities(texts, head, codes)
+                for name, probs in (
+                    ("LLM alone", raw[head]),
+                    ("TF-IDF alone", partner),
+                    ("blend (shipped)", blend(raw[head], partner, settings.get("llm_weight", 1.0), settings.get("temperature", 1.0))),
+                ):
+                    if probs is None:
+                        continue
+                    top = np.argsort(-probs, axis=1)[:, :5]
+                    hits = [[codes[j] for j in row] for row in top]
+                    top1 = np.mean([getattr(t, main) == h[0] for t, h in zip(found, hits) if t])
+                    top5 = np.mean([getattr(t, main) in h for t, h in zip(found, hits) if t])
+                    out.append([head, name, f"{top1:.3f}", f"{top5:.3f}"])
+            print(table(["level", "answer", "top-1", "top-5"], out))
+
+
+if __name__ == "__main__":
+    main()
