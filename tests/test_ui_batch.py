@@ -97,7 +97,8 @@ def test_section_only_answers_have_no_hierarchy_to_show():
     upload = read_upload("p.jsonl", b'{"text": "one"}\n')
     assert not table_has_hierarchy(results_table(upload, [_prediction("G", "p1")]))
     # An API from before the hierarchy (no such fields) reads as a section-only answer.
-    old = {k: v for k, v in _prediction("G", "p1").items() if k not in ("sections", "section_probabilities", "classes", "subclasses")}
+    hierarchy = ("sections", "section_probabilities", "classes", "subclasses")
+    old = {k: v for k, v in _prediction("G", "p1").items() if k not in hierarchy}
     table = results_table(upload, [old])
     assert not table_has_hierarchy(table)
     assert json.loads(to_jsonl(table))["sections"] == ["G"]
