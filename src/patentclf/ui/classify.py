@@ -91,13 +91,15 @@ def _show_hierarchy(p: dict) -> None:
     section-only model (its answer would only repeat the headline)."""
     if not has_hierarchy(p):
         return
-    st.markdown("#### CPC sections, classes and subclasses")
+    suggestions = bool(p.get("classes") or p.get("subclasses"))
+    st.markdown("#### CPC sections" + (", classes and subclasses" if suggestions else ""))
     probabilities = p.get("section_probabilities") or {}
     badges = [
         f":{'orange' if code == p['label'] else 'blue'}-badge[{code} · {section(code).name} · {probabilities.get(code, 0.0):.0%}]"
         for code in p.get("sections") or []
     ]
     st.markdown("Belongs to " + " ".join(badges))
+    st.caption("A patent can belong to several sections; each one's probability is judged on its own.")
     for key, level in (("classes", "Class"), ("subclasses", "Subclass")):
         if p.get(key):
             st.table(suggestion_table(p[key], level), hide_index=True, border="horizontal")
