@@ -13,7 +13,7 @@ from patentclf.ui import app_path
 from patentclf.ui.examples import EXAMPLES
 
 from .ui_samples import hierarchy_answer
-from .ui_servers import API_KEY, free_port, run_api, silent_server
+from .ui_servers import API_KEY, free_port, json_api, run_api, silent_server
 
 TIMEOUT = 60  # seconds an AppTest run may take (a prediction on the tiny model takes well under one)
 
@@ -205,6 +205,25 @@ def test_batch_upload_shows_a_table_and_offers_downloads(ui_env):
     assert list(table["label"]) == [p["label"] for p in answers["predictions"]]
     assert "sections" not in table.columns  # a section-only model: nothing to add to the table
     assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSONL"]
+
+
+def test_batch_table_shows_the_hierarchy_codes(monkeypatch):
+    """A model with hierarchy heads (stood in for by a server that sends its answers): the batch table
+    gains the sections and subclass codes."""
+    first = hierarchy_answer()
+    second = hierarchy_answer(label="G", name="Physics", sections=["G"], section_probabilities={"G": 0.9})
+    answers = {"/model": {"model_version": first["model_version"]}, "/predict/batch": {"predictions": [first, second]}}
+    with json_api(answers) as url:
+        monkeypatch.setenv("PATENTCLF_API_URL", url)
+        at = classify_page()
+        content = b'{"id": "x", "text": "one"}\n{"id": "y", "text": "two"}\n'
+        at.file_uploader[0].set_value(("two.jsonl", content, "application/json")).run()
+        next(b for b in at.button if b.label == "Classify all").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table.columns[:6]) == ["id", "label", "name", "confidence", "sections", "subclasses"]
+    assert list(table["sections"]) == ["H; G", "G"]
+    assert table.loc[0, "subclasses"] == "H04M, G06Q, H04W, H04L, G07F"
 
 
 def test_bad_upload_is_explained(ui_env):
