@@ -1,7 +1,7 @@
 """A real browser (Debian's headless Chromium) against the real UI and the real API, on loopback.
 
 The UI runs through ``patentclf ui`` and the API through uvicorn, each as a subprocess. Screenshots
-of the pages are kept in ``test-artifacts/`` (ui-prediction.png, ui-monitoring.png).
+of the pages are kept in ``test-artifacts/`` (ui-prediction.png, ui-monitoring.png, ui-hierarchy.png).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import pytest
 from patentclf.labels import section
 from patentclf.ui.examples import EXAMPLES
 
-from .ui_servers import run_api, run_ui
+from .ui_samples import hierarchy_answer
+from .ui_servers import json_api, run_api, run_ui
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -24,6 +25,8 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 WAIT = 90  # seconds, the longest any step may take on a busy machine; polls end as soon as it is done
 
 pytestmark = pytest.mark.browser
+HIERARCHY_HEADING = "CPC sections, classes and subclasses"
+CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +68,21 @@ def browser(tmp_path):
         shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
+def submit(browser, ui_url: str, text: str):
+    """Open the Classify page, type ``text``, click Classify; the result's heading once it is drawn."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, WAIT, poll_frequency=0.2)
+    browser.get(ui_url)
+    text_area = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "textarea"))
+    wait.until(lambda d: "API ready" in d.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text)
+    text_area.send_keys(text)
+    classify = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Classify")
+    classify.click()
+    return wait.until(lambda d: next((h for h in d.find_elements(By.TAG_NAME, "h3") if h.text.startswith("Section ")), None))
+
+
 def test_browser_submits_a_patent_and_sees_the_section(servers, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -74,21 +92,15 @@ def test_browser_submits_a_patent_and_sees_the_section(servers, browser):
     expected = httpx.post(f"{api.url}/predict", json={"text": example.text}, timeout=30).json()
     wait = WebDriverWait(browser, WAIT, poll_frequency=0.2)
 
-    browser.get(ui_url)
-    text_area = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "textarea"))
-    wait.until(lambda d: "API ready" in d.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text)
-    text_area.send_keys(example.text)
-    classify = next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Classify")
-    classify.click()
-
-    heading = wait.until(lambda d: next((h for h in d.find_elements(By.TAG_NAME, "h3") if h.text.startswith("Section ")), None))
+    heading = submit(browser, ui_url, example.text)
     assert heading.text == f"Section {expected['label']} · {section(expected['label']).name}"
     # Let the probability chart draw before the picture is taken.
-    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, CHART))
     body = browser.find_element(By.TAG_NAME, "body").text
     assert f"{expected['confidence']:.1%}" in body
     assert "Is this right?" in body
     assert "Traceback" not in body
+    assert HIERARCHY_HEADING not in body  # the tiny model knows sections only: nothing more to show
 
     ARTIFACTS.mkdir(exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "ui-prediction.png"))
@@ -100,3 +112,32 @@ def test_browser_submits_a_patent_and_sees_the_section(servers, browser):
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "Label mix: served against training" in body and "Traceback" not in body
     assert browser.save_screenshot(str(ARTIFACTS / "ui-monitoring.png"))
+
+
+def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
+    """A model with hierarchy heads (stood in for by a server that sends its answer): the result shows
+    every section, then the class and subclass suggestions with their titles."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    answer = hierarchy_answer()
+    answers = {"/model": {"model_version": answer["model_version"]}, "/predict": answer}
+    with json_api(answers) as api_url, run_ui(api_url, tmp_path / "ui") as ui_url:
+        heading = submit(browser, ui_url, EXAMPLES[4].text)
+        assert heading.text == "Section H · Electricity"
+        wait = WebDriverWait(browser, WAIT, poll_frequency=0.2)
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, CHART))
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert HIERARCHY_HEADING in body and "Traceback" not in body
+        assert "H · Electricity · 88%" in body and "G · Physics · 57%" in body
+        tables = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stTable"]')
+        assert len(tables) == 2
+        classes, subclasses = (table.text for table in tables)
+        assert all(w in classes for w in ("Class", "Title", "Probability", "H04", "ELECTRIC COMMUNICATION TECHNIQUE", "62.0%"))
+        assert all(word in subclasses for word in ("Subclass", "H04M", "TELEPHONIC COMMUNICATION", "47.0%"))
+        # Sections first, then classes, then subclasses.
+        order = [body.index(s) for s in (HIERARCHY_HEADING, "G · Physics · 57%", "ELECTRIC COMMUNICATION TECHNIQUE", "H04M")]
+        assert order == sorted(order), order
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tables[0])
+        assert browser.save_screenshot(str(ARTIFACTS / "ui-hierarchy.png"))

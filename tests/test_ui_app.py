@@ -12,7 +12,8 @@ from patentclf.labels import CODES, section
 from patentclf.ui import app_path
 from patentclf.ui.examples import EXAMPLES
 
-from .ui_servers import API_KEY, free_port, run_api, silent_server
+from .ui_samples import hierarchy_answer
+from .ui_servers import API_KEY, free_port, json_api, run_api, silent_server
 
 TIMEOUT = 60  # seconds an AppTest run may take (a prediction on the tiny model takes well under one)
 
@@ -68,6 +69,57 @@ def test_example_classifies_with_section_name_and_confidence(ui_env):
     assert metrics == {"Predicted section": code, "Confidence": f"{expected['confidence']:.1%}"}
     assert at.get("vega_lite_chart"), "the probability chart is missing"
     assert not at.error
+
+
+HIERARCHY_HEADING = "#### CPC sections, classes and subclasses"
+
+
+def test_section_only_model_shows_no_hierarchy(ui_env):
+    # The tiny model is trained on sections only: its answer is [label] and no classes or subclasses.
+    at = classify(classify_page(), EXAMPLES[4].text)
+    answer = httpx.post(f"{ui_env.url}/predict", json={"text": EXAMPLES[4].text}, timeout=30).json()
+    assert answer["sections"] == [answer["label"]] and answer["classes"] == answer["subclasses"] == []
+    assert at.subheader and not any(m.startswith("#### CPC sections") for m in texts_of(at.markdown))
+    assert not any("-badge[" in m for m in texts_of(at.markdown))
+    assert not at.table, "a section-only answer must not draw empty tables"
+
+
+def hierarchy_page(answer: dict) -> AppTest:
+    """The Classify page holding an answer of a model with hierarchy heads, as after a click on Classify."""
+    at = AppTest.from_file(str(app_path()), default_timeout=TIMEOUT)
+    at.session_state["prediction"] = answer
+    at.run()
+    assert not at.exception and not at.error
+    return at
+
+
+def test_hierarchy_shows_sections_then_classes_and_subclasses(ui_env):
+    answer = hierarchy_answer()
+    at = hierarchy_page(answer)
+    assert texts_of(at.subheader) == ["Section H · Electricity"]
+    markdown = texts_of(at.markdown)
+    heading = markdown.index(HIERARCHY_HEADING)
+    assert markdown[heading + 1] == "Belongs to :orange-badge[H · Electricity · 88%] :blue-badge[G · Physics · 57%]"
+
+    classes, subclasses = (table.value for table in at.table)
+    assert list(classes.columns) == ["Class", "Title", "Probability"]
+    assert list(classes["Class"]) == [c["code"] for c in answer["classes"]]  # best first, as the API sent them
+    assert classes.iloc[0].tolist() == ["H04", "ELECTRIC COMMUNICATION TECHNIQUE", "62.0%"]
+    assert list(subclasses.columns) == ["Subclass", "Title", "Probability"]
+    assert list(subclasses["Subclass"]) == ["H04M", "G06Q", "H04W", "H04L", "G07F"]
+    assert subclasses.iloc[0].tolist() == ["H04M", "TELEPHONIC COMMUNICATION", "47.0%"]
+    # G06Q's 300-character title is cut to keep the table compact.
+    long_title = subclasses.loc[1, "Title"]
+    assert long_title.endswith("…") and len(long_title) <= 110 and answer["subclasses"][1]["title"].startswith(long_title[:-1])
+    # The rest of the result is still there: the section chart and the feedback form.
+    assert at.get("vega_lite_chart") and at.get("form")
+
+
+def test_sections_without_classes_show_no_tables(ui_env):
+    at = hierarchy_page(hierarchy_answer(classes=[], subclasses=[]))
+    assert "#### CPC sections" in texts_of(at.markdown)
+    assert "Belongs to :orange-badge[H · Electricity · 88%] :blue-badge[G · Physics · 57%]" in texts_of(at.markdown)
+    assert not at.table
 
 
 def test_empty_text_asks_for_text(ui_env):
@@ -151,7 +203,27 @@ def test_batch_upload_shows_a_table_and_offers_downloads(ui_env):
     assert list(table["id"]) == ["US-a", "US-b", "US-c"]
     answers = httpx.post(f"{ui_env.url}/predict/batch", json={"texts": [f"{t}\n{a}" for _, t, a in rows]}, timeout=30).json()
     assert list(table["label"]) == [p["label"] for p in answers["predictions"]]
+    assert "sections" not in table.columns  # a section-only model: nothing to add to the table
     assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSONL"]
+
+
+def test_batch_table_shows_the_hierarchy_codes(monkeypatch):
+    """A model with hierarchy heads (stood in for by a server that sends its answers): the batch table
+    gains the sections and subclass codes."""
+    first = hierarchy_answer()
+    second = hierarchy_answer(label="G", name="Physics", sections=["G"], section_probabilities={"G": 0.9})
+    answers = {"/model": {"model_version": first["model_version"]}, "/predict/batch": {"predictions": [first, second]}}
+    with json_api(answers) as url:
+        monkeypatch.setenv("PATENTCLF_API_URL", url)
+        at = classify_page()
+        content = b'{"id": "x", "text": "one"}\n{"id": "y", "text": "two"}\n'
+        at.file_uploader[0].set_value(("two.jsonl", content, "application/json")).run()
+        next(b for b in at.button if b.label == "Classify all").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table.columns[:6]) == ["id", "label", "name", "confidence", "sections", "subclasses"]
+    assert list(table["sections"]) == ["H; G", "G"]
+    assert table.loc[0, "subclasses"] == "H04M, G06Q, H04W, H04L, G07F"
 
 
 def test_bad_upload_is_explained(ui_env):

@@ -10,13 +10,19 @@ import pytest
 
 from patentclf.data import DataError, bundled_data_dir
 from patentclf.labels import CODES
-from patentclf.ui.batch import MAX_ROWS, read_upload, results_table, to_csv, to_jsonl
+from patentclf.ui.batch import MAX_ROWS, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
 from patentclf.ui.examples import EXAMPLES
+
+from .ui_samples import hierarchy_answer
 
 
 def _prediction(code: str, pid: str) -> dict:
+    """A section-only model's answer."""
     probabilities = {c: (0.92 if c == code else 0.01) for c in CODES}
-    return {"id": pid, "label": code, "name": "n", "confidence": 0.92, "probabilities": probabilities, "truncated": False, "needs_review": False}
+    return {
+        "id": pid, "label": code, "name": "n", "confidence": 0.92, "probabilities": probabilities, "truncated": False,
+        "needs_review": False, "sections": [code], "section_probabilities": {code: 0.92}, "classes": [], "subclasses": [],
+    }
 
 
 def test_csv_with_title_and_abstract():
@@ -64,6 +70,38 @@ def test_results_table_and_downloads():
     assert [r["id"] for r in rows] == ["a", "b"]
     assert rows[0]["probabilities"] == _prediction("G", "p1")["probabilities"]
     assert "p_G" not in rows[0]
+
+
+def test_downloads_carry_the_hierarchy():
+    upload = read_upload("p.jsonl", b'{"id": "a", "text": "one"}\n{"id": "b", "text": "two"}\n')
+    answer = hierarchy_answer()
+    table = results_table(upload, [answer, _prediction("F", "p2")])
+    assert table_has_hierarchy(table)
+
+    from_csv = pd.read_csv(io.BytesIO(to_csv(table)), keep_default_na=False)
+    assert list(from_csv["sections"]) == ["H;G", "F"]
+    assert list(from_csv["section_probabilities"]) == ["H (0.880); G (0.570)", "F (0.920)"]
+    assert from_csv.loc[0, "classes"] == "H04 (0.620); G06 (0.210); G07 (0.060); G09 (0.040); G08 (0.020)"
+    assert from_csv.loc[0, "subclasses"].startswith("H04M (0.470); G06Q (0.180); H04W (0.090)")
+    assert from_csv.loc[1, "classes"] == from_csv.loc[1, "subclasses"] == ""
+    assert from_csv.loc[0, "p_H"] == pytest.approx(0.71)  # the per-section columns are still there
+
+    first, second = (json.loads(line) for line in to_jsonl(table).decode().splitlines())
+    for key in ("sections", "section_probabilities", "classes", "subclasses"):
+        assert first[key] == answer[key]  # structured, titles included, best first
+    assert (second["sections"], second["classes"], second["subclasses"]) == (["F"], [], [])
+    assert first["probabilities"] == answer["probabilities"]
+
+
+def test_section_only_answers_have_no_hierarchy_to_show():
+    upload = read_upload("p.jsonl", b'{"text": "one"}\n')
+    assert not table_has_hierarchy(results_table(upload, [_prediction("G", "p1")]))
+    # An API from before the hierarchy (no such fields) reads as a section-only answer.
+    hierarchy = ("sections", "section_probabilities", "classes", "subclasses")
+    old = {k: v for k, v in _prediction("G", "p1").items() if k not in hierarchy}
+    table = results_table(upload, [old])
+    assert not table_has_hierarchy(table)
+    assert json.loads(to_jsonl(table))["sections"] == ["G"]
 
 
 def test_examples_are_real_test_rows_from_several_sections():

@@ -154,5 +154,37 @@ def canned_server(status: int, body: bytes, headers: dict[str, str] | None = Non
         server.server_close()
 
 
+@contextmanager
+def json_api(answers: dict[str, object]) -> Iterator[str]:
+    """Answers each path in ``answers`` (any method) with 200 and that JSON; other paths 404. It stands
+    in for an API whose model has heads the tests cannot train yet (e.g. CPC classes)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            path = self.path.split("?")[0]
+            found = path in answers
+            body = json_body(answers[path] if found else {"detail": "Not Found"})
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def json_body(value: object) -> bytes:
     return json.dumps(value).encode()

@@ -267,6 +267,9 @@ def predict(
     for row_id, p in zip(ids, predictions):
         record = {"id": row_id} if row_id is not None else {}
         record.update({"prediction": p.label, "confidence": p.confidence, "probabilities": p.probabilities, "truncated": p.truncated})
+        # The hierarchy, in the same shape as the API's answer (classes: [{"code", "title", "probability"}]).
+        answer = p.to_dict()
+        record.update({key: answer[key] for key in ("sections", "section_probabilities", "classes", "subclasses")})
         lines.append(json.dumps(record))
     if output:
         output.parent.mkdir(parents=True, exist_ok=True)

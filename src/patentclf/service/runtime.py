@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..bundle import default_model_dir, read_info
@@ -81,6 +81,10 @@ class ServedPrediction:
             "chunks": p.chunks,
             "needs_review": self.needs_review,
             "model_version": self.model_version,
+            "sections": p.sections,
+            "section_probabilities": p.section_probabilities,
+            "classes": [asdict(c) for c in p.classes],
+            "subclasses": [asdict(c) for c in p.subclasses],
         }
 
 

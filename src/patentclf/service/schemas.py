@@ -46,6 +46,14 @@ class BatchPredictRequest(BaseModel):
         return texts
 
 
+class CodeSuggestion(BaseModel):
+    """A CPC class or subclass the patent may belong to."""
+
+    code: str = Field(..., description="class (G06) or subclass (G06F) code", examples=["G06F"])
+    title: str = Field(..., description="its English title in the CPC scheme (empty when the scheme has none)")
+    probability: float = Field(..., ge=0, le=1)
+
+
 class PredictionResponse(BaseModel):
     id: str = Field(..., description="prediction id (uuid hex): send it back with POST /feedback")
     label: str = Field(..., description="CPC section letter")
@@ -57,6 +65,23 @@ class PredictionResponse(BaseModel):
     chunks: int = Field(1, description="windows read: more than 1 when the service runs with long_text=chunk")
     needs_review: bool = Field(..., description="confidence is below the service's review threshold")
     model_version: str
+    sections: list[str] = Field(
+        default_factory=list,
+        description="every section the patent is predicted to belong to (multi-label), always including label; "
+        "a model trained on section labels only answers [label]",
+        examples=[["G", "H"]],
+    )
+    section_probabilities: dict[str, float] = Field(
+        default_factory=dict,
+        description="the probability of each section in sections, by letter",
+        examples=[{"G": 0.93, "H": 0.58}],
+    )
+    classes: list[CodeSuggestion] = Field(
+        default_factory=list, description="the top 5 main CPC classes, best first (empty for a model trained on sections only)"
+    )
+    subclasses: list[CodeSuggestion] = Field(
+        default_factory=list, description="the top 5 main CPC subclasses, best first (empty for a model trained on sections only)"
+    )
 
 
 class BatchPredictionResponse(BaseModel):

@@ -8,7 +8,7 @@ import streamlit as st
 
 from patentclf.data import DataError
 from patentclf.labels import CODES, SECTIONS, section
-from patentclf.ui.batch import UPLOAD_TYPES, read_upload, results_table, to_csv, to_jsonl
+from patentclf.ui.batch import UPLOAD_TYPES, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
 from patentclf.ui.client import ApiClient, ApiError
 from patentclf.ui.common import get_client, show_api_status
 from patentclf.ui.examples import EXAMPLES
@@ -62,11 +62,12 @@ def _single(client: ApiClient) -> None:
                     st.error(exc.message)
     prediction = st.session_state.get("prediction")
     if prediction:
-        _show_prediction(prediction)
+        show_prediction(prediction)
         _feedback(client, prediction)
 
 
-def _show_prediction(p: dict) -> None:
+def show_prediction(p: dict) -> None:
+    """Draw one answer of ``POST /predict`` (the page is a function of that JSON alone)."""
     st.subheader(f"Section {p['label']} · {p['name']}")
     left, right = st.columns(2)
     left.metric("Predicted section", p["label"])
@@ -75,8 +76,50 @@ def _show_prediction(p: dict) -> None:
         st.warning("Low confidence: this prediction is marked for review.")
     if p.get("truncated"):
         st.info("The text was longer than the model reads; only its beginning was used.")
+    _show_hierarchy(p)
     st.altair_chart(_probability_chart(p), width="stretch")
     st.caption(f"Served by {p.get('model_version', 'an unknown model')} · prediction id {p.get('id', '-')}")
+
+
+def has_hierarchy(p: dict) -> bool:
+    """The answer says more than a section-only model's (its one section, no classes or subclasses)."""
+    return bool(p.get("classes") or p.get("subclasses")) or any(code != p["label"] for code in p.get("sections") or [])
+
+
+def _show_hierarchy(p: dict) -> None:
+    """Every section the patent belongs to, then the class and subclass suggestions; nothing for a
+    section-only model (its answer would only repeat the headline)."""
+    if not has_hierarchy(p):
+        return
+    suggestions = bool(p.get("classes") or p.get("subclasses"))
+    st.markdown("#### CPC sections" + (", classes and subclasses" if suggestions else ""))
+    probabilities = p.get("section_probabilities") or {}
+    badges = [
+        f":{'orange' if code == p['label'] else 'blue'}-badge[{code} · {section(code).name} · {probabilities.get(code, 0.0):.0%}]"
+        for code in p.get("sections") or []
+    ]
+    st.markdown("Belongs to " + " ".join(badges))
+    st.caption("A patent can belong to several sections; each one's probability is judged on its own.")
+    for key, level in (("classes", "Class"), ("subclasses", "Subclass")):
+        if p.get(key):
+            st.table(suggestion_table(p[key], level), hide_index=True, border="horizontal")
+
+
+TITLE_CHARS = 110  # a few subclass titles run to 400 characters; the table stays compact
+
+
+def suggestion_table(items: list[dict], level: str) -> pd.DataFrame:
+    """Class or subclass suggestions as a small table: code, title, probability (best first, as sent)."""
+    def short(title: str) -> str:
+        return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
+
+    return pd.DataFrame(
+        {
+            level: [item["code"] for item in items],
+            "Title": [short(item.get("title") or "") for item in items],
+            "Probability": [f"{item['probability']:.1%}" for item in items],
+        }
+    )
 
 
 def _probability_chart(p: dict) -> alt.Chart:
@@ -163,8 +206,12 @@ def _batch(client: ApiClient) -> None:
     if not done or done["file_id"] != upload.file_id:
         return
     table = done["table"]
+    shown = table[["id", "label", "name", "confidence", "needs_review", "truncated", "text"]].copy()
+    if table_has_hierarchy(table):  # the codes only; titles and probabilities are in the downloads
+        shown.insert(4, "sections", table["sections"].map("; ".join))
+        shown.insert(5, "subclasses", table["subclasses"].map(_codes))
     st.dataframe(
-        table[["id", "label", "name", "confidence", "needs_review", "truncated", "text"]],
+        shown,
         hide_index=True,
         column_config={"confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0)},
     )
@@ -172,3 +219,7 @@ def _batch(client: ApiClient) -> None:
     left, right = st.columns(2)
     left.download_button("Download CSV", to_csv(table), file_name=f"{stem}-predictions.csv", mime="text/csv")
     right.download_button("Download JSONL", to_jsonl(table), file_name=f"{stem}-predictions.jsonl", mime="application/x-ndjson")
+
+
+def _codes(items: list[dict]) -> str:
+    return ", ".join(item["code"] for item in items)

@@ -1,0 +1,57 @@
+"""An answer of ``POST /predict`` from a model with the hierarchy heads (sections, classes, subclasses),
+for the UI tests until such a model is shipped: the real response shape (checked against the API's
+schema by ``hierarchy_answer``), with real CPC codes and titles (CPC Title List 2022.08) for the H example of ui/examples.py."""
+
+from __future__ import annotations
+
+import copy
+
+from patentclf.labels import CODES
+from patentclf.service.schemas import PredictionResponse
+
+
+def _suggestions(*items: tuple[str, str, float]) -> list[dict]:
+    return [{"code": code, "title": title, "probability": probability} for code, title, probability in items]
+
+
+_ANSWER = {
+    "id": "5f1c0a3e9b8d4c2a8e7f6d5c4b3a2918",
+    "label": "H",
+    "name": "Electricity",
+    "label_id": CODES.index("H"),
+    "confidence": 0.71,
+    "probabilities": {"A": 0.01, "B": 0.01, "C": 0.005, "D": 0.005, "E": 0.01, "F": 0.01, "G": 0.22, "H": 0.71, "Y": 0.02},
+    "truncated": False,
+    "chunks": 1,
+    "needs_review": False,
+    "model_version": "model@hierarchy-sample",
+    "sections": ["H", "G"],
+    "section_probabilities": {"H": 0.88, "G": 0.57},
+    "classes": _suggestions(
+        ("H04", "ELECTRIC COMMUNICATION TECHNIQUE", 0.62),
+        ("G06", "COMPUTING; CALCULATING; COUNTING", 0.21),
+        ("G07", "CHECKING-DEVICES", 0.06),
+        ("G09", "EDUCATION; CRYPTOGRAPHY; DISPLAY; ADVERTISING; SEALS", 0.04),
+        ("G08", "SIGNALLING", 0.02),
+    ),
+    "subclasses": _suggestions(
+        ("H04M", "TELEPHONIC COMMUNICATION", 0.47),
+        (
+            "G06Q",
+            "DATA PROCESSING SYSTEMS OR METHODS, SPECIALLY ADAPTED FOR ADMINISTRATIVE, COMMERCIAL, FINANCIAL, MANAGERIAL, "
+            "SUPERVISORY OR FORECASTING PURPOSES; SYSTEMS OR METHODS SPECIALLY ADAPTED FOR ADMINISTRATIVE, COMMERCIAL, "
+            "FINANCIAL, MANAGERIAL, SUPERVISORY OR FORECASTING PURPOSES, NOT OTHERWISE PROVIDED FOR",
+            0.18,
+        ),
+        ("H04W", "WIRELESS COMMUNICATION NETWORKS", 0.09),
+        ("H04L", "TRANSMISSION OF DIGITAL INFORMATION, e.g. TELEGRAPHIC COMMUNICATION", 0.05),
+        ("G07F", "COIN-FREED OR LIKE APPARATUS", 0.03),
+    ),
+}
+
+
+def hierarchy_answer(**changes) -> dict:
+    """A fresh copy of the sample answer (with ``changes``), validated by the API's response model."""
+    answer = {**copy.deepcopy(_ANSWER), **changes}
+    PredictionResponse.model_validate(answer)
+    return answer
