@@ -57,15 +57,23 @@ def test_batches_hold_similar_lengths_within_the_row_and_token_limits(tiny_bundl
     assert [len(g) for g in classifier.batches([10] * 20, batch_size=8)] == [8, 8, 4]
 
 
-def test_compiled_classifier_predicts_like_the_eager_one(tiny_bundle):
+def test_compiled_classifier_predicts_like_the_eager_one_without_compiling_again(tiny_bundle):
     eager = Classifier.load(tiny_bundle, precision="fp32")
-    compiled = Classifier.load(tiny_bundle, precision="fp32", compile=True)
-    # Different batch shapes: the compiled graph has dynamic sizes, so all of them run through it.
-    for batch_size in (2, 5):
-        for want, got in zip(eager.predict(TEXTS, batch_size=batch_size), compiled.predict(TEXTS, batch_size=batch_size)):
-            assert want.label == got.label
-            for code, p in want.probabilities.items():
-                assert abs(p - got.probabilities[code]) < 1e-4
+    compiled = Classifier.load(tiny_bundle, precision="fp32", compile=True)  # compiles and warms up
+    long_text = " ".join(TEXTS) * 4  # several full windows in chunk mode
+    # What serving sends after the warm-up: one text or several, one token ("x") to a full window,
+    # chunked long texts. None of it may wait for the compiler again.
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for batch_size in (1, 2, 5):
+            for want, got in zip(eager.predict(TEXTS, batch_size=batch_size), compiled.predict(TEXTS, batch_size=batch_size)):
+                assert want.label == got.label
+                for code, p in want.probabilities.items():
+                    assert abs(p - got.probabilities[code]) < 1e-4
+        for text in ("x", "x y"):
+            assert compiled.predict([text])[0].label == eager.predict([text])[0].label
+        assert compiled.predict(["x", "y"])[0].label == eager.predict(["x"])[0].label
+        chunked = compiled.predict([long_text, TEXTS[0]], long_text="chunk")
+        assert chunked[0].chunks > 1 and chunked[0].label == eager.predict([long_text], long_text="chunk")[0].label
 
 
 def test_cli_compile_failure_is_one_clear_line(tiny_bundle, tmp_path):

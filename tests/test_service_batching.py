@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from patentclf.service.batching import MicroBatcher, QueueFull
+from patentclf.service.batching import MicroBatcher, QueueFull, WorkerDied
 
 
 class Recorder:
@@ -103,3 +103,106 @@ def test_a_failing_model_call_fails_its_requests_and_the_worker_goes_on():
             await batcher.stop()
 
     assert run(scenario()) == ["good"]
+
+
+def test_a_small_request_is_served_between_the_calls_of_a_large_one():
+    recorder = Recorder(delay=0.02)
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_queue=10, max_batch_texts=4, max_wait_s=0)
+        batcher.start()
+        try:
+            big = asyncio.ensure_future(batcher.submit([f"big {i}" for i in range(40)]))
+            while not recorder.calls:  # the large request is being served
+                await asyncio.sleep(0.001)
+            small = await batcher.submit(["small"])
+            return small, big.done(), await big
+        finally:
+            await batcher.stop()
+
+    small, big_was_done, big = run(scenario())
+    assert small == ["SMALL"] and big == [f"BIG {i}" for i in range(40)]
+    assert not big_was_done  # the small one was answered while the large one still ran
+    assert all(len(call) <= 4 for call in recorder.calls)
+    small_call = next(i for i, call in enumerate(recorder.calls) if "small" in call)
+    assert small_call <= 2  # behind the running call at most, not behind all ten of the large one
+
+
+def test_switched_off_a_large_request_takes_turns_too():
+    recorder = Recorder(delay=0.02)
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_queue=10, max_batch_texts=4, max_wait_s=0, enabled=False)
+        batcher.start()
+        try:
+            big = asyncio.ensure_future(batcher.submit([f"big {i}" for i in range(20)]))
+            while not recorder.calls:
+                await asyncio.sleep(0.001)
+            assert await batcher.submit(["small"]) == ["SMALL"]
+            return await big
+        finally:
+            await batcher.stop()
+
+    assert run(scenario()) == [f"BIG {i}" for i in range(20)]
+    assert ["small"] in recorder.calls[:3]  # a call of its own (no coalescing), early
+    assert all(len(call) <= 4 and (call == ["small"] or all(t.startswith("big") for t in call)) for call in recorder.calls)
+
+
+def test_one_bad_input_fails_only_its_own_request():
+    def predict(texts):
+        if "poison" in texts:
+            raise ValueError("cannot read this text")
+        return [t.upper() for t in texts]
+
+    async def scenario():
+        batcher = MicroBatcher(predict, max_queue=10, max_batch_texts=8, max_wait_s=0.2)
+        batcher.start()
+        try:
+            return await asyncio.gather(batcher.submit(["fine"]), batcher.submit(["poison"]), batcher.submit(["also fine"]), return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    good, bad, also_good = run(scenario())
+    assert good == ["FINE"] and also_good == ["ALSO FINE"]
+    assert isinstance(bad, ValueError)
+
+
+def test_a_caller_that_went_away_is_not_served():
+    recorder = Recorder(delay=0.05)
+
+    async def scenario():
+        batcher = MicroBatcher(recorder, max_queue=10, max_batch_texts=2, max_wait_s=0)
+        batcher.start()
+        try:
+            gone = asyncio.ensure_future(batcher.submit([f"gone {i}" for i in range(20)]))
+            while not recorder.calls:
+                await asyncio.sleep(0.001)
+            gone.cancel()  # a client that disconnected, or a request past its deadline
+            return await batcher.submit(["stays"])
+        finally:
+            await batcher.stop()
+
+    assert run(scenario()) == ["STAYS"]
+    assert sum(t.startswith("gone") for call in recorder.calls for t in call) <= 4  # the call running, at most one more
+
+
+def test_a_dead_worker_fails_every_waiting_request_and_says_so():
+    deaths = []
+
+    def broken_metrics(texts, seconds):  # a bug outside the model call ends the worker
+        raise KeyError("metrics bug")
+
+    async def scenario():
+        batcher = MicroBatcher(Recorder(delay=0.05), max_queue=10, max_batch_texts=1, max_wait_s=0, on_batch=broken_metrics, on_death=deaths.append)
+        batcher.start()
+        try:
+            answers = await asyncio.wait_for(asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(3)), return_exceptions=True), 10)
+            with pytest.raises(WorkerDied):
+                await batcher.submit(["later"])
+            return answers
+        finally:
+            await batcher.stop()
+
+    answers = run(scenario())
+    assert all(isinstance(a, WorkerDied) for a in answers)  # none hangs
+    assert len(deaths) == 1 and "KeyError" in deaths[0]

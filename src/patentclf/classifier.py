@@ -97,7 +97,7 @@ class Classifier:
                 self.model = torch.compile(model, dynamic=True)
             # torch.compile works on the first call: make it here, so its cost and any failure (such
             # as no C++ compiler) come at load time, never with a caller's texts.
-            self.predict([WARM_UP_TEXT])
+            self.warm_up()
 
     @classmethod
     def load(
@@ -121,6 +121,16 @@ class Classifier:
         use_bf16 = precision == "bf16" or (precision == "auto" and supports_bf16(target))
         model, tokenizer, info = load_bundle(path, dtype=torch.bfloat16 if use_bf16 else torch.float32, device=target)
         return cls(model, tokenizer, info, version=model_version(path), path=path, device=target, compile=compile, use_tfidf=use_tfidf)
+
+    def warm_up(self) -> None:
+        """Run the shapes that predictions will: batches of one row and of several, windows of one token,
+        of a few and of ``max_length``. A model compiled with dynamic shapes still compiles sizes 0 and 1
+        apart, so after a one-text warm-up the first batch of several texts would wait for the compiler."""
+        ids = self.tokenizer(to_bigpatent_form(WARM_UP_TEXT), add_special_tokens=True)["input_ids"]
+        for length in (1, 2, self.max_length):
+            window = (ids * self.max_length)[:length]
+            for rows in (1, 2):
+                self._probabilities([window] * rows, batch_size=rows, progress=None)
 
     # -- prediction -----------------------------------------------------------------------------
 
@@ -200,7 +210,9 @@ class Classifier:
 
     def _windows(self, texts: Sequence[str], chunk: bool) -> tuple[list[list[int]], list[int], list[bool]]:
         """Token id windows for each text, the text each window belongs to, and which were truncated."""
-        prepared = [to_bigpatent_form(t) if self.normalize else t for t in texts]
+        # Lone surrogates (JSON allows "\ud800") are not text the tokenizer can encode: replace them.
+        prepared = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
+        prepared = [to_bigpatent_form(t) if self.normalize else t for t in prepared]
         encoded = self.tokenizer(prepared, add_special_tokens=True, truncation=False)["input_ids"]
         windows, owners, truncated = [], [], []
         overlap = chunk_overlap(self.max_length)

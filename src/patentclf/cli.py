@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from .service.config import ServiceConfig  # light (pydantic-settings): the serve flags are built from it
+
 app = typer.Typer(help="Classify patents into the nine CPC sections with a LoRA-fine-tuned LLM.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
@@ -332,35 +334,61 @@ def ui(
     raise typer.Exit(code=code)
 
 
+EXIT_CANNOT_SERVE = 3  # serve: the model failed to load, or the service broke while running
+
+
+def _settings_flags(settings_cls, skip: tuple[str, ...] = ()):
+    """A decorator giving a command one ``--flag`` per field of a pydantic-settings class (type and help
+    from the field's declaration). Flags default to None, "not given", so the file and the environment
+    still apply; the command receives them as keyword arguments."""
+    import inspect
+    import types
+    import typing
+
+    from pydantic import SecretStr
+
+    def flag(name: str, field) -> inspect.Parameter:
+        kind = field.annotation
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        kind = str if kind is SecretStr else kind
+        decls = (f"--{name.replace('_', '-')}/--no-{name.replace('_', '-')}",) if kind is bool else ()
+        env = f"{settings_cls.model_config.get('env_prefix', '')}{name.upper()}"
+        shown = "" if field.default is None or field.default_factory else f"; default {field.default}"
+        option = typer.Option(*decls, help=f"{field.description or name} (env {env}{shown})", show_default=False)
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typing.Annotated[Optional[kind], option])
+
+    def decorate(command):
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        flags = [flag(name, field) for name, field in settings_cls.model_fields.items() if name not in skip]
+        command.__signature__ = signature.replace(parameters=own + flags)
+        return command
+
+    return decorate
+
+
 @app.command()
+@_settings_flags(ServiceConfig)
 def serve(
-    model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model) [env PATENTCLF_MODEL]"),
-    host: Optional[str] = typer.Option(None, help="address to listen on (default 127.0.0.1; 0.0.0.0: all interfaces)"),
-    port: Optional[int] = typer.Option(None, help="port (default 9000)"),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON file of service options; env and flags override it"),
-    api_key: Optional[str] = typer.Option(None, help="key for POST /feedback (prefer env PATENTCLF_API_KEY)"),
-    feedback_db: Optional[Path] = typer.Option(None, help="SQLite file for feedback + predictions log [env PATENTCLF_FEEDBACK_DB]"),
-    max_text_chars: Optional[int] = typer.Option(None, help="longer texts get 413 (default 50000)"),
-    max_batch: Optional[int] = typer.Option(None, help="most texts per /predict/batch (default 64)"),
-    queue_size: Optional[int] = typer.Option(None, help="requests waiting for the model before 503 (default 256)"),
-    micro_batching: Optional[bool] = typer.Option(None, "--micro-batching/--no-micro-batching", help="coalesce concurrent requests (default on)"),
-    micro_batch_size: Optional[int] = typer.Option(None, help="most texts per model call (default 16)"),
-    micro_batch_wait_ms: Optional[float] = typer.Option(None, help="longest wait for a batch to fill (default 10)"),
-    review_threshold: Optional[float] = typer.Option(None, help="confidence below this sets needs_review (default 0.5)"),
-    log_texts: Optional[bool] = typer.Option(None, "--log-texts/--no-log-texts", help="log request texts (default off)"),
-    precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp32"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the model: ready 30-80 s later, ~20% faster after (default off)"),
-    long_text: Optional[str] = typer.Option(None, help="truncate (default) | chunk: average overlapping windows of long texts"),
+    config_file: Optional[Path] = typer.Option(
+        None, "--config", help="YAML/JSON file of service settings (keys: the setting names); env and flags override it"
+    ),
+    **flags,
 ) -> None:
-    """Serve the model over HTTP (FastAPI + uvicorn); API docs at /docs."""
-    options = {k: v for k, v in dict(locals()).items() if k != "config_file"}
+    """Serve the model over HTTP (FastAPI + uvicorn); API docs at /docs.
+
+    Each setting: its default < the --config file < the environment < its flag.
+
+    Exits with status 3 when the model cannot be loaded or the service breaks, so that a supervisor restarts it.
+    """
     import uvicorn
     from pydantic import ValidationError
 
-    from .service import ServiceConfig, create_app
+    from .service import create_app
 
     try:
-        config = ServiceConfig.load(config_file, **options)
+        config = ServiceConfig.load(config_file, **flags)
     except (ValidationError, ValueError, OSError) as exc:
         _fail(f"service configuration: {exc}")
     from .bundle import default_model_dir, read_info
@@ -370,8 +398,21 @@ def serve(
         read_info(config.model or default_model_dir())
     except ModelError as exc:
         _fail(str(exc))
+    server: uvicorn.Server | None = None
+
+    def stop(reason: str) -> None:  # the service cannot serve: shut down gracefully, then exit non-zero
+        server.should_exit = True
+
+    application = create_app(config, on_fatal=stop)
     # uvicorn's access log is off: the service writes its own JSON line per request.
-    uvicorn.run(create_app(config), host=config.host, port=config.port, access_log=False, log_level="info")
+    server = uvicorn.Server(uvicorn.Config(application, host=config.host, port=config.port, access_log=False, log_level="info"))
+    server.run()
+    runtime = getattr(application.state, "runtime", None)
+    if runtime is not None and runtime.fatal_error:
+        err.print(f"[bold red]error:[/] {runtime.fatal_error}")
+        raise typer.Exit(code=EXIT_CANNOT_SERVE)
+    if not server.started:
+        raise typer.Exit(code=EXIT_CANNOT_SERVE)  # e.g. the port is taken (uvicorn logged why)
 
 
 feedback_app = typer.Typer(help="The feedback store: corrections sent to POST /feedback.", no_args_is_help=True)
@@ -389,7 +430,6 @@ def feedback_export(
     from pydantic import ValidationError
 
     from .feedback import export_jsonl
-    from .service import ServiceConfig
 
     try:
         path = db or ServiceConfig.load(config_file).feedback_db

@@ -1,4 +1,5 @@
-"""The FastAPI application: lifespan (model loaded once), per-request log line and metrics, errors as JSON.
+"""The FastAPI application: lifespan (model loaded once), per-request log line and metrics, errors as
+JSON, the request body limit and deadline, and the OpenAPI schema with the configured limits.
 
 ``create_app(config)`` builds an app; with no config it reads the environment (and
 ``PATENTCLF_CONFIG``, a config file), which is what ``uvicorn --factory patentclf.service.app:create_app`` uses.
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
@@ -19,14 +22,16 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from .config import ServiceConfig
+from .deadline import RequestDeadline
 from .routes import router
 from .runtime import ServiceRuntime, log, log_event
 
 DESCRIPTION = """Classify patent text into the nine CPC sections (A-H, Y) with a LoRA-fine-tuned LLM.
 
-* Errors are JSON `{"detail": ...}`: 413 for a text over `max_text_chars` or a batch over `max_batch`,
-  422 for bad input (not JSON, missing/mistyped fields, empty text, unknown section), 503 with
-  `Retry-After` while the model loads or when the request queue is full.
+* Errors are JSON `{"detail": ...}`: 413 for a text over `max_text_chars`, a batch over `max_batch` or
+  a body over the byte limit, 422 for bad input (not JSON, missing/mistyped fields, empty text, unknown
+  section), 503 with `Retry-After` while the model loads, when the request queue is full, or when a
+  request is not answered within its deadline (`request_timeout_s`).
 * `POST /feedback` needs the `X-API-Key` header. `/stats` and `/metrics` are open: counts only, no texts.
 """
 
@@ -46,13 +51,37 @@ def _body_limit(config: ServiceConfig) -> int:
     return config.max_batch * config.max_text_chars * 6 + 64 * 1024
 
 
-def create_app(config: ServiceConfig | None = None) -> FastAPI:
+def _document_limits(schema: dict, config: ServiceConfig) -> dict:
+    """Add the limits that depend on the settings to the OpenAPI schema: text length, batch size."""
+    models = schema["components"]["schemas"]
+
+    def limit_text(prop: dict) -> None:
+        for option in prop.get("anyOf", [prop]):
+            if option.get("type") == "string":
+                option["maxLength"] = config.max_text_chars
+
+    limit_text(models["PredictRequest"]["properties"]["text"])
+    limit_text(models["FeedbackRequest"]["properties"]["text"])
+    texts = models["BatchPredictRequest"]["properties"]["texts"]
+    texts["maxItems"] = config.max_batch
+    limit_text(texts["items"])
+    return schema
+
+
+def _stop_this_process(reason: str) -> None:
+    """The default when the service cannot serve: SIGTERM to itself, which uvicorn turns into a graceful
+    shutdown (answers in flight finish, the predictions log is flushed) and then a death by SIGTERM."""
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
+    """``on_fatal(reason)``: how to stop when the service cannot serve (default: SIGTERM this process)."""
     config = config or ServiceConfig.load(os.environ.get("PATENTCLF_CONFIG"))
     _setup_logging()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        runtime = ServiceRuntime(config)
+        runtime = ServiceRuntime(config, on_fatal=on_fatal or _stop_this_process)
         app.state.runtime = runtime
         await runtime.start()
         try:
@@ -60,9 +89,15 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         finally:
             await runtime.stop()
 
-    app = FastAPI(title="patentclf", version=__version__, description=DESCRIPTION, lifespan=lifespan)
-    app.include_router(router)
+    # max_body_size: FastAPI refuses a body over the limit while reading it (413), by its
+    # Content-Length before reading anything, and a chunked one as soon as it grows too large.
     body_limit = _body_limit(config)
+    app = FastAPI(title="patentclf", version=__version__, description=DESCRIPTION, lifespan=lifespan, max_body_size=body_limit)
+    app.include_router(router)
+    make_schema = app.openapi
+    app.openapi = lambda: app.openapi_schema or _document_limits(make_schema(), config)
+    # Inside `observe` (added below, so outermost): its 503s are logged and counted like any answer.
+    app.add_middleware(RequestDeadline, seconds=config.request_timeout_s, retry_after_s=config.retry_after_s)
     docs_paths = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
 
     @app.middleware("http")
@@ -72,15 +107,11 @@ def create_app(config: ServiceConfig | None = None) -> FastAPI:
         request.state.started = started
         request.state.request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         request.state.log = {}
-        length = request.headers.get("content-length")
-        if length and length.isdigit() and int(length) > body_limit:
-            response = JSONResponse({"detail": f"request body of {length} bytes is over the limit of {body_limit}"}, status.HTTP_413_CONTENT_TOO_LARGE)
-        else:
-            try:
-                response = await call_next(request)
-            except Exception as exc:  # a bug, not bad input: answer 500 JSON, count and log it
-                log_event("unhandled_error", request_id=request.state.request_id, error=f"{type(exc).__name__}: {exc}")
-                response = JSONResponse({"detail": "internal server error"}, status.HTTP_500_INTERNAL_SERVER_ERROR)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # a bug, not bad input: answer 500 JSON, count and log it
+            log_event("unhandled_error", request_id=request.state.request_id, error=f"{type(exc).__name__}: {exc}")
+            response = JSONResponse({"detail": "internal server error"}, status.HTTP_500_INTERNAL_SERVER_ERROR)
         seconds = time.perf_counter() - started
         # The route template (bounded label values), the docs pages by path, anything else "unmatched".
         route = getattr(request.scope.get("route"), "path", None) or (request.url.path if request.url.path in docs_paths else "unmatched")

@@ -1,9 +1,14 @@
 """Micro-batching: concurrent requests wait briefly in one bounded queue, and a single worker hands
-them to the model together, off the event loop.
+their texts to the model together, off the event loop.
 
-Requests stay in the queue until their batch is cut, so the queue bound covers everything waiting
-for the model; a request that finds it full is refused at once (:class:`QueueFull`, a 503) instead
-of piling up in memory.
+Requests stay in the queue until all their texts are handed to the model, so the queue bound covers
+everything waiting for it; a request that finds it full is refused at once (:class:`QueueFull`, a
+503) instead of piling up in memory.
+
+Fairness: a model call takes at most ``max_batch_texts`` texts, shared round-robin between the
+waiting requests, so a one-text request never waits behind all of a large batch, only behind the
+model call already running. A request whose caller went away (disconnected, or past its deadline)
+is dropped before its next texts reach the model.
 """
 
 from __future__ import annotations
@@ -27,11 +32,26 @@ class BatcherClosed(Exception):
     """The service is shutting down."""
 
 
-@dataclass
+class WorkerDied(BatcherClosed):
+    """The worker that feeds the model has stopped: nothing will be served until a restart."""
+
+
+@dataclass(eq=False)
 class _Job:
     texts: list[str]
     future: asyncio.Future
-    arrived: float = field(default=0.0)
+    arrived: float = 0.0
+    sent: int = 0  # texts handed to the model so far
+    done: int = 0  # texts with an answer
+    results: list[Any] = field(default_factory=list)
+
+    @property
+    def unsent(self) -> int:
+        return len(self.texts) - self.sent
+
+
+# (job, start, stop): texts[start:stop] of one request, within one model call.
+_Slice = tuple[_Job, int, int]
 
 
 class MicroBatcher:
@@ -39,8 +59,10 @@ class MicroBatcher:
 
     * ``enabled``: coalesce queued requests into one call of at most ``max_batch_texts`` texts,
       waiting at most ``max_wait_s`` after the oldest request arrived for others to join;
-      off: one request per model call, in arrival order (the baseline the benchmark compares with).
-    * ``max_queue``: requests waiting (not yet handed to the model).
+      off: each model call holds texts of one request only (the baseline the benchmark compares
+      with); a request of more than ``max_batch_texts`` texts takes turns with the others.
+    * ``max_queue``: requests waiting (not all their texts handed to the model yet).
+    * ``on_death(reason)``: told if the worker ever stops for any reason but :meth:`stop`.
     """
 
     def __init__(
@@ -52,6 +74,7 @@ class MicroBatcher:
         max_wait_s: float,
         enabled: bool = True,
         on_batch: Callable[[int, float], None] | None = None,
+        on_death: Callable[[str], None] | None = None,
     ):
         self._predict = predict
         self.max_queue = max_queue
@@ -59,12 +82,15 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self.enabled = enabled
         self._on_batch = on_batch  # told (texts in the batch, seconds of inference)
-        self._queue: deque[_Job] = deque()
+        self._on_death = on_death
+        self._queue: deque[_Job] = deque()  # requests with texts not yet handed to the model
+        self._pending: set[_Job] = set()  # every request not answered yet (queued or in the running call)
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         # One thread: the model runs one batch at a time, and never on the event loop.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="patentclf-inference")
         self._closed = False
+        self.death: str | None = None  # why the worker stopped, if it did
 
     @property
     def depth(self) -> int:
@@ -72,34 +98,53 @@ class MicroBatcher:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="patentclf-batcher")
+        self._task.add_done_callback(self._worker_stopped)
 
     async def stop(self) -> None:
         self._closed = True
         if self._task:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        while self._queue:
-            job = self._queue.popleft()
-            if not job.future.done():
-                job.future.set_exception(BatcherClosed("the service is shutting down"))
+            await asyncio.gather(self._task, return_exceptions=True)  # a dead worker's error is already told
+        self._fail_pending(BatcherClosed("the service is shutting down"))
         self._executor.shutdown(wait=True)
 
     async def submit(self, texts: Sequence[str]) -> list[Any]:
+        if self.death is not None:
+            raise WorkerDied(self.death)
         if self._closed:
             raise BatcherClosed("the service is shutting down")
         if len(self._queue) >= self.max_queue:
             raise QueueFull(f"{len(self._queue)} requests are waiting for the model")
         loop = asyncio.get_running_loop()
-        job = _Job(list(texts), loop.create_future(), loop.time())
+        job = _Job(list(texts), loop.create_future(), loop.time(), results=[None] * len(texts))
         self._queue.append(job)
+        self._pending.add(job)
         self._wake.set()
-        # A client that goes away cancels this await, which cancels the future: the worker skips it.
-        return await job.future
+        # A client that goes away cancels this await, which cancels the future: the worker drops it.
+        try:
+            return await job.future
+        finally:
+            self._pending.discard(job)
 
     # -- the worker -------------------------------------------------------------------------------
+
+    def _worker_stopped(self, task: asyncio.Task) -> None:
+        """A worker that ends outside stop() is a bug; fail everything waiting (no request hangs) and say so."""
+        if self._closed:
+            return
+        error = None if task.cancelled() else task.exception()
+        self.death = f"the model worker stopped: {type(error).__name__}: {error}" if error else "the model worker stopped"
+        log.error(self.death, exc_info=error)
+        self._fail_pending(WorkerDied(self.death))
+        if self._on_death:
+            self._on_death(self.death)
+
+    def _fail_pending(self, error: Exception) -> None:
+        self._queue.clear()
+        for job in list(self._pending):
+            if not job.future.done():
+                job.future.set_exception(error)
+        self._pending.clear()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -108,40 +153,84 @@ class MicroBatcher:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            jobs = [j for j in await self._next_batch() if not j.future.done()]
-            if not jobs:
+            slices = await self._next_batch()
+            if not slices:
                 continue
-            texts = [t for j in jobs for t in j.texts]
+            texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
             started = loop.time()
-            try:
-                outputs = await loop.run_in_executor(self._executor, self._predict, texts)
-            except asyncio.CancelledError:  # shutting down mid-batch: answer these, then stop
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(BatcherClosed("the service is shutting down"))
-                raise
-            except Exception as exc:  # a model failure fails these requests, not the worker
-                log.exception("inference failed for a batch of %d texts", len(texts))
-                for job in jobs:
-                    if not job.future.done():
-                        job.future.set_exception(exc)
-                continue
+            outcomes = await self._call_model(slices)  # cancelled by stop(), which answers everyone
             if self._on_batch:
                 self._on_batch(len(texts), loop.time() - started)
-            position = 0
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_result(list(outputs[position : position + len(job.texts)]))
-                position += len(job.texts)
+            for (job, start, stop), outcome in zip(slices, outcomes):
+                self._deliver(job, start, stop, outcome)
 
-    async def _next_batch(self) -> list[_Job]:
-        if not self.enabled:
-            return [self._queue.popleft()]
+    async def _call_model(self, slices: list[_Slice]) -> list[Sequence[Any] | Exception]:
+        """The outputs, or the error, for each slice. A model failure fails requests, not the worker."""
+        try:
+            return _split(await self._predict_slices(slices), slices)
+        except Exception as exc:
+            if len(slices) == 1:
+                return [exc]
+        # A shared call failed: try each request on its own, so that one bad input fails only its request.
+        outcomes: list[Sequence[Any] | Exception] = []
+        for piece in slices:
+            try:
+                outcomes.append(await self._predict_slices([piece]))
+            except Exception as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    async def _predict_slices(self, slices: list[_Slice]) -> Sequence[Any]:
+        texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
+        try:
+            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, texts)
+            if len(outputs) != len(texts):
+                raise RuntimeError(f"the model gave {len(outputs)} outputs for {len(texts)} texts")
+        except Exception:
+            log.exception("inference failed for a batch of %d texts", len(texts))
+            raise
+        return outputs
+
+    def _deliver(self, job: _Job, start: int, stop: int, outcome: Sequence[Any] | Exception) -> None:
+        if job.future.done():  # the caller went away meanwhile
+            return
+        if isinstance(outcome, Exception):
+            job.future.set_exception(outcome)
+            if job in self._queue:
+                self._queue.remove(job)
+            return
+        job.results[start:stop] = outcome
+        job.done += stop - start
+        if job.done == len(job.texts):
+            job.future.set_result(job.results)
+
+    async def _next_batch(self) -> list[_Slice]:
+        self._drop_abandoned()
+        if not self._queue:
+            return []
+        if self.enabled:
+            await self._wait_for_company()
+            self._drop_abandoned()
+            counts = self._fair_shares()
+        else:
+            counts = {self._queue[0]: min(self._queue[0].unsent, self.max_batch_texts)}
+        slices = []
+        for job, count in counts.items():
+            slices.append((job, job.sent, job.sent + count))
+            job.sent += count
+        # Requests with texts left go to the back, so the next call starts with someone else.
+        for job in counts:
+            self._queue.remove(job)
+            if job.unsent:
+                self._queue.append(job)
+        return slices
+
+    async def _wait_for_company(self) -> None:
+        """Wait (queued requests stay counted against the bound) until a call's worth of texts is
+        queued or the oldest request has waited ``max_wait_s``."""
         loop = asyncio.get_running_loop()
-        deadline = self._queue[0].arrived + self.max_wait_s
-        # Wait (queued requests stay counted against the bound) until the batch is full or the
-        # oldest request has waited long enough.
-        while sum(len(j.texts) for j in self._queue) < self.max_batch_texts:
+        deadline = min(job.arrived for job in self._queue) + self.max_wait_s
+        while self._queue and sum(job.unsent for job in self._queue) < self.max_batch_texts:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -150,10 +239,31 @@ class MicroBatcher:
                 await asyncio.wait_for(self._wake.wait(), remaining)
             except asyncio.TimeoutError:
                 break
-        jobs = [self._queue.popleft()]  # the oldest always goes, even if alone it exceeds the size
-        count = len(jobs[0].texts)
-        while self._queue and count + len(self._queue[0].texts) <= self.max_batch_texts:
-            job = self._queue.popleft()
-            jobs.append(job)
-            count += len(job.texts)
-        return jobs
+
+    def _fair_shares(self) -> dict[_Job, int]:
+        """Texts per queued request for the next call: one each in queue order, round after round,
+        until the call is full or every request's texts are in."""
+        counts: dict[_Job, int] = {}
+        budget = self.max_batch_texts
+        while budget:
+            grew = False
+            for job in self._queue:
+                if budget and counts.get(job, 0) < job.unsent:
+                    counts[job] = counts.get(job, 0) + 1
+                    budget -= 1
+                    grew = True
+            if not grew:
+                break
+        return counts
+
+    def _drop_abandoned(self) -> None:
+        for job in [j for j in self._queue if j.future.done()]:
+            self._queue.remove(job)
+
+
+def _split(outputs: Sequence[Any], slices: list[_Slice]) -> list[Sequence[Any]]:
+    parts, position = [], 0
+    for _, start, stop in slices:
+        parts.append(list(outputs[position : position + stop - start]))
+        position += stop - start
+    return parts

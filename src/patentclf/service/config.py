@@ -1,22 +1,31 @@
-"""Service configuration, merged from four layers (later wins):
+"""Service settings, declared once (pydantic-settings) and merged from four layers (later wins):
 
 defaults < config file (YAML or JSON, keys = field names) < environment (``PATENTCLF_<FIELD>``) < flags.
 
 The environment names are the field names upper-cased, e.g. ``PATENTCLF_API_KEY``,
 ``PATENTCLF_FEEDBACK_DB``, ``PATENTCLF_MODEL``, ``PATENTCLF_MAX_TEXT_CHARS``, ``PATENTCLF_MICRO_BATCHING``.
+``patentclf serve`` builds one flag per field from the same declarations.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
 
 ENV_PREFIX = "PATENTCLF_"
+# The config file of the ServiceConfig.load() call in progress (a source is built per instantiation).
+_config_file: ContextVar[Path | None] = ContextVar("patentclf_config_file", default=None)
 
 
 def default_feedback_db() -> Path:
@@ -25,13 +34,14 @@ def default_feedback_db() -> Path:
     return Path(base) / "patentclf" / "feedback.db"
 
 
-class ServiceConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+class ServiceConfig(BaseSettings):
+    # An empty environment variable counts as unset (PATENTCLF_API_KEY= switches feedback off).
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", validate_default=True)
 
     model: Path | None = Field(None, description="model bundle folder (default: the shipped model)")
-    host: str = "127.0.0.1"
-    port: int = Field(9000, ge=0, le=65535)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all interfaces)")
+    port: int = Field(9000, ge=0, le=65535, description="port to listen on")
+    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="weights: auto (bf16 where the hardware has it), bf16 or fp32")
     compile: bool = Field(
         False, description="torch.compile the model; /ready waits until it is compiled (30-80 s on a CPU), ~20% faster after"
     )
@@ -49,6 +59,9 @@ class ServiceConfig(BaseModel):
     micro_batch_size: int = Field(16, gt=0, description="most texts per model call")
     micro_batch_wait_ms: float = Field(10.0, ge=0, description="longest a request waits for others to join its batch")
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with a 503")
+    request_timeout_s: float = Field(
+        60.0, gt=0, description="deadline of a request, body upload included; then 503 + Retry-After, and its queued work is dropped"
+    )
 
     review_threshold: float = Field(0.5, ge=0, le=1, description="confidence below this sets needs_review")
     log_texts: bool = Field(False, description="write request texts to the log line and the predictions log")
@@ -56,41 +69,35 @@ class ServiceConfig(BaseModel):
     log_flush_s: float = Field(1.0, gt=0, description="how often the predictions log is written to the database")
 
     @classmethod
-    def load(cls, config_file: str | Path | None = None, *, env: Mapping[str, str] | None = None, **flags: Any) -> "ServiceConfig":
-        """Merge the layers; flags given as ``None`` count as not given."""
-        values: dict[str, Any] = {}
-        if config_file:
-            values.update(read_config_file(config_file))
-        values.update(from_env(os.environ if env is None else env))
-        values.update({k: v for k, v in flags.items() if v is not None})
-        return cls(**values)
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Highest first: flags (the constructor's arguments), environment, config file; then the defaults.
+        No .env or secret files."""
+        path = _config_file.get()
+        if path is None:
+            return init_settings, env_settings
+        if path.suffix.lower() == ".json":
+            return init_settings, env_settings, JsonConfigSettingsSource(settings_cls, json_file=path)
+        return init_settings, env_settings, YamlConfigSettingsSource(settings_cls, yaml_file=path)
+
+    @classmethod
+    def load(cls, config_file: str | Path | None = None, **flags: Any) -> "ServiceConfig":
+        """Merge the layers; flags given as ``None`` count as not given. Unknown keys in the file are refused."""
+        path = Path(config_file) if config_file else None
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"config file {path} not found")
+        token = _config_file.set(path)
+        try:
+            return cls(**{k: v for k, v in flags.items() if v is not None})
+        finally:
+            _config_file.reset(token)
 
     def public_dict(self) -> dict:
         """The settings without secrets, for logs."""
         return self.model_dump(mode="json", exclude={"api_key"}) | {"api_key_set": self.api_key is not None}
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(path)
-    text = path.read_text()
-    values = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a mapping of option: value")
-    unknown = set(values) - set(ServiceConfig.model_fields)
-    if unknown:
-        raise ValueError(f"{path}: unknown option(s) {sorted(unknown)}; known: {sorted(ServiceConfig.model_fields)}")
-    return values
-
-
-def from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``PATENTCLF_<FIELD>`` values; pydantic turns the strings into numbers, booleans and paths."""
-    found = {}
-    for name in ServiceConfig.model_fields:
-        value = env.get(ENV_PREFIX + name.upper())
-        if value is not None and value.strip() != "":
-            found[name] = value
-    return found

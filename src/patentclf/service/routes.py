@@ -32,7 +32,7 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="t
 _ERRORS = {
     413: {"model": ErrorResponse, "description": "a text longer than max_text_chars, or more texts than max_batch"},
     422: {"model": ErrorResponse, "description": "not JSON, a missing or mistyped field, an empty text"},
-    503: {"model": ErrorResponse, "description": "model still loading, or the queue is full (see Retry-After)"},
+    503: {"model": ErrorResponse, "description": "model loading or broken, queue full, or deadline passed (see Retry-After)"},
 }
 
 
@@ -105,10 +105,11 @@ async def health() -> dict:
 
 @router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}}, tags=["service"])
 async def ready(response: Response, runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
-    """200 once the model is loaded and predictions are served; 503 before (or if loading failed)."""
+    """200 once the model is loaded and predictions are served; 503 before, and when the service can no
+    longer serve (the model failed to load, or its worker died: the process then exits for a restart)."""
     if not runtime.ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return {"ready": False, "model_version": None, "detail": runtime.load_error or "the model is loading"}
+        return {"ready": False, "model_version": None, "detail": runtime.fatal_error or "the model is loading"}
     return {"ready": True, "model_version": runtime.model_version}
 
 
@@ -116,7 +117,7 @@ async def ready(response: Response, runtime: ServiceRuntime = Depends(get_runtim
 async def model_info(runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
     """The bundle's ``patentclf.json``: base model, labels, training data and settings, metrics."""
     if not runtime.ready:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, runtime.load_error or "the model is loading")
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, runtime.fatal_error or "the model is loading")
     return {**runtime.classifier.info, "model_version": runtime.model_version}
 
 
@@ -128,8 +129,9 @@ async def model_info(runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
     responses={
         401: {"model": ErrorResponse, "description": "missing or wrong X-API-Key"},
         404: {"model": ErrorResponse, "description": "unknown prediction_id"},
+        413: {"model": ErrorResponse, "description": "a text longer than max_text_chars"},
         422: {"model": ErrorResponse, "description": "unknown section, no id and no text, or the text is needed"},
-        503: {"model": ErrorResponse, "description": "no API key is configured on the server"},
+        503: {"model": ErrorResponse, "description": "no API key is configured on the server, or the request's deadline passed"},
     },
     tags=["feedback"],
 )

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def log_event(event: str, **fields) -> None:
 
 
 class NotReady(Exception):
-    """The model is still loading (or failed to load)."""
+    """The model is still loading, or the service cannot serve (see ``ServiceRuntime.fatal_error``)."""
 
 
 @dataclass
@@ -89,8 +90,13 @@ class ServedPrediction:
 
 
 class ServiceRuntime:
-    def __init__(self, config: ServiceConfig):
+    """``on_fatal(reason)`` is called once if the service can no longer serve (the model failed to
+    load, or the batcher's worker died): the app uses it to stop the process, so a supervisor
+    restarts it."""
+
+    def __init__(self, config: ServiceConfig, on_fatal: Callable[[str], None] | None = None):
         self.config = config
+        self.on_fatal = on_fatal
         self.model_dir = Path(config.model) if config.model else default_model_dir()
         self.metrics = Metrics()
         self.feedback = FeedbackStore(config.feedback_db)
@@ -99,7 +105,7 @@ class ServiceRuntime:
         self.classifier: Classifier | None = None
         self.batcher: MicroBatcher | None = None
         self.info: dict = {}
-        self.load_error: str | None = None
+        self.fatal_error: str | None = None
         self._tasks: list[asyncio.Task] = []
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -118,9 +124,9 @@ class ServiceRuntime:
             classifier = await asyncio.to_thread(
                 Classifier.load, self.model_dir, precision=self.config.precision, compile=self.config.compile
             )
-        except Exception as exc:  # reported by /ready and the log; the process stays up to say so
-            self.load_error = f"{type(exc).__name__}: {exc}"
-            log_event("model_load_failed", error=self.load_error)
+        except Exception as exc:
+            log_event("model_load_failed", error=f"{type(exc).__name__}: {exc}")
+            self._fatal(f"the model failed to load: {type(exc).__name__}: {exc}")
             return
         cfg = self.config
         batcher = MicroBatcher(
@@ -130,10 +136,20 @@ class ServiceRuntime:
             max_wait_s=cfg.micro_batch_wait_ms / 1000,
             enabled=cfg.micro_batching,
             on_batch=self.metrics.observe_batch,
+            on_death=self._fatal,
         )
         batcher.start()
         self.batcher, self.classifier = batcher, classifier
         log_event("model_ready", model_version=classifier.version, device=str(classifier.device), config=cfg.public_dict())
+
+    def _fatal(self, reason: str) -> None:
+        """Stop serving for good: /ready says 503 with the reason, and the app stops the process."""
+        if self.fatal_error is not None:
+            return
+        self.fatal_error = reason
+        log_event("fatal", error=reason)
+        if self.on_fatal:
+            self.on_fatal(reason)
 
     async def _flush_forever(self) -> None:
         while True:
@@ -154,7 +170,7 @@ class ServiceRuntime:
 
     @property
     def ready(self) -> bool:
-        return self.classifier is not None
+        return self.classifier is not None and self.fatal_error is None
 
     @property
     def model_version(self) -> str | None:
@@ -165,8 +181,8 @@ class ServiceRuntime:
     async def predict(self, texts: list[str], *, started: float) -> list[ServedPrediction]:
         """Classify through the batcher; raises NotReady, QueueFull or BatcherClosed.
         ``started``: ``time.perf_counter()`` when the request came in (for the logged latency)."""
-        if self.batcher is None or self.classifier is None:
-            raise NotReady(self.load_error or "the model is still loading")
+        if not self.ready:
+            raise NotReady(self.fatal_error or "the model is still loading")
         self.metrics.queue_depth.set(self.batcher.depth + 1)
         predictions: list[Prediction] = await self.batcher.submit(texts)
         self.metrics.queue_depth.set(self.batcher.depth)

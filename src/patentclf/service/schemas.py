@@ -1,14 +1,24 @@
-"""Pydantic models for every request and response of the API (they also make the OpenAPI docs)."""
+"""Pydantic models for every request and response of the API (they also make the OpenAPI docs).
+
+The request models state in the schema what the server enforces (non-blank texts, section codes,
+an id or a text for feedback), so a schema-valid request is never refused for its shape; the limits
+that depend on the settings (text length, batch size) are added to the schema by ``app.py``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-from ..labels import CODES, parse_label
+from ..labels import CODES
 
 _TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated, or read in overlapping windows with long_text=chunk)"
+
+# A character that is not whitespace, where whitespace is exactly what Python's str.isspace() (and
+# so the server's text.strip()) counts; spelled out so that every regex engine reads it alike.
+NON_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+SECTION_LETTERS = [*CODES, *(c.lower() for c in CODES)]
 
 
 def _non_empty(text: str) -> str:
@@ -18,32 +28,41 @@ def _non_empty(text: str) -> str:
 
 
 def _section_code(value: object) -> str:
-    """A section letter (any case) or an id 0..8 -> the letter; anything else fails validation (422)."""
-    try:
-        return CODES[parse_label(value)]
-    except ValueError:
-        raise ValueError(f"unknown section {value!r}: expected one of {', '.join(CODES)}") from None
+    """A section letter (either case) or an id 0..8 -> the letter; anything else fails validation (422)."""
+    if isinstance(value, str) and value in SECTION_LETTERS:
+        return value.upper()
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() and 0 <= value < len(CODES):
+        return CODES[int(value)]
+    raise ValueError(f"unknown section {value!r}: expected one of {', '.join(CODES)} (either case) or an id 0..{len(CODES) - 1}")
+
+
+# A text field: at least one character that is not whitespace.
+Text = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": NON_BLANK}), AfterValidator(_non_empty)]
+SectionCode = Annotated[
+    str,
+    BeforeValidator(_section_code),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "enum": SECTION_LETTERS},
+                {"type": "integer", "minimum": 0, "maximum": len(CODES) - 1},
+            ],
+            "description": "the correct section: its letter (either case) or its id 0..8",
+            "examples": ["G"],
+        }
+    ),
+]
 
 
 # --- prediction ------------------------------------------------------------------------------
 
 
 class PredictRequest(BaseModel):
-    text: str = Field(..., description=_TEXT_DOC, examples=["An optical sensor measuring the distance to an object."])
-
-    _check_text = field_validator("text")(_non_empty)
+    text: Text = Field(..., description=_TEXT_DOC, examples=["An optical sensor measuring the distance to an object."])
 
 
 class BatchPredictRequest(BaseModel):
-    texts: list[str] = Field(..., min_length=1, description="texts to classify; answers keep this order")
-
-    @field_validator("texts")
-    @classmethod
-    def _check_texts(cls, texts: list[str]) -> list[str]:
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
-        if empty:
-            raise ValueError(f"texts at positions {empty[:10]} are empty or only whitespace")
-        return texts
+    texts: list[Text] = Field(..., min_length=1, description="texts to classify; answers keep this order")
 
 
 class CodeSuggestion(BaseModel):
@@ -122,23 +141,28 @@ class ErrorResponse(BaseModel):
 
 
 class FeedbackRequest(BaseModel):
-    """Either a ``prediction_id`` the API returned, or the ``text`` itself (or both), and the right section."""
+    """A ``prediction_id`` the API returned, or the ``text`` itself, or both (the id links the
+    correction to its prediction; the text is needed when the server no longer holds it), and the
+    right section."""
 
-    prediction_id: str | None = Field(None, description="id of an earlier prediction")
-    text: str | None = Field(None, description="the text, when there is no prediction id or the server no longer holds it")
-    label: str = Field(..., description="the correct section letter", examples=["G"])
+    # "At least one of the two", in the schema: each branch needs its field present and not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["prediction_id"], "properties": {"prediction_id": {"type": "string"}}},
+                {"required": ["text"], "properties": {"text": {"type": "string"}}},
+            ]
+        }
+    )
+
+    prediction_id: str | None = Field(None, min_length=1, description="id of an earlier prediction")
+    text: Text | None = Field(None, description="the text, when there is no prediction id or the server no longer holds it")
+    label: SectionCode
     comment: str | None = Field(None, max_length=2000)
-
-    _check_label = field_validator("label", mode="before")(_section_code)
-
-    @field_validator("text")
-    @classmethod
-    def _check_text(cls, text: str | None) -> str | None:
-        return None if text is None else _non_empty(text)
 
     @model_validator(mode="after")
     def _id_or_text(self) -> "FeedbackRequest":
-        if not self.prediction_id and self.text is None:
+        if self.prediction_id is None and self.text is None:
             raise ValueError("give prediction_id or text")
         return self
 
