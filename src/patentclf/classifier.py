@@ -130,7 +130,7 @@ class Classifier:
         for length in (1, 2, self.max_length):
             window = (ids * self.max_length)[:length]
             for rows in (1, 2):
-                self._probabilities([window] * rows, batch_size=rows, progress=None)
+                self._head_probabilities([window] * rows, batch_size=rows, progress=None)
 
     # -- prediction -----------------------------------------------------------------------------
 
