@@ -60,7 +60,7 @@ def test_chunk_probabilities_are_the_mean_of_the_windows(classifier):
     windows = [ids[s : s + max_length] for s in range(0, len(ids) - chunk_overlap(max_length), step)]
     texts_of_windows = [classifier.tokenizer.decode(w) for w in windows]
     assert len(windows) > 1
-    per_window = classifier._probabilities(windows, batch_size=4, progress=None)
+    per_window = classifier._head_probabilities(windows, batch_size=4, progress=None)["section"]
     combined = classifier.predict([text], long_text="chunk")[0]
     assert combined.chunks == len(windows) == len(texts_of_windows)
     for index, code in enumerate(CODES):
