@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from patentclf.classifier import Classifier, chunk_overlap
@@ -21,18 +24,33 @@ def _filler(n_words: int) -> str:
     return " ".join(FILLER[i % len(FILLER)] for i in range(n_words))
 
 
+def _words(n_words: int, seed: int = 0) -> str:
+    """Toy words in a random order: a token sequence without a period, so a misplaced window shows."""
+    rng = random.Random(seed)
+    vocabulary = FILLER + [w for words in TOY_WORDS.values() for w in words]
+    return " ".join(rng.choice(vocabulary) for _ in range(n_words))
+
+
 @pytest.mark.parametrize("max_length", [64, 256, 512])
-def test_windows_cover_every_token_and_overlap(classifier, max_length):
-    ids = list(range(3 * max_length + 17))
+def test_windows_cover_every_token_and_overlap(classifier, monkeypatch, max_length):
+    monkeypatch.setattr(classifier, "max_length", max_length)
+    text = _words(3 * max_length + 17)  # already lowercase words: the same tokens after normalising
+    ids = classifier.tokenizer(text)["input_ids"]
+    assert len(ids) > 3 * max_length
     overlap = chunk_overlap(max_length)
     assert 0 < overlap < max_length
-    step = max_length - overlap
-    starts = list(range(0, max(1, len(ids) - overlap), step))
-    covered = set()
-    for start in starts:
-        covered.update(ids[start : start + max_length])
-    assert covered == set(ids)
-    assert starts[-1] + max_length >= len(ids)
+
+    windows, owners, truncated = classifier._windows([text], chunk=True)
+    assert owners == [0] * len(windows) and truncated == [False]
+    assert all(len(w) == max_length for w in windows[:-1])
+    assert overlap < len(windows[-1]) <= max_length  # the last window reads something new
+    for before, after in zip(windows, windows[1:]):
+        assert after[:overlap] == before[-overlap:]  # neighbours share `overlap` tokens
+    # Without the shared tokens, the windows are the text: every token, in order, once.
+    assert windows[0] + [t for w in windows[1:] for t in w[overlap:]] == ids
+
+    [start], _, [was_truncated] = classifier._windows([text], chunk=False)
+    assert start == ids[:max_length] and was_truncated
 
 
 def test_chunk_reads_the_end_of_a_long_text_that_truncate_never_sees(classifier):
@@ -54,17 +72,14 @@ def test_chunk_reads_the_end_of_a_long_text_that_truncate_never_sees(classifier)
 
 def test_chunk_probabilities_are_the_mean_of_the_windows(classifier):
     text = _filler(60) + " polymer acid " + _filler(60) + " engine valve turbine"
-    ids = classifier.tokenizer(text)["input_ids"]
-    max_length = classifier.max_length
-    step = max_length - chunk_overlap(max_length)
-    windows = [ids[s : s + max_length] for s in range(0, len(ids) - chunk_overlap(max_length), step)]
-    texts_of_windows = [classifier.tokenizer.decode(w) for w in windows]
+    windows, _, _ = classifier._windows([text], chunk=True)
     assert len(windows) > 1
-    per_window = classifier._head_probabilities(windows, batch_size=4, progress=None)["section"]
+    per_window = torch.cat([classifier._head_probabilities([w], batch_size=1, progress=None)["section"] for w in windows])  # each on its own
     combined = classifier.predict([text], long_text="chunk")[0]
-    assert combined.chunks == len(windows) == len(texts_of_windows)
+    assert combined.chunks == len(windows)
     for index, code in enumerate(CODES):
         assert combined.probabilities[code] == pytest.approx(float(per_window[:, index].mean()), abs=1e-5)
+    assert combined.label == CODES[int(per_window.mean(0).argmax())]
 
 
 def test_short_texts_are_the_same_in_both_modes(classifier):

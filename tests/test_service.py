@@ -8,11 +8,13 @@ import json
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import toy_rows
 from patentclf.classifier import Classifier
 from patentclf.labels import CODES
 from patentclf.service.live import LiveServer
+
+from .conftest import toy_rows
 
 API_KEY = "test-key"
 LIMITS = dict(max_text_chars=2000, max_batch=8)
@@ -126,7 +128,8 @@ BAD_PREDICT = [
     ("whitespace", b'{"text": " \\n\\t "}', "application/json", 422),
     ("text/plain body", b"a plain text", "text/plain", 422),
     ("over max_text_chars", json.dumps({"text": "x" * 2001}).encode(), "application/json", 413),
-    ("body over the byte limit", json.dumps({"text": "x" * 400_000}).encode(), "application/json", 413),
+    # A short text padded with an ignored field: only the limit on the whole body refuses it.
+    ("body over the byte limit", json.dumps({"text": "a sensor", "padding": " " * 200_000}).encode(), "application/json", 413),
 ]
 
 BAD_BATCH = [
@@ -218,21 +221,39 @@ def test_one_json_log_line_per_request_without_the_text(server):
     assert secret not in server.log_text()
 
 
-def test_metrics_hold_the_counters(server):
-    httpx.post(server.url + "/predict", json={"text": "an antenna circuit"})
-    httpx.post(server.url + "/predict", json={"text": ""})
-    text = httpx.get(server.url + "/metrics").text
-    for name in (
-        'patentclf_requests_total{method="POST",route="/predict",status="200"}',
-        'patentclf_request_errors_total{route="/predict",status="422"}',
-        'patentclf_request_latency_seconds_bucket{le="0.5",route="/predict"}',
-        'patentclf_predictions_total{label="H"}',
-        "patentclf_prediction_confidence_bucket",
-        'patentclf_feedback_total{agreed="false"}',
-        "patentclf_queue_depth",
-        "patentclf_batch_texts_bucket",
-    ):
-        assert name in text, name
+def metric_samples(url: str) -> dict[tuple, float]:
+    """/metrics as {(sample name, sorted label items): value}."""
+    families = text_string_to_metric_families(httpx.get(url + "/metrics").text)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families for s in f.samples}
+
+
+def test_metrics_count_what_happens(server):
+    before = metric_samples(server.url)
+    answer = httpx.post(server.url + "/predict", json={"text": "an antenna circuit"}).json()
+    assert httpx.post(server.url + "/predict", json={"text": ""}).status_code == 422
+    wrong = "A" if answer["label"] != "A" else "B"
+    feedback = httpx.post(server.url + "/feedback", json={"prediction_id": answer["id"], "label": wrong}, headers={"X-API-Key": API_KEY})
+    assert feedback.status_code == 201
+    after = metric_samples(server.url)
+
+    def grew(name: str, **labels) -> float:
+        key = (name, tuple(sorted(labels.items())))
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert grew("patentclf_requests_total", method="POST", route="/predict", status="200") == 1
+    assert grew("patentclf_requests_total", method="POST", route="/predict", status="422") == 1
+    assert grew("patentclf_request_errors_total", route="/predict", status="422") == 1
+    assert grew("patentclf_request_errors_total", route="/predict", status="200") == 0
+    assert grew("patentclf_request_latency_seconds_count", route="/predict") == 2
+    assert grew("patentclf_request_latency_seconds_bucket", route="/predict", le="+Inf") == 2
+    assert grew("patentclf_predictions_total", label=answer["label"]) == 1
+    assert sum(grew("patentclf_predictions_total", label=code) for code in CODES) == 1
+    assert grew("patentclf_prediction_confidence_count") == 1
+    assert grew("patentclf_prediction_confidence_sum") == pytest.approx(answer["confidence"], abs=1e-6)
+    assert grew("patentclf_feedback_total", agreed="false") == 1 and grew("patentclf_feedback_total", agreed="true") == 0
+    assert grew("patentclf_batch_texts_count") == 1 and grew("patentclf_batch_texts_sum") == 1
+    assert grew("patentclf_inference_seconds_count") == 1
+    assert after[("patentclf_queue_depth", ())] == 0
 
 
 def test_stats_have_the_monitoring_shapes(server, tiny_bundle):

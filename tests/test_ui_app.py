@@ -128,12 +128,24 @@ def test_empty_text_asks_for_text(ui_env):
     assert not at.subheader
 
 
-def test_needs_review_notice(ui_env):
-    # The tiny model is unsure about text without its toy words: below the default 0.5 threshold.
-    at = classify(classify_page(), "zzz qqq")
-    p = httpx.post(f"{ui_env.url}/predict", json={"text": "zzz qqq"}, timeout=30).json()
-    notices = texts_of(at.warning)
-    assert ("Low confidence: this prediction is marked for review." in notices) == p["needs_review"]
+REVIEW_NOTICE = "Low confidence: this prediction is marked for review."
+
+
+def test_needs_review_notice(tiny_bundle, tmp_path, monkeypatch):
+    # A review threshold of 1: every prediction is marked for review, so the notice must show.
+    with run_api(tiny_bundle, tmp_path / "api", env={"PATENTCLF_REVIEW_THRESHOLD": "1"}) as api:
+        monkeypatch.setenv("PATENTCLF_API_URL", api.url)
+        monkeypatch.setenv("PATENTCLF_API_KEY", API_KEY)
+        assert httpx.post(f"{api.url}/predict", json={"text": "zzz qqq"}, timeout=30).json()["needs_review"] is True
+        at = classify(classify_page(), "zzz qqq")
+        assert REVIEW_NOTICE in texts_of(at.warning)
+
+
+def test_no_review_notice_for_a_confident_prediction(ui_env):
+    text = "a polymer compound with a catalyst and an acid"  # the toy task's C words: the tiny model is sure
+    assert httpx.post(f"{ui_env.url}/predict", json={"text": text}, timeout=30).json()["needs_review"] is False
+    at = classify(classify_page(), text)
+    assert at.subheader and REVIEW_NOTICE not in texts_of(at.warning)
 
 
 def test_feedback_is_confirmed_and_stored(ui_env):

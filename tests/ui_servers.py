@@ -69,8 +69,9 @@ class LiveApi:
 
 
 @contextmanager
-def run_api(bundle: Path, folder: Path, timeout: float = 180) -> Iterator[LiveApi]:
-    """The real service (``uvicorn --factory patentclf.service.app:create_app``) on a free port."""
+def run_api(bundle: Path, folder: Path, timeout: float = 180, env: dict[str, str] | None = None) -> Iterator[LiveApi]:
+    """The real service (``uvicorn --factory patentclf.service.app:create_app``) on a free port;
+    ``env`` adds or overrides service settings (``PATENTCLF_<SETTING>``)."""
     port = free_port()
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "feedback.db"
@@ -81,6 +82,7 @@ def run_api(bundle: Path, folder: Path, timeout: float = 180) -> Iterator[LiveAp
         "PATENTCLF_FEEDBACK_DB": str(db),
         "PATENTCLF_PRECISION": "fp32",
         "PATENTCLF_LOG_FLUSH_S": "0.2",  # the predictions log reaches /stats quickly
+        **(env or {}),
     }
     log = folder / "api.log"
     command = [sys.executable, "-m", "uvicorn", "--factory", "patentclf.service.app:create_app", "--host", "127.0.0.1", "--port", str(port)]

@@ -8,7 +8,7 @@ from .config import ServiceConfig
 __all__ = ["ServiceConfig", "create_app"]
 
 
-def create_app(config: ServiceConfig | None = None):
+def create_app(config: ServiceConfig | None = None, on_fatal=None):
     from .app import create_app as _create_app
 
-    return _create_app(config)
+    return _create_app(config, on_fatal=on_fatal)

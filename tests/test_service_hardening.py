@@ -1,0 +1,256 @@
+"""The service under abuse and faults, against real servers on loopback: fairness between large and
+small requests, the body limit while reading, the request deadline, and what happens when the
+service cannot serve (it says so on /ready and exits non-zero for a supervisor to restart it)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+from patentclf.service import ServiceConfig, create_app
+from patentclf.service.live import LiveServer, free_port
+
+from .conftest import FILLER, TOY_WORDS
+
+API_KEY = "hardening-key"
+
+
+def metric(url: str, name: str) -> float:
+    """The sum of a metric's samples named ``name`` (all label values)."""
+    families = text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text)
+    return sum(s.value for f in families for s in f.samples if s.name == name)
+
+
+def long_text(seed: int, words: int) -> str:
+    vocabulary = FILLER + TOY_WORDS["G"]
+    return " ".join(vocabulary[(seed * 7 + i * 13) % len(vocabulary)] for i in range(words))
+
+
+# --- head-of-line blocking ----------------------------------------------------------------------
+
+
+def test_a_small_request_is_answered_while_a_large_batch_is_still_running(tiny_bundle, tmp_path):
+    # Chunk mode and long texts make the large batch slow; two texts per model call make it many calls.
+    options = dict(feedback_db=tmp_path / "fb.db", long_text="chunk", micro_batch_size=2, max_batch=64, request_timeout_s=600)
+    big = [long_text(i, 3000) for i in range(64)]
+    with LiveServer(tiny_bundle, **options) as live:
+
+        async def scenario():
+            async with httpx.AsyncClient(base_url=live.url, timeout=600) as client:
+                large = asyncio.ensure_future(client.post("/predict/batch", json={"texts": big}))
+                # Wait until the large batch is being served: its first model call has finished.
+                while await asyncio.to_thread(metric, live.url, "patentclf_batch_texts_count") < 1:
+                    assert not large.done(), "the large batch was served in one piece"
+                    await asyncio.sleep(0.05)
+                small = await client.post("/predict", json={"text": "an optical sensor"})
+                large_done_first = large.done()
+                return small, large_done_first, await large
+
+        small, large_done_first, large = asyncio.run(scenario())
+    assert small.status_code == 200 and small.json()["label"] == "G"
+    assert not large_done_first  # answered between the large batch's model calls, not after all of them
+    assert large.status_code == 200 and len(large.json()["predictions"]) == 64
+
+
+# --- body size ----------------------------------------------------------------------------------
+
+LIMITS = dict(max_text_chars=2000, max_batch=8)
+BODY_LIMIT = 8 * 2000 * 6 + 64 * 1024  # app.py's _body_limit for these settings
+
+
+@pytest.fixture(scope="module")
+def server(tiny_bundle, tmp_path_factory):
+    db = tmp_path_factory.mktemp("hardening") / "feedback.db"
+    with LiveServer(tiny_bundle, env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=db, request_timeout_s=3, retry_after_s=2, **LIMITS) as live:
+        yield live
+
+
+def raw_request(url: str, head: bytes, body_parts: list[bytes], timeout: float = 30) -> bytes:
+    """Send a request's head and body pieces on one socket, then read what the server answers."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(head)
+        for part in body_parts:
+            sock.sendall(part)
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_a_body_over_the_byte_limit_is_refused_even_when_its_text_is_fine(server):
+    # The text is short: only the limit on the whole body can refuse this (extra fields are ignored).
+    body = {"text": "an optical sensor", "padding": " " * BODY_LIMIT}
+    response = httpx.post(server.url + "/predict", json=body, timeout=60)
+    assert response.status_code == 413, response.text
+    assert "detail" in response.json()
+    assert httpx.post(server.url + "/predict", json={"text": "an optical sensor", "padding": "small"}).status_code == 200
+
+
+def test_a_chunked_body_is_refused_as_soon_as_it_grows_over_the_limit(server):
+    # No Content-Length, and the body never ends: only a limit applied while reading can answer.
+    head = b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    piece = b'{"text": "' + b"x" * 16_000
+    parts = [b"%x\r\n%s\r\n" % (len(piece), piece)] * (BODY_LIMIT // len(piece) + 1)
+    answer = raw_request(server.url, head, parts)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_a_declared_length_over_the_limit_is_refused_before_any_body(server):
+    head = b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n"
+    assert raw_request(server.url, head, []).startswith(b"HTTP/1.1 413")
+
+
+# --- deadline -----------------------------------------------------------------------------------
+
+
+def test_a_request_past_its_deadline_gets_503_with_retry_after(server):
+    # A client that sends half its body and stalls: the server lets go at the deadline (3 s here).
+    head = b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    started = time.monotonic()
+    answer = raw_request(server.url, head, [b'{"text": "an optical'], timeout=60)
+    assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
+    assert b"retry-after: 2" in answer.lower()
+    assert time.monotonic() - started < 50  # at the deadline, not at the client's own timeout
+    assert httpx.post(server.url + "/predict", json={"text": "an optical sensor"}).status_code == 200
+    assert metric(server.url, "patentclf_request_errors_total") >= 1
+
+
+def test_a_request_queued_past_its_deadline_gets_503_and_is_dropped(tiny_bundle, tmp_path):
+    # One text per model call, a one-second deadline and a large chunk-mode batch: the batch cannot
+    # finish in time, and its remaining texts never reach the model.
+    options = dict(feedback_db=tmp_path / "fb.db", long_text="chunk", micro_batch_size=1, max_batch=64, request_timeout_s=1, retry_after_s=5)
+    with LiveServer(tiny_bundle, **options) as live:
+        response = httpx.post(live.url + "/predict/batch", json={"texts": [long_text(i, 3000) for i in range(64)]}, timeout=120)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        assert "deadline" in response.json()["detail"]
+        time.sleep(2)  # the running model call, if any, ends
+        served = metric(live.url, "patentclf_batch_texts_sum")
+        assert served < 64
+        time.sleep(2)
+        assert metric(live.url, "patentclf_batch_texts_sum") == served  # nothing more of it is served
+        assert httpx.post(live.url + "/predict", json={"text": "an optical sensor"}, timeout=30).status_code == 200
+
+
+# --- when the service cannot serve --------------------------------------------------------------
+
+
+def serve_command(bundle, port: int, db) -> list[str]:
+    return ["serve", "--model", str(bundle), "--port", str(port), "--feedback-db", str(db), "--precision", "fp32"]
+
+
+def test_a_model_that_fails_to_load_ends_the_process_non_zero(tiny_bundle, tmp_path):
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_bundle, broken)
+    (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
+    log = tmp_path / "server.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "patentclf.cli", *serve_command(broken, free_port(), tmp_path / "fb.db")], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        code = process.wait(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert code == 3, text[-3000:]
+    assert '"event": "model_load_failed"' in text and "the model failed to load" in text
+
+
+# Starts `patentclf serve` with a fault planted where the issue found one: the metrics callback the
+# batcher calls after each model call (outside its guard around the model) fails for a batch of 7 texts.
+FAULTY_SERVE = """
+import sys
+from patentclf.monitoring import Metrics
+from patentclf.cli import main
+
+observe = Metrics.observe_batch
+def faulty(self, texts, seconds):
+    if texts == 7:
+        raise RuntimeError("planted fault")
+    observe(self, texts, seconds)
+Metrics.observe_batch = faulty
+sys.argv = ["patentclf", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_dead_worker_ends_the_process_non_zero_and_no_request_hangs(tiny_bundle, tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    with log.open("wb") as out:
+        command = [sys.executable, "-c", FAULTY_SERVE, *serve_command(tiny_bundle, port, tmp_path / "fb.db")]
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        assert httpx.post(url + "/predict", json={"text": "an optical sensor"}, timeout=30).status_code == 200
+        response = httpx.post(url + "/predict/batch", json={"texts": ["an optical sensor"] * 7}, timeout=30)
+        assert response.status_code == 503 and "worker stopped" in response.json()["detail"]
+        code = process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    text = log.read_text()
+    assert code == 3, text[-3000:]
+    assert '"event": "fatal"' in text and "planted fault" in text
+
+
+@contextmanager
+def in_process_server(app):
+    """uvicorn in a thread of this process (no signal handlers there), so the app can be looked at."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(60)
+
+
+def test_a_dead_worker_turns_ready_to_503_and_asks_to_stop(tiny_bundle, tmp_path, monkeypatch):
+    from patentclf.monitoring import Metrics
+
+    def faulty(self, texts, seconds):
+        raise RuntimeError("planted fault")
+
+    monkeypatch.setattr(Metrics, "observe_batch", faulty)
+    stops = []
+    app = create_app(ServiceConfig(model=tiny_bundle, feedback_db=tmp_path / "fb.db", precision="fp32"), on_fatal=stops.append)
+    with in_process_server(app) as url:
+        deadline = time.monotonic() + 120
+        while httpx.get(url + "/ready").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert httpx.post(url + "/predict", json={"text": "an optical sensor"}, timeout=30).status_code == 503
+        ready = httpx.get(url + "/ready")
+        assert ready.status_code == 503 and "planted fault" in ready.json()["detail"]
+        later = httpx.post(url + "/predict", json={"text": "an optical sensor"}, timeout=30)
+        assert later.status_code == 503 and "Retry-After" in later.headers
+    assert len(stops) == 1 and "planted fault" in stops[0]

@@ -1,0 +1,56 @@
+"""The OpenAPI schema says what the server enforces: schemathesis, with every check, against a live
+server (bounded in examples and time), and the non-blank pattern checked character by character."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from patentclf.service.live import LiveServer
+from patentclf.service.schemas import NON_BLANK
+
+API_KEY = "schema-key"
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+
+
+def test_the_non_blank_pattern_means_what_strip_means():
+    pattern = re.compile(NON_BLANK)
+    mismatched = [hex(c) for c in range(0x110000) if bool(pattern.fullmatch(chr(c))) == chr(c).isspace()]
+    assert not mismatched
+
+
+def test_the_schema_states_the_configured_limits(tiny_bundle, tmp_path):
+    with LiveServer(tiny_bundle, feedback_db=tmp_path / "fb.db", max_text_chars=1234, max_batch=7) as live:
+        models = httpx.get(live.url + "/openapi.json").json()["components"]["schemas"]
+    assert models["PredictRequest"]["properties"]["text"]["maxLength"] == 1234
+    texts = models["BatchPredictRequest"]["properties"]["texts"]
+    assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 7, 1234)
+    assert texts["items"]["pattern"] == NON_BLANK and texts["items"]["minLength"] == 1
+    feedback = models["FeedbackRequest"]
+    assert [branch["required"] for branch in feedback["anyOf"]] == [["prediction_id"], ["text"]]
+
+
+def test_schemathesis_finds_nothing(tiny_bundle, tmp_path):
+    # A generous deadline: a 503 for a passed deadline would count as a server error here.
+    options = dict(env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=tmp_path / "fb.db", max_text_chars=2000, max_batch=8, request_timeout_s=300)
+    with LiveServer(tiny_bundle, **options) as live:
+        command = [
+            str(SCHEMATHESIS), "run", live.url + "/openapi.json",
+            "--checks", "all",
+            "--header", f"X-API-Key: {API_KEY}",  # so that feedback reaches validation, not only the key check
+            "--phases", "examples,coverage,fuzzing",
+            "--max-examples", "15",
+            "--seed", "1",
+            "--workers", "1",
+            "--max-response-time", "60",
+            "--request-timeout", "120",
+            "--generation-database", "none",
+            "--no-color",
+        ]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
+    assert "No issues found" in done.stdout or "passed" in done.stdout
