@@ -53,7 +53,7 @@ def test_store_refuses_bad_rows_and_summarises(tmp_path):
     store.add(Feedback(text="one", label="A", predicted_label="A"))
     store.add(Feedback(text="two", label="B", predicted_label="C"))
     store.add(Feedback(text="three", label="C"))
-    assert store.summary() == {"total": 3, "agreed": 1, "disagreed": 1, "agreement_rate": 0.5}
+    assert store.summary() == {"total": 3, "agreed": 1, "disagreed": 1, "pending": 0, "agreement_rate": 0.5}
 
 
 def test_export_writes_rows_that_training_reads(tmp_path):

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ..labels import CODES, parse_label
+from ..feedback import feedback_code
 
 _TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated, or read in overlapping windows with long_text=chunk)"
 
@@ -15,14 +15,6 @@ def _non_empty(text: str) -> str:
     if not text.strip():
         raise ValueError("text is empty or only whitespace")
     return text
-
-
-def _section_code(value: object) -> str:
-    """A section letter (any case) or an id 0..8 -> the letter; anything else fails validation (422)."""
-    try:
-        return CODES[parse_label(value)]
-    except ValueError:
-        raise ValueError(f"unknown section {value!r}: expected one of {', '.join(CODES)}") from None
 
 
 # --- prediction ------------------------------------------------------------------------------
@@ -101,10 +93,10 @@ class FeedbackRequest(BaseModel):
 
     prediction_id: str | None = Field(None, description="id of an earlier prediction")
     text: str | None = Field(None, description="the text, when there is no prediction id or the server no longer holds it")
-    label: str = Field(..., description="the correct section letter", examples=["G"])
+    label: str = Field(..., description="the right section (G), class (G06) or subclass (G06F)", examples=["G"])
     comment: str | None = Field(None, max_length=2000)
 
-    _check_label = field_validator("label", mode="before")(_section_code)
+    _check_label = field_validator("label", mode="before")(feedback_code)
 
     @field_validator("text")
     @classmethod
@@ -121,8 +113,37 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     feedback_id: int
     prediction_id: str | None
+    label: str = Field(..., description="the correct section")
+    code: str | None = Field(None, description="the finest code given: the section, class or subclass")
+    agreed: bool | None = Field(..., description="the section matches the model's prediction (null: no prediction known)")
+    status: str = Field("accepted", description="accepted, or pending until a reviewer accepts it (keys in review_required)")
+
+
+class FeedbackReviewRequest(BaseModel):
+    accept: bool = Field(..., description="true: the feedback may train the next model; false: it never will")
+
+
+class FeedbackRecord(BaseModel):
+    """A stored correction, as a reviewer sees it."""
+
+    id: int
+    time: str
+    prediction_id: str | None
+    text: str
     label: str
-    agreed: bool | None = Field(..., description="the label matches the model's prediction (null: no prediction known)")
+    code: str | None
+    predicted_label: str | None
+    agreed: bool | None
+    comment: str | None
+    model_version: str | None
+    sender: str | None
+    status: str
+    reviewed_by: str | None
+    reviewed_at: str | None
+
+
+class FeedbackListResponse(BaseModel):
+    feedback: list[FeedbackRecord]
 
 
 # --- monitoring ------------------------------------------------------------------------------
@@ -142,6 +163,7 @@ class FeedbackSummary(BaseModel):
     total: int
     agreed: int
     disagreed: int
+    pending: int = Field(0, description="waiting for a reviewer")
     agreement_rate: float | None = Field(..., description="agreed / (agreed + disagreed); null without any")
 
 
