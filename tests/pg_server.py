@@ -70,7 +70,8 @@ class PostgresServer:
         # --no-sync only speeds up initdb itself; the server runs with fsync on, as in production.
         self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.folder} -c fsync=on"
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.folder / "server.log"), "-o", options, "-w", "-t", "120", "start")
+        log = str(self.folder / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "120", "start")
         return self
 
     def url(self, database: str = "postgres") -> str:

@@ -45,3 +45,25 @@ def test_bad_settings_are_refused(tmp_path):
     with pytest.raises(ValidationError):
         ServiceConfig.load(env={}, review_threshold=1.5)
     assert isinstance(ServiceConfig.load(env={}, model=Path("x")).model, Path)
+
+
+def test_storage_keys_and_retention_settings_from_the_environment():
+    env = {
+        "PATENTCLF_DATABASE_URL": "postgresql://svc:s3cret@db.internal:5432/patentclf",
+        "PATENTCLF_API_KEYS": '{"alice": "alice-key", "ui": "ui-key"}',
+        "PATENTCLF_REVIEWERS": '["alice"]',
+        "PATENTCLF_LOG_RETENTION_ROWS": "1000000",
+    }
+    config = ServiceConfig.load(env=env)
+    assert config.database_url.get_secret_value().startswith("postgresql://svc:s3cret@")
+    assert {name: key.get_secret_value() for name, key in config.api_keys.items()} == {"alice": "alice-key", "ui": "ui-key"}
+    assert (config.reviewers, config.review_required) == (["alice"], ["ui"])
+    assert (config.log_retention_days, config.log_retention_rows) == (90, 1_000_000)
+    logged = json.dumps(config.public_dict())
+    assert "s3cret" not in logged and "alice-key" not in logged
+    defaults = ServiceConfig.load(env={})
+    assert (defaults.database_url, defaults.api_keys, defaults.reviewers) == (None, {}, [])
+    with pytest.raises(ValidationError):
+        ServiceConfig.load(env={"PATENTCLF_API_KEYS": "alice=key"})  # not JSON
+    with pytest.raises(ValidationError):
+        ServiceConfig.load(env={"PATENTCLF_LOG_RETENTION_DAYS": "0"})

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from collections import Counter as Tally
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import sqlalchemy as sa
@@ -144,7 +144,7 @@ class PredictionLog:
                 inserted = set(
                     conn.execute(
                         self.store.insert_ignoring_duplicates(predictions).returning(predictions.c.id),
-                        [{**asdict(r), "needs_review": int(r.needs_review)} for r in rows],
+                        [{**vars(r), "needs_review": int(r.needs_review)} for r in rows],  # vars(): asdict deep-copies
                     ).scalars()
                 )
                 new = [r for r in rows if r.id in inserted]
@@ -167,7 +167,7 @@ class PredictionLog:
         with self._lock:
             for row in self._buffer:
                 if row.id == prediction_id:
-                    return LoggedPrediction(**{**asdict(row), "text": row.text or self._texts.get(row.id)})
+                    return LoggedPrediction(**{**vars(row), "text": row.text or self._texts.get(row.id)})
         query = (
             sa.select(predictions, prediction_texts.c.text.label("shared_text"))
             .outerjoin(prediction_texts, prediction_texts.c.prediction_id == predictions.c.id)
