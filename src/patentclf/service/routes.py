@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.security import APIKeyHeader
 from sqlalchemy.exc import DBAPIError
 
-from ..feedback import PENDING, Feedback, ReviewConflict
+from ..feedback import ACCEPTED, PENDING, Feedback, ReviewConflict
 from .batching import BatcherClosed, QueueFull
 from .runtime import NotReady, ServedPrediction, ServiceRuntime
 from .schemas import (
@@ -197,7 +197,7 @@ async def feedback(
             )
     item = Feedback(
         text=text, label=body.label, prediction_id=body.prediction_id, predicted_label=predicted, comment=body.comment,
-        model_version=version, sender=sender, status=PENDING if sender in runtime.config.review_required else "accepted",
+        model_version=version, sender=sender, status=PENDING if sender in runtime.config.review_required else ACCEPTED,
     )  # fmt: skip
     try:
         feedback_id = await asyncio.to_thread(runtime.feedback.add, item)  # committed when this returns
