@@ -137,6 +137,8 @@ def test_a_class_or_subclass_is_stored_with_its_section(server):
     assert (ack["label"], ack["code"], ack["agreed"]) == ("G", "G06F", prediction["label"] == "G")
     row = FeedbackStore(server.db).get(ack["feedback_id"])
     assert (row["label"], row["code"], row["sender"], row["status"]) == ("G", "G06F", "alice", "accepted")
+    [logged] = [r for r in server.log_records() if r.get("feedback_id") == ack["feedback_id"]]
+    assert (logged["sender"], logged["label"], logged["feedback_status"], logged["status"]) == ("alice", "G06F", "accepted", 201)
     response = httpx.post(server.url + "/feedback", json={"text": "a woven fabric", "label": "D03"}, headers=HEADERS)
     row = FeedbackStore(server.db).get(response.json()["feedback_id"])
     assert (row["label"], row["code"], row["sender"]) == ("D", "D03", "default")  # the single PATENTCLF_API_KEY

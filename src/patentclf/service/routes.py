@@ -204,7 +204,7 @@ async def feedback(
     except DBAPIError as exc:
         raise _store_unavailable(exc) from None
     runtime.metrics.observe_feedback(item.agreed)
-    request.state.log.update(feedback_id=feedback_id, label=item.code, agreed=item.agreed, sender=sender, status=item.status)
+    request.state.log.update(feedback_id=feedback_id, label=item.code, agreed=item.agreed, sender=sender, feedback_status=item.status)
     return {
         "feedback_id": feedback_id, "prediction_id": body.prediction_id, "label": item.section, "code": item.code,
         "agreed": item.agreed, "status": item.status,
@@ -255,7 +255,7 @@ async def review_feedback(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except DBAPIError as exc:
         raise _store_unavailable(exc) from None
-    request.state.log.update(feedback_id=feedback_id, reviewer=reviewer, status=row["status"])
+    request.state.log.update(feedback_id=feedback_id, reviewer=reviewer, feedback_status=row["status"])
     return {"feedback": [{**row, "agreed": None if row["agreed"] is None else bool(row["agreed"])}]}
 
 
