@@ -29,14 +29,17 @@ evaluate: $(STAMP)
 	$(BIN)/patentclf evaluate --data bundled --split test --output outputs/evaluation
 
 # The API on :9000 and the web UI on :8501 together; Ctrl-C stops both. Feedback writes need a key:
-# one is made up for this run unless PATENTCLF_API_KEY is set.
+# one is made up for this run unless PATENTCLF_API_KEY is set (for scripts). The UI gets a key of its
+# own, named "ui" (this run's PATENTCLF_API_KEYS), so feedback sent from the UI waits for a reviewer.
 API_PORT ?= 9000
 UI_PORT ?= 8501
+NEW_KEY = $(BIN)/python -c 'import secrets; print(secrets.token_hex(16))'
 serve: $(STAMP)
-	@export PATENTCLF_API_KEY="$${PATENTCLF_API_KEY:-$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(16))')}"; \
+	@export PATENTCLF_API_KEY="$${PATENTCLF_API_KEY:-$$($(NEW_KEY))}"; \
+	ui_key="$$($(NEW_KEY))"; \
 	trap 'kill 0' INT TERM; \
-	$(BIN)/patentclf serve --port $(API_PORT) & \
-	$(BIN)/patentclf ui --api-url http://127.0.0.1:$(API_PORT) --port $(UI_PORT) & \
+	PATENTCLF_API_KEYS="{\"ui\": \"$$ui_key\"}" $(BIN)/patentclf serve --port $(API_PORT) & \
+	PATENTCLF_API_KEY="$$ui_key" $(BIN)/patentclf ui --api-url http://127.0.0.1:$(API_PORT) --port $(UI_PORT) & \
 	wait
 
 bench: $(STAMP)

@@ -160,3 +160,22 @@ def shipped_model() -> Path:
     if not (path / "patentclf.json").is_file():
         pytest.fail(f"the shipped model is missing from {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of our own for the session (see tests/pg_server.py)."""
+    from tests.pg_server import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server binaries (initdb, pg_ctl): install Debian's postgresql package, as .ci/run does")
+    server = PostgresServer(bindir).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres) -> str:
+    """A fresh, empty database on the session's PostgreSQL server."""
+    return postgres.create_database()

@@ -4,43 +4,25 @@ refusals that store nothing)."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import sqlite3
+import json
 
 import httpx
 import pytest
 
 from patentclf.data import load_split
 from patentclf.feedback import Feedback, FeedbackStore, export_jsonl
-from patentclf.labels import CODES, LABEL2ID
+from patentclf.labels import LABEL2ID
 from patentclf.service.live import LiveServer
 
 API_KEY = "feedback-key"
 HEADERS = {"X-API-Key": API_KEY}
+# Named keys: alice writes labels, the web UI's key needs review, bob reviews.
+NAMED_KEYS = {"alice": "alice-key", "ui": "ui-key", "bob": "bob-key"}
+ALICE, UI, BOB = ({"X-API-Key": NAMED_KEYS[name]} for name in ("alice", "ui", "bob"))
+TEAM_ENV = {"PATENTCLF_API_KEY": API_KEY, "PATENTCLF_API_KEYS": json.dumps(NAMED_KEYS), "PATENTCLF_REVIEWERS": '["bob"]'}
 
 
-# --- the store ---------------------------------------------------------------------------------
-
-
-def _write_items(path: str, writer: int, count: int) -> None:
-    store = FeedbackStore(path)
-    for i in range(count):
-        store.add(Feedback(text=f"text {writer}-{i}", label=CODES[i % 9], comment=f"{writer}-{i}", source="test"))
-
-
-def test_concurrent_writer_processes_store_every_item_exactly_once(tmp_path):
-    path = str(tmp_path / "fb.db")
-    FeedbackStore(path)
-    context = multiprocessing.get_context("spawn")
-    writers = [context.Process(target=_write_items, args=(path, w, 25)) for w in range(4)]
-    for process in writers:
-        process.start()
-    for process in writers:
-        process.join(120)
-        assert process.exitcode == 0
-    comments = [row["comment"] for row in FeedbackStore(path).rows()]
-    assert sorted(comments) == sorted(f"{w}-{i}" for w in range(4) for i in range(25))
-    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+# --- the store (both engines, concurrency and faults: see test_store.py) -------------------------
 
 
 def test_store_refuses_bad_rows_and_summarises(tmp_path):
@@ -53,7 +35,7 @@ def test_store_refuses_bad_rows_and_summarises(tmp_path):
     store.add(Feedback(text="one", label="A", predicted_label="A"))
     store.add(Feedback(text="two", label="B", predicted_label="C"))
     store.add(Feedback(text="three", label="C"))
-    assert store.summary() == {"total": 3, "agreed": 1, "disagreed": 1, "agreement_rate": 0.5}
+    assert store.summary() == {"total": 3, "agreed": 1, "disagreed": 1, "pending": 0, "agreement_rate": 0.5}
 
 
 def test_export_writes_rows_that_training_reads(tmp_path):
@@ -76,7 +58,7 @@ def test_export_writes_rows_that_training_reads(tmp_path):
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory):
     db = tmp_path_factory.mktemp("feedback-api") / "feedback.db"
-    with LiveServer(tiny_bundle, env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=db) as live:
+    with LiveServer(tiny_bundle, env=TEAM_ENV, feedback_db=db) as live:
         live.db = db
         yield live
 
@@ -97,7 +79,8 @@ def test_feedback_by_prediction_id_stores_the_text_and_whether_it_agreed(server)
     response = httpx.post(server.url + "/feedback", json={"prediction_id": prediction["id"], "label": wrong, "comment": "it measures"}, headers=HEADERS)
     assert response.status_code == 201
     ack = response.json()
-    assert ack == {"feedback_id": ack["feedback_id"], "prediction_id": prediction["id"], "label": wrong, "agreed": False}
+    expected = {"prediction_id": prediction["id"], "label": wrong, "code": wrong, "agreed": False, "status": "accepted"}
+    assert ack == {"feedback_id": ack["feedback_id"], **expected}
     row = FeedbackStore(server.db).get(ack["feedback_id"])
     assert row["text"] == "a turbine engine with a valve" and row["predicted_label"] == prediction["label"]
     assert row["comment"] == "it measures" and row["model_version"] == prediction["model_version"]
@@ -117,6 +100,10 @@ def test_feedback_by_text_alone(server):
     "case,body,headers,expected",
     [
         ("unknown section", {"text": "a text", "label": "Z"}, HEADERS, 422),
+        ("class without its second digit", {"text": "a text", "label": "G6"}, HEADERS, 422),
+        ("subclass with a group", {"text": "a text", "label": "G06F 3/048"}, HEADERS, 422),
+        ("subclass too long", {"text": "a text", "label": "G06FF"}, HEADERS, 422),
+        ("class of no section", {"text": "a text", "label": "Z01"}, HEADERS, 422),
         ("section id out of range", {"text": "a text", "label": 12}, HEADERS, 422),
         ("no label", {"text": "a text"}, HEADERS, 422),
         ("neither id nor text", {"label": "A"}, HEADERS, 422),
@@ -133,6 +120,80 @@ def test_refused_feedback_gets_a_4xx_and_stores_nothing(server, case, body, head
     assert response.status_code == expected, response.text
     assert "detail" in response.json()
     assert len(stored(server)) == before
+
+
+def test_a_bad_code_is_named_in_the_422(server):
+    response = httpx.post(server.url + "/feedback", json={"text": "a text", "label": "G6"}, headers=HEADERS)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == ["body", "label"] and "G06F" in error["msg"] and "'G6'" in error["msg"]
+
+
+def test_a_class_or_subclass_is_stored_with_its_section(server):
+    prediction = predict(server, "an optical sensor measuring a clock")
+    response = httpx.post(server.url + "/feedback", json={"prediction_id": prediction["id"], "label": "g06f"}, headers=ALICE)
+    assert response.status_code == 201
+    ack = response.json()
+    assert (ack["label"], ack["code"], ack["agreed"]) == ("G", "G06F", prediction["label"] == "G")
+    row = FeedbackStore(server.db).get(ack["feedback_id"])
+    assert (row["label"], row["code"], row["sender"], row["status"]) == ("G", "G06F", "alice", "accepted")
+    [logged] = [r for r in server.log_records() if r.get("feedback_id") == ack["feedback_id"]]
+    assert (logged["sender"], logged["label"], logged["feedback_status"], logged["status"]) == ("alice", "G06F", "accepted", 201)
+    response = httpx.post(server.url + "/feedback", json={"text": "a woven fabric", "label": "D03"}, headers=HEADERS)
+    row = FeedbackStore(server.db).get(response.json()["feedback_id"])
+    assert (row["label"], row["code"], row["sender"]) == ("D", "D03", "default")  # the single PATENTCLF_API_KEY
+
+
+def test_ui_feedback_waits_for_a_named_reviewer_before_export(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from patentclf.cli import app
+
+    def export(*flags) -> list[dict]:
+        output = tmp_path / "export.jsonl"
+        result = CliRunner().invoke(app, ["feedback", "export", "--db", str(server.db), "--output", str(output), *flags])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in output.read_text().splitlines()]
+
+    prediction = predict(server, "a turbine with a lamp")
+    response = httpx.post(server.url + "/feedback", json={"prediction_id": prediction["id"], "label": "F01D"}, headers=UI)
+    assert response.status_code == 201 and response.json()["status"] == "pending"
+    waiting = response.json()["feedback_id"]
+    assert all(row["source"] != f"feedback:{waiting}" for row in export())
+    assert any(row["source"] == f"feedback:{waiting}" for row in export("--include-pending"))
+
+    # Only a reviewer's key lists or reviews; the UI's own key cannot accept its feedback.
+    assert httpx.get(server.url + "/feedback", headers=ALICE).status_code == 403
+    assert httpx.post(server.url + f"/feedback/{waiting}/review", json={"accept": True}, headers=UI).status_code == 403
+    review_url = server.url + f"/feedback/{waiting}/review"
+    assert httpx.post(review_url, json={"accept": True}, headers={"X-API-Key": "nope"}).status_code == 401
+    listed = httpx.get(server.url + "/feedback", params={"status": "pending"}, headers=BOB).json()["feedback"]
+    mine = [(r["text"], r["code"], r["sender"]) for r in listed if r["id"] == waiting]
+    assert mine == [("a turbine with a lamp", "F01D", "ui")]
+
+    response = httpx.post(server.url + f"/feedback/{waiting}/review", json={"accept": True}, headers=BOB)
+    assert response.status_code == 200
+    [row] = response.json()["feedback"]
+    assert (row["status"], row["reviewed_by"]) == ("accepted", "bob")
+    assert httpx.post(server.url + f"/feedback/{waiting}/review", json={"accept": False}, headers=BOB).status_code == 409
+    assert httpx.post(server.url + "/feedback/999999/review", json={"accept": True}, headers=BOB).status_code == 404
+    [exported] = [row for row in export() if row["source"] == f"feedback:{waiting}"]
+    assert exported | {"time": None} == {
+        "text": "a turbine with a lamp", "label": "F", "section": "F",
+        "class": "F01", "subclass": "F01D", "ipc": "F01D",
+        "source": f"feedback:{waiting}", "time": None, "sender": "ui", "status": "accepted", "reviewed_by": "bob",
+    }  # fmt: skip
+
+    # The CLI reviews too (whoever can reach the database is trusted, and names themselves).
+    rejected = httpx.post(server.url + "/feedback", json={"text": "spam spam", "label": "A"}, headers=UI).json()["feedback_id"]
+    runner = CliRunner()
+    assert str(rejected) in runner.invoke(app, ["feedback", "list", "--db", str(server.db)]).output
+    result = runner.invoke(app, ["feedback", "review", str(rejected), "--reject", "--reviewer", "carol", "--db", str(server.db)])
+    assert result.exit_code == 0 and "rejected by carol" in result.output
+    again = runner.invoke(app, ["feedback", "review", str(rejected), "--accept", "--reviewer", "carol", "--db", str(server.db)])
+    assert again.exit_code == 1 and "already rejected" in again.output
+    assert all(row["source"] != f"feedback:{rejected}" for row in export("--include-pending"))
+    assert httpx.get(server.url + "/stats").json()["feedback"]["pending"] == 0
 
 
 def test_non_json_feedback_is_422_and_stores_nothing(server):

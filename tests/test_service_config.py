@@ -91,3 +91,31 @@ def test_serve_flags_reach_the_settings_over_file_and_env(tmp_path, clean_env):
     assert result.exit_code == 2 and "review_threshold" not in result.output and "no-model" in result.output
     bad_choice = runner.invoke(app, ["serve", "--long-text", "sideways", "--model", missing_model])
     assert bad_choice.exit_code == 2
+
+
+def test_storage_keys_and_retention_settings_from_the_environment(clean_env):
+    for name, value in {
+        "PATENTCLF_DATABASE_URL": "postgresql://svc:s3cret@db.internal:5432/patentclf",
+        "PATENTCLF_API_KEYS": '{"alice": "alice-key", "ui": "ui-key"}',
+        "PATENTCLF_REVIEWERS": '["alice"]',
+        "PATENTCLF_LOG_RETENTION_ROWS": "1000000",
+    }.items():
+        clean_env.setenv(name, value)
+    config = ServiceConfig.load()
+    assert config.database_url.get_secret_value().startswith("postgresql://svc:s3cret@")
+    assert {name: key.get_secret_value() for name, key in config.api_keys.items()} == {"alice": "alice-key", "ui": "ui-key"}
+    assert (config.reviewers, config.review_required) == (["alice"], ["ui"])
+    assert (config.log_retention_days, config.log_retention_rows) == (90, 1_000_000)
+    logged = json.dumps(config.public_dict())
+    assert "s3cret" not in logged and "alice-key" not in logged
+    for name in ("PATENTCLF_DATABASE_URL", "PATENTCLF_API_KEYS", "PATENTCLF_REVIEWERS", "PATENTCLF_LOG_RETENTION_ROWS"):
+        clean_env.delenv(name)
+    defaults = ServiceConfig.load()
+    assert (defaults.database_url, defaults.api_keys, defaults.reviewers) == (None, {}, [])
+    clean_env.setenv("PATENTCLF_API_KEYS", "alice=key")  # not JSON
+    with pytest.raises(ValueError):
+        ServiceConfig.load()
+    clean_env.delenv("PATENTCLF_API_KEYS")
+    clean_env.setenv("PATENTCLF_LOG_RETENTION_DAYS", "0")
+    with pytest.raises(ValueError):
+        ServiceConfig.load()

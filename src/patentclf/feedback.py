@@ -1,162 +1,183 @@
-"""The feedback store: corrections from users, in a SQLite file, ready to become training rows.
+"""The feedback store: corrections from users, ready to become training rows (table ``feedback`` of
+:mod:`patentclf.store`, SQLite or PostgreSQL).
 
-* WAL journal and ``synchronous=FULL``: a write acknowledged by :meth:`FeedbackStore.add` has been
-  committed and synced, so it survives the process being killed (and a power cut).
-* Safe under concurrent writers, threads or processes: each thread has its own connection, writes
-  take the write lock up front (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout`` for it.
-* Rows are only ever inserted; nothing here updates or deletes them.
-
-The same database file holds the predictions log (see :mod:`patentclf.monitoring`).
+* A write acknowledged by :meth:`FeedbackStore.add` has been committed (SQLite: and synced).
+* A correction names a section (``G``), a class (``G06``) or a subclass (``G06F``); the row keeps its
+  section in ``label`` and the finest code given in ``code``.
+* Each row records the name of the API key that sent it (``sender``) and a ``status``: ``accepted``,
+  or ``pending`` until a named reviewer accepts or rejects it (feedback from keys such as the web UI's,
+  which anyone who can open the UI uses). Exports take accepted rows unless asked otherwise.
+* Rows are never deleted; a review sets ``status``, ``reviewed_by`` and ``reviewed_at`` once.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .labels import CODES
+import sqlalchemy as sa
 
-BUSY_TIMEOUT_S = 30.0
+from .labels import CODES, parse_label
+from .store import Store, feedback, open_store
 
-FEEDBACK_SCHEMA = """
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time TEXT NOT NULL,               -- ISO 8601 UTC
-    prediction_id TEXT,               -- the prediction it corrects, when known
-    text TEXT NOT NULL,               -- the patent text (the user chose to send feedback on it)
-    label TEXT NOT NULL,              -- the correct section letter
-    predicted_label TEXT,             -- what the model said, when known
-    agreed INTEGER,                   -- 1 / 0, NULL when no prediction is known
-    comment TEXT,
-    model_version TEXT,
-    source TEXT NOT NULL DEFAULT 'api'
-);
-CREATE INDEX IF NOT EXISTS feedback_prediction_id ON feedback (prediction_id);
-"""
+ACCEPTED, PENDING, REJECTED = "accepted", "pending", "rejected"
+# A class (G06) or subclass (G06F) as a correction may give it; sections go through parse_label.
+_FINER_CODE = re.compile(r"[A-HY]\d\d[A-Z]?")
 
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, full sync, waiting on locks."""
-    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    return conn
+def feedback_code(value: object) -> str:
+    """A correction's label -> its code: a section letter or id 0..8 (``"g"``, ``6`` -> ``"G"``), a class
+    (``"G06"``) or a subclass (``"g06f"`` -> ``"G06F"``). Raises ``ValueError`` for anything else."""
+    try:
+        return CODES[parse_label(value)]
+    except ValueError:
+        pass
+    if isinstance(value, str) and _FINER_CODE.fullmatch(value.strip().upper()):
+        return value.strip().upper()
+    raise ValueError(
+        f"unknown code {value!r}: expected a section ({', '.join(CODES)}), a class such as G06 or a subclass such as G06F"
+    )
 
 
-class Database:
-    """One SQLite file, one connection per thread."""
-
-    def __init__(self, path: str | Path, schema: str):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        with self.write() as conn:
-            # One statement at a time: executescript() would commit on its own.
-            for statement in filter(str.strip, schema.split(";")):
-                conn.execute(statement)
-
-    def connection(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect(self.path)
-        return conn
-
-    @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed when the block ends, rolled back if it raises."""
-        conn = self.connection()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+class ReviewConflict(Exception):
+    """The feedback was already accepted or rejected."""
 
 
 @dataclass
 class Feedback:
     text: str
-    label: str
+    label: str  # a section, class or subclass code (see feedback_code)
     prediction_id: str | None = None
     predicted_label: str | None = None
     comment: str | None = None
     model_version: str | None = None
     source: str = "api"
+    sender: str | None = None
+    status: str = ACCEPTED
+
+    @property
+    def code(self) -> str:
+        return feedback_code(self.label)
+
+    @property
+    def section(self) -> str:
+        return self.code[0]
 
     @property
     def agreed(self) -> bool | None:
-        return None if self.predicted_label is None else self.label == self.predicted_label
+        return None if self.predicted_label is None else self.section == self.predicted_label
 
 
 class FeedbackStore:
-    def __init__(self, path: str | Path):
-        self.db = Database(path, FEEDBACK_SCHEMA)
-        self.path = self.db.path
+    def __init__(self, target: Store | str | Path):
+        self.store = open_store(target)
 
     def add(self, item: Feedback) -> int:
         """Store one correction; returns its id once it is committed."""
-        if item.label not in CODES:
-            raise ValueError(f"unknown section {item.label!r}")
+        code = item.code  # raises ValueError for an unknown code
         if not item.text.strip():
             raise ValueError("feedback needs the text")
+        if item.status not in (ACCEPTED, PENDING):
+            raise ValueError(f"new feedback is accepted or pending, not {item.status!r}")
         agreed = None if item.agreed is None else int(item.agreed)
-        with self.db.write() as conn:
-            cursor = conn.execute(
-                "INSERT INTO feedback (time, prediction_id, text, label, predicted_label, agreed, comment, model_version, source)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (utc_now(), item.prediction_id, item.text, item.label, item.predicted_label, agreed, item.comment, item.model_version, item.source),
-            )
-            return int(cursor.lastrowid)
+        values = dict(
+            time=utc_now(), prediction_id=item.prediction_id, text=item.text, label=code[0], code=code,
+            predicted_label=item.predicted_label, agreed=agreed, comment=item.comment, model_version=item.model_version,
+            source=item.source, sender=item.sender, status=item.status,
+        )  # fmt: skip
+        with self.store.write() as conn:
+            return int(conn.execute(feedback.insert().values(**values).returning(feedback.c.id)).scalar_one())
 
     def get(self, feedback_id: int) -> dict | None:
-        row = self.db.connection().execute("SELECT * FROM feedback WHERE id = ?", (feedback_id,)).fetchone()
-        return dict(row) if row else None
+        with self.store.read() as conn:
+            row = conn.execute(sa.select(feedback).where(feedback.c.id == feedback_id)).first()
+        return dict(row._mapping) if row else None
 
-    def rows(self) -> list[dict]:
-        return [dict(r) for r in self.db.connection().execute("SELECT * FROM feedback ORDER BY id")]
+    def rows(self, status: str | tuple[str, ...] | None = None, *, limit: int | None = None) -> list[dict]:
+        """Rows by id, all or those with the given status(es)."""
+        query = sa.select(feedback).order_by(feedback.c.id)
+        if status is not None:
+            query = query.where(feedback.c.status.in_([status] if isinstance(status, str) else status))
+        if limit is not None:
+            query = query.limit(limit)
+        with self.store.read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
 
     def count(self) -> int:
-        return int(self.db.connection().execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
+        with self.store.read() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(feedback)).scalar_one())
 
     def summary(self) -> dict:
-        row = self.db.connection().execute(
-            "SELECT COUNT(*), COALESCE(SUM(agreed = 1), 0), COALESCE(SUM(agreed = 0), 0) FROM feedback"
-        ).fetchone()
-        total, agreed, disagreed = (int(v) for v in row)
-        judged = agreed + disagreed
-        return {"total": total, "agreed": agreed, "disagreed": disagreed, "agreement_rate": agreed / judged if judged else None}
+        counts = {
+            "total": sa.func.count(),
+            "agreed": sa.func.count().filter(feedback.c.agreed == 1),
+            "disagreed": sa.func.count().filter(feedback.c.agreed == 0),
+            "pending": sa.func.count().filter(feedback.c.status == PENDING),
+        }
+        with self.store.read() as conn:
+            row = conn.execute(sa.select(*(c.label(name) for name, c in counts.items()))).one()
+        figures = {name: int(value) for name, value in row._mapping.items()}
+        judged = figures["agreed"] + figures["disagreed"]
+        return {**figures, "agreement_rate": figures["agreed"] / judged if judged else None}
+
+    def review(self, feedback_id: int, *, accept: bool, reviewer: str) -> dict:
+        """Accept or reject pending feedback, as ``reviewer``. Raises KeyError (no such row) or
+        ReviewConflict (already accepted or rejected)."""
+        if not reviewer or not reviewer.strip():
+            raise ValueError("a review needs the reviewer's name")
+        with self.store.write() as conn:
+            done = conn.execute(
+                feedback.update()
+                .where(feedback.c.id == feedback_id, feedback.c.status == PENDING)
+                .values(status=ACCEPTED if accept else REJECTED, reviewed_by=reviewer.strip(), reviewed_at=utc_now())
+            ).rowcount
+        row = self.get(feedback_id)
+        if row is None:
+            raise KeyError(feedback_id)
+        if not done:
+            raise ReviewConflict(f"feedback {feedback_id} is already {row['status']}")
+        return row
 
 
-def training_rows(store: FeedbackStore, *, disagreed_only: bool = False) -> list[dict]:
-    """Feedback as rows that ``patentclf train --extra-data`` reads: text, label (letter), source, time."""
-    rows = []
-    for row in store.rows():
-        if disagreed_only and row["agreed"] != 0:
-            continue
-        rows.append({"text": row["text"], "label": row["label"], "source": f"feedback:{row['id']}", "time": row["time"]})
-    return rows
+def training_row(row: dict) -> dict:
+    """One stored correction as a training row, shaped like the bundled data: ``label`` and ``section``
+    (the letter; ``label`` as in earlier exports), ``class`` / ``subclass`` when the correction gave
+    them, and ``ipc``, the finest code given."""
+    code = row.get("code") or row["label"]
+    item = {"text": row["text"], "label": row["label"], "section": row["label"]}
+    if len(code) >= 3:
+        item["class"] = code[:3]
+    if len(code) == 4:
+        item["subclass"] = code
+    if len(code) > 1:
+        item["ipc"] = code
+    item.update(source=f"feedback:{row['id']}", time=row["time"], sender=row.get("sender"), status=row.get("status", ACCEPTED))
+    if row.get("reviewed_by"):
+        item["reviewed_by"] = row["reviewed_by"]
+    return item
 
 
-def export_jsonl(db_path: str | Path, output: str | Path, *, disagreed_only: bool = False) -> int:
-    """Write the training rows to ``output`` (JSONL, replaced atomically); returns how many."""
-    db_path = Path(db_path)
-    if not db_path.is_file():
-        raise FileNotFoundError(f"{db_path}: no feedback database")
-    rows = training_rows(FeedbackStore(db_path), disagreed_only=disagreed_only)
+def training_rows(store: FeedbackStore, *, disagreed_only: bool = False, include_pending: bool = False) -> list[dict]:
+    """Feedback as rows that ``patentclf train --extra-data`` reads. Accepted rows only, unless
+    ``include_pending``; rejected rows never."""
+    statuses = (ACCEPTED, PENDING) if include_pending else (ACCEPTED,)
+    return [training_row(r) for r in store.rows(statuses) if not (disagreed_only and r["agreed"] != 0)]
+
+
+def export_jsonl(target: str | Path, output: str | Path, *, disagreed_only: bool = False, include_pending: bool = False) -> int:
+    """Write the training rows of the database at ``target`` (a SQLite path or a URL) to ``output``
+    (JSONL, replaced atomically); returns how many."""
+    if "://" not in str(target) and not Path(target).is_file():
+        raise FileNotFoundError(f"{target}: no feedback database")
+    rows = training_rows(FeedbackStore(target), disagreed_only=disagreed_only, include_pending=include_pending)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")

@@ -3,18 +3,19 @@
 defaults < config file (YAML or JSON, keys = field names) < environment (``PATENTCLF_<FIELD>``) < flags.
 
 The environment names are the field names upper-cased, e.g. ``PATENTCLF_API_KEY``,
-``PATENTCLF_FEEDBACK_DB``, ``PATENTCLF_MODEL``, ``PATENTCLF_MAX_TEXT_CHARS``, ``PATENTCLF_MICRO_BATCHING``.
+``PATENTCLF_FEEDBACK_DB``, ``PATENTCLF_DATABASE_URL``, ``PATENTCLF_MODEL``, ``PATENTCLF_MAX_TEXT_CHARS``, ``PATENTCLF_MICRO_BATCHING``.
 ``patentclf serve`` builds one flag per field from the same declarations.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -49,8 +50,15 @@ class ServiceConfig(BaseSettings):
         "truncate", description="text longer than the model's window: read its start, or average overlapping windows"
     )
 
-    api_key: SecretStr | None = Field(None, description="key for POST /feedback (X-API-Key); unset: feedback is refused")
+    api_key: SecretStr | None = Field(None, description="key for POST /feedback (X-API-Key), named default; no key: no feedback")
     feedback_db: Path = Field(default_factory=default_feedback_db, description="SQLite file: feedback + predictions log")
+    # Storage, accountability and retention (see store.py, feedback.py and monitoring.py).
+    database_url: SecretStr | None = Field(None, description="postgresql://user:pass@host:port/db (replicas); unset: feedback_db")
+    api_keys: dict[str, SecretStr] = Field({}, description='named keys {"alice": "KEY", ...}: each feedback row records the name')
+    review_required: list[str] = Field(["ui"], description="key names whose feedback waits for a reviewer (the web UI's key)")
+    reviewers: list[str] = Field([], description="key names that may accept or reject waiting feedback")
+    log_retention_days: float | None = Field(90, gt=0, description="log rows older than this are deleted (not the counts)")
+    log_retention_rows: int | None = Field(None, gt=0, description="at most this many predictions log rows are kept")
 
     max_text_chars: int = Field(50_000, gt=0, description="longer texts are refused with 413")
     max_batch: int = Field(64, gt=0, description="most texts in one /predict/batch request (more: 413)")
@@ -67,6 +75,12 @@ class ServiceConfig(BaseSettings):
     log_texts: bool = Field(False, description="write request texts to the log line and the predictions log")
     recent_texts: int = Field(10_000, ge=0, description="prediction id -> text entries held in memory for feedback")
     log_flush_s: float = Field(1.0, gt=0, description="how often the predictions log is written to the database")
+
+    @field_validator("api_keys", "review_required", "reviewers", mode="before")
+    @classmethod
+    def _json_from_env(cls, value: Any) -> Any:
+        """Environment values arrive as strings: ``PATENTCLF_API_KEYS='{"alice": "KEY"}'``, ``PATENTCLF_REVIEWERS='["alice"]'``."""
+        return json.loads(value) if isinstance(value, str) else value
 
     @classmethod
     def settings_customise_sources(

@@ -8,16 +8,19 @@ from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security, status
 from fastapi.security import APIKeyHeader
+from sqlalchemy.exc import DBAPIError
 
-from ..feedback import Feedback
+from ..feedback import ACCEPTED, PENDING, Feedback, ReviewConflict
 from .batching import BatcherClosed, QueueFull
 from .runtime import NotReady, ServedPrediction, ServiceRuntime
 from .schemas import (
     BatchPredictionResponse,
     BatchPredictRequest,
     ErrorResponse,
+    FeedbackListResponse,
     FeedbackRequest,
     FeedbackResponse,
+    FeedbackReviewRequest,
     HealthResponse,
     ModelInfoResponse,
     PredictionResponse,
@@ -27,7 +30,7 @@ from .schemas import (
 )
 
 router = APIRouter()
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the service's API key (PATENTCLF_API_KEY)")
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="PATENTCLF_API_KEY or one of PATENTCLF_API_KEYS")
 
 _ERRORS = {
     413: {"model": ErrorResponse, "description": "a text longer than max_text_chars, or more texts than max_batch"},
@@ -40,12 +43,40 @@ def get_runtime(request: Request) -> ServiceRuntime:
     return request.app.state.runtime
 
 
-def require_api_key(request: Request, key: str | None = Security(api_key_header)) -> None:
-    expected = get_runtime(request).config.api_key
-    if expected is None:
+def named_keys(runtime: ServiceRuntime) -> dict[str, bytes]:
+    """Key name -> key: ``api_key`` is named "default", ``api_keys`` bring their own names."""
+    config = runtime.config
+    keys = {name: secret.get_secret_value().encode() for name, secret in config.api_keys.items()}
+    if config.api_key is not None:
+        keys.setdefault("default", config.api_key.get_secret_value().encode())
+    return {name: key for name, key in keys.items() if key}
+
+
+def require_api_key(request: Request, key: str | None = Security(api_key_header)) -> str:
+    """The name of the key in X-API-Key (each key is compared in constant time)."""
+    keys = named_keys(get_runtime(request))
+    if not keys:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "feedback is disabled: the server has no API key (set PATENTCLF_API_KEY)")
-    if key is None or not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
+    given = (key or "").encode()
+    matches = [name for name, expected in keys.items() if secrets.compare_digest(given, expected)]
+    if not key or not matches:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong API key (header X-API-Key)")
+    return matches[0]
+
+
+def require_reviewer(request: Request, sender: str = Depends(require_api_key)) -> str:
+    if sender not in get_runtime(request).config.reviewers:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"key {sender!r} is not a reviewer's (see the reviewers setting)")
+    return sender
+
+
+def _store_unavailable(exc: DBAPIError) -> HTTPException:
+    """A database that refuses a write (locked, full, unreachable): nothing was acknowledged; retry."""
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        f"the feedback store could not commit ({type(exc.orig).__name__}); nothing was stored, retry later",
+        headers={"Retry-After": "5"},
+    )
 
 
 def _check_lengths(runtime: ServiceRuntime, texts: list[str]) -> None:
@@ -121,25 +152,38 @@ async def model_info(runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
     return {**runtime.classifier.info, "model_version": runtime.model_version}
 
 
+_KEY_ERRORS = {
+    401: {"model": ErrorResponse, "description": "missing or wrong X-API-Key"},
+    503: {"model": ErrorResponse, "description": "no API key is configured on the server, or the store could not commit"},
+}
+
+
 @router.post(
     "/feedback",
     status_code=status.HTTP_201_CREATED,
     response_model=FeedbackResponse,
-    dependencies=[Depends(require_api_key)],
     responses={
-        401: {"model": ErrorResponse, "description": "missing or wrong X-API-Key"},
+        **_KEY_ERRORS,
         404: {"model": ErrorResponse, "description": "unknown prediction_id"},
         413: {"model": ErrorResponse, "description": "a text longer than max_text_chars"},
-        422: {"model": ErrorResponse, "description": "unknown section, no id and no text, or the text is needed"},
-        503: {"model": ErrorResponse, "description": "no API key is configured on the server, or the request's deadline passed"},
+        422: {"model": ErrorResponse, "description": "unknown section or code, no id and no text, or the text is needed"},
+        503: {"model": ErrorResponse, "description": "no API key is configured, the store could not commit, or the deadline passed"},
     },
     tags=["feedback"],
 )
-async def feedback(body: FeedbackRequest, request: Request, runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
-    """Record the correct section for a prediction (by id) or for a text. Stored durably before the 201.
+async def feedback(
+    body: FeedbackRequest,
+    request: Request,
+    runtime: ServiceRuntime = Depends(get_runtime),
+    sender: str = Depends(require_api_key),
+) -> dict:
+    """Record the correct section, class or subclass for a prediction (by id) or for a text. Stored
+    durably before the 201, with the name of the key that sent it; feedback from keys listed in
+    ``review_required`` (such as the web UI's) is stored as ``pending`` until a reviewer accepts it.
 
     By id, the text comes from the server's memory of recent predictions (or its log, if texts are
-    logged); when it has neither, the answer is 422 and the request should be sent again with the text.
+    logged or shared between replicas); when it has neither, the answer is 422 and the request should
+    be sent again with the text.
     """
     _check_lengths(runtime, [body.text] if body.text else [])
     text, predicted, version = body.text, None, runtime.model_version
@@ -154,11 +198,68 @@ async def feedback(body: FeedbackRequest, request: Request, runtime: ServiceRunt
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 f"the server no longer holds the text of prediction {body.prediction_id!r}: send it again with its \"text\"",
             )
-    item = Feedback(text=text, label=body.label, prediction_id=body.prediction_id, predicted_label=predicted, comment=body.comment, model_version=version)
-    feedback_id = await asyncio.to_thread(runtime.feedback.add, item)  # committed when this returns
+    item = Feedback(
+        text=text, label=body.label, prediction_id=body.prediction_id, predicted_label=predicted, comment=body.comment,
+        model_version=version, sender=sender, status=PENDING if sender in runtime.config.review_required else ACCEPTED,
+    )  # fmt: skip
+    try:
+        feedback_id = await asyncio.to_thread(runtime.feedback.add, item)  # committed when this returns
+    except DBAPIError as exc:
+        raise _store_unavailable(exc) from None
     runtime.metrics.observe_feedback(item.agreed)
-    request.state.log.update(feedback_id=feedback_id, label=item.label, agreed=item.agreed)
-    return {"feedback_id": feedback_id, "prediction_id": body.prediction_id, "label": item.label, "agreed": item.agreed}
+    request.state.log.update(feedback_id=feedback_id, label=item.code, agreed=item.agreed, sender=sender, feedback_status=item.status)
+    return {
+        "feedback_id": feedback_id, "prediction_id": body.prediction_id, "label": item.section, "code": item.code,
+        "agreed": item.agreed, "status": item.status,
+    }  # fmt: skip
+
+
+@router.get(
+    "/feedback",
+    response_model=FeedbackListResponse,
+    responses={**_KEY_ERRORS, 403: {"model": ErrorResponse, "description": "the key is not a reviewer's"}},
+    tags=["feedback"],
+)
+async def list_feedback(
+    runtime: ServiceRuntime = Depends(get_runtime),
+    _reviewer: str = Depends(require_reviewer),
+    status_: Literal["pending", "accepted", "rejected"] = Query("pending", alias="status"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> dict:
+    """Stored feedback with its texts, oldest first (reviewers' keys only): what waits for review, by default."""
+    rows = await asyncio.to_thread(runtime.feedback.rows, status_, limit=limit)
+    return {"feedback": [{**row, "agreed": None if row["agreed"] is None else bool(row["agreed"])} for row in rows]}
+
+
+@router.post(
+    "/feedback/{feedback_id}/review",
+    response_model=FeedbackListResponse,
+    responses={
+        **_KEY_ERRORS,
+        403: {"model": ErrorResponse, "description": "the key is not a reviewer's"},
+        404: {"model": ErrorResponse, "description": "unknown feedback id"},
+        409: {"model": ErrorResponse, "description": "already accepted or rejected"},
+    },
+    tags=["feedback"],
+)
+async def review_feedback(
+    feedback_id: int,
+    body: FeedbackReviewRequest,
+    request: Request,
+    runtime: ServiceRuntime = Depends(get_runtime),
+    reviewer: str = Depends(require_reviewer),
+) -> dict:
+    """Accept (it may train the next model) or reject pending feedback; the row records the reviewer."""
+    try:
+        row = await asyncio.to_thread(runtime.feedback.review, feedback_id, accept=body.accept, reviewer=reviewer)
+    except KeyError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no feedback {feedback_id}") from None
+    except ReviewConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except DBAPIError as exc:
+        raise _store_unavailable(exc) from None
+    request.state.log.update(feedback_id=feedback_id, reviewer=reviewer, feedback_status=row["status"])
+    return {"feedback": [{**row, "agreed": None if row["agreed"] is None else bool(row["agreed"])}]}
 
 
 @router.get("/metrics", tags=["monitoring"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -176,9 +277,12 @@ async def stats(
     bucket: Literal["hour", "minute"] = Query("hour", description="width of the predictions_over_time buckets"),
     buckets: int = Query(48, ge=1, le=10_000, description="most recent buckets to return"),
 ) -> dict:
-    """Figures for the monitoring page, from the predictions log and the feedback store (all time,
-    across restarts). Open, no key: it holds counts only, never texts."""
-    await asyncio.to_thread(runtime.prediction_log.flush)
+    """Figures for the monitoring page, from the rolled-up counts of the predictions log and the feedback
+    store (all time, across restarts, every replica on the database). Open, no key: counts only, never texts."""
+    try:  # this replica's last second of predictions too; if the write fails, the figures wait for the next flush
+        await asyncio.to_thread(runtime.prediction_log.flush)
+    except DBAPIError:
+        pass
     figures = await asyncio.to_thread(runtime.prediction_log.stats, bucket=bucket, buckets=buckets)
     feedback = await asyncio.to_thread(runtime.feedback.summary)
     training = runtime.info.get("data", {}).get("train", {}).get("labels", {})

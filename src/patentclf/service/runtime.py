@@ -9,7 +9,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -18,11 +17,13 @@ from pathlib import Path
 from ..bundle import default_model_dir, read_info
 from ..classifier import Classifier, Prediction
 from ..feedback import FeedbackStore
-from ..monitoring import LoggedPrediction, Metrics, PredictionLog, new_log_row
+from ..monitoring import LoggedPrediction, Metrics, PredictionLog, new_log_row, new_prediction_id, prediction_id_age_s
+from ..store import open_store
 from .batching import MicroBatcher
 from .config import ServiceConfig
 
 log = logging.getLogger("patentclf.service")
+TRIM_EVERY_S = 60.0  # how often the predictions log is cut to its retention
 
 
 def log_event(event: str, **fields) -> None:
@@ -99,8 +100,10 @@ class ServiceRuntime:
         self.on_fatal = on_fatal
         self.model_dir = Path(config.model) if config.model else default_model_dir()
         self.metrics = Metrics()
-        self.feedback = FeedbackStore(config.feedback_db)
-        self.prediction_log = PredictionLog(config.feedback_db)
+        self.store = open_store(config.database_url.get_secret_value() if config.database_url else config.feedback_db)
+        self.feedback = FeedbackStore(self.store)
+        # On a shared database, recent texts go there too, so feedback by id works on every replica.
+        self.prediction_log = PredictionLog(self.store, shared_texts=config.recent_texts if self.store.shared else 0)
         self.recent = RecentTexts(config.recent_texts)
         self.classifier: Classifier | None = None
         self.batcher: MicroBatcher | None = None
@@ -152,12 +155,22 @@ class ServiceRuntime:
             self.on_fatal(reason)
 
     async def _flush_forever(self) -> None:
+        last_trim = 0.0
         while True:
             await asyncio.sleep(self.config.log_flush_s)
             try:
                 await asyncio.to_thread(self.prediction_log.flush)
             except Exception as exc:  # a locked or full disk must not stop serving; rows stay buffered
                 log_event("log_flush_failed", error=str(exc))
+            if time.monotonic() - last_trim >= TRIM_EVERY_S:
+                last_trim = time.monotonic()
+                try:
+                    days, rows = self.config.log_retention_days, self.config.log_retention_rows
+                    deleted = await asyncio.to_thread(self.prediction_log.trim, days=days, rows=rows)
+                    if deleted:
+                        log_event("log_trimmed", deleted=deleted)
+                except Exception as exc:
+                    log_event("log_trim_failed", error=str(exc))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -190,9 +203,10 @@ class ServiceRuntime:
 
     def _record(self, texts: list[str], predictions: list[Prediction], latency_ms: float) -> list[ServedPrediction]:
         version = self.classifier.version
-        served, rows = [], []
+        served, rows, shared = [], [], {}
         for text, p in zip(texts, predictions):
-            prediction_id = uuid.uuid4().hex
+            prediction_id = new_prediction_id()
+            shared[prediction_id] = text
             review = p.confidence < self.config.review_threshold
             served.append(ServedPrediction(prediction_id, p, review, version))
             self.metrics.observe_prediction(p.label, p.confidence, review)
@@ -208,13 +222,20 @@ class ServiceRuntime:
                     text=text if self.config.log_texts else None,
                 )
             )
-        self.prediction_log.add(rows)
+        self.prediction_log.add(rows, shared)
         return served
 
     async def find_prediction(self, prediction_id: str) -> RecentPrediction | LoggedPrediction | None:
-        """Recent predictions (with their text) first, then the predictions log (text if logged)."""
+        """Recent predictions (with their text) first, then the predictions log (text if logged or shared).
+        An id made in the last moments may still wait in another replica's buffer: look again until it
+        would have been flushed (allowing a little clock skew between machines)."""
         recent = self.recent.get(prediction_id)
         if recent is not None:
             return recent
-        return await asyncio.to_thread(self.prediction_log.find, prediction_id)
+        while True:
+            found = await asyncio.to_thread(self.prediction_log.find, prediction_id)
+            age = prediction_id_age_s(prediction_id)
+            if found is not None or age is None or not -2.0 <= age < self.config.log_flush_s + 3.0:
+                return found
+            await asyncio.sleep(0.1)
 

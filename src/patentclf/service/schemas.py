@@ -7,10 +7,13 @@ that depend on the settings (text length, batch size) are added to the schema by
 
 from __future__ import annotations
 
+import re
+
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from ..feedback import feedback_code
 from ..labels import CODES
 
 _TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated, or read in overlapping windows with long_text=chunk)"
@@ -18,7 +21,6 @@ _TEXT_DOC = "patent text: title and abstract, claims or description (longer than
 # A character that is not whitespace, where whitespace is exactly what Python's str.isspace() (and
 # so the server's text.strip()) counts; spelled out so that every regex engine reads it alike.
 NON_BLANK = r"[^\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-SECTION_LETTERS = [*CODES, *(c.lower() for c in CODES)]
 
 
 def _non_empty(text: str) -> str:
@@ -27,28 +29,36 @@ def _non_empty(text: str) -> str:
     return text
 
 
-def _section_code(value: object) -> str:
-    """A section letter (either case) or an id 0..8 -> the letter; anything else fails validation (422)."""
-    if isinstance(value, str) and value in SECTION_LETTERS:
-        return value.upper()
+# A correction's code: a section letter (either case), class (G06) or subclass (G06F), or a section id.
+FEEDBACK_CODE = r"^[A-HYa-hy]([0-9]{2}[A-Za-z]?)?$"
+
+
+def _feedback_code(value: object) -> str:
+    """A section letter, class or subclass (either case) or a section id 0..8 -> its upper-case code;
+    anything else fails validation (422). Exactly what the schema below says."""
+    if isinstance(value, str) and re.fullmatch(FEEDBACK_CODE, value):
+        return feedback_code(value)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() and 0 <= value < len(CODES):
         return CODES[int(value)]
-    raise ValueError(f"unknown section {value!r}: expected one of {', '.join(CODES)} (either case) or an id 0..{len(CODES) - 1}")
+    raise ValueError(
+        f"unknown code {value!r}: expected a section ({', '.join(CODES)}, either case, or an id 0..{len(CODES) - 1}), "
+        "a class such as G06 or a subclass such as G06F"
+    )
 
 
 # A text field: at least one character that is not whitespace.
 Text = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": NON_BLANK}), AfterValidator(_non_empty)]
-SectionCode = Annotated[
+FeedbackCode = Annotated[
     str,
-    BeforeValidator(_section_code),
+    BeforeValidator(_feedback_code),
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "enum": SECTION_LETTERS},
+                {"type": "string", "pattern": FEEDBACK_CODE},
                 {"type": "integer", "minimum": 0, "maximum": len(CODES) - 1},
             ],
-            "description": "the correct section: its letter (either case) or its id 0..8",
-            "examples": ["G"],
+            "description": "the right section (G), class (G06) or subclass (G06F), or a section id 0..8",
+            "examples": ["G", "G06F"],
         }
     ),
 ]
@@ -157,7 +167,7 @@ class FeedbackRequest(BaseModel):
 
     prediction_id: str | None = Field(None, min_length=1, description="id of an earlier prediction")
     text: Text | None = Field(None, description="the text, when there is no prediction id or the server no longer holds it")
-    label: SectionCode
+    label: FeedbackCode
     comment: str | None = Field(None, max_length=2000)
 
     @model_validator(mode="after")
@@ -170,8 +180,37 @@ class FeedbackRequest(BaseModel):
 class FeedbackResponse(BaseModel):
     feedback_id: int
     prediction_id: str | None
+    label: str = Field(..., description="the correct section")
+    code: str | None = Field(None, description="the finest code given: the section, class or subclass")
+    agreed: bool | None = Field(..., description="the section matches the model's prediction (null: no prediction known)")
+    status: str = Field("accepted", description="accepted, or pending until a reviewer accepts it (keys in review_required)")
+
+
+class FeedbackReviewRequest(BaseModel):
+    accept: bool = Field(..., description="true: the feedback may train the next model; false: it never will")
+
+
+class FeedbackRecord(BaseModel):
+    """A stored correction, as a reviewer sees it."""
+
+    id: int
+    time: str
+    prediction_id: str | None
+    text: str
     label: str
-    agreed: bool | None = Field(..., description="the label matches the model's prediction (null: no prediction known)")
+    code: str | None
+    predicted_label: str | None
+    agreed: bool | None
+    comment: str | None
+    model_version: str | None
+    sender: str | None
+    status: str
+    reviewed_by: str | None
+    reviewed_at: str | None
+
+
+class FeedbackListResponse(BaseModel):
+    feedback: list[FeedbackRecord]
 
 
 # --- monitoring ------------------------------------------------------------------------------
@@ -191,6 +230,7 @@ class FeedbackSummary(BaseModel):
     total: int
     agreed: int
     disagreed: int
+    pending: int = Field(0, description="waiting for a reviewer")
     agreement_rate: float | None = Field(..., description="agreed / (agreed + disagreed); null without any")
 
 
