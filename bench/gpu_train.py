@@ -222,7 +222,6 @@ def main() -> None:
         if getattr(args, option) is None:
             setattr(args, option, tiny if args.tiny else full)
 
-    import torch
 
     from patentclf.models import pick_device
 

@@ -35,7 +35,14 @@ def tiny_random_bundle(folder: Path) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from patentclf.bundle import save_bundle
-    from patentclf.models import EMBEDDED_MODEL, LoraSettings, add_lora, load_classification_model, load_tokenizer, resolve_base_model
+    from patentclf.models import (
+        EMBEDDED_MODEL,
+        LoraSettings,
+        add_lora,
+        load_classification_model,
+        load_tokenizer,
+        resolve_base_model,
+    )
 
     base = folder / "tiny-base"
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(EMBEDDED_MODEL))
@@ -132,8 +139,8 @@ def measure(mode: str, model: Path, texts: list[str], args, workdir: Path) -> Re
         asyncio.run(run_load(server.url, texts, min(args.clients, args.warmup), args.warmup, args.max_seconds))  # warm-up, not counted
         sent, ok, rejected, failed, seconds, latencies = asyncio.run(run_load(server.url, texts, args.clients, args.requests, args.max_seconds))
         metrics = httpx.get(server.url + "/metrics").text
-    batch_count = next((float(l.split()[-1]) for l in metrics.splitlines() if l.startswith("patentclf_batch_texts_count")), 0.0)
-    batch_sum = next((float(l.split()[-1]) for l in metrics.splitlines() if l.startswith("patentclf_batch_texts_sum")), 0.0)
+    batch_count = next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("patentclf_batch_texts_count")), 0.0)
+    batch_sum = next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("patentclf_batch_texts_sum")), 0.0)
     print(f"  micro-batching {mode}: {ok} ok in {seconds:.1f} s; mean texts per model call {batch_sum / batch_count if batch_count else 0:.1f}", file=sys.stderr)
     return Result(mode, sent, ok, rejected, failed, seconds, latencies)
 

@@ -30,7 +30,6 @@ def _cuda_peak() -> float | None:
 
 
 def child_train(path: str, model_dir: str | None, steps: int, base_model: str) -> dict:
-    import torch
     from transformers import DataCollatorWithPadding, Trainer
 
     from patentclf import training

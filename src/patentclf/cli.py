@@ -84,7 +84,8 @@ def train(
     options = dict(locals())  # the flags, before any other local name exists
     from .data import DataError
     from .models import ModelError
-    from .training import TrainConfig, TrainingError, train as run_training
+    from .training import TrainConfig, TrainingError
+    from .training import train as run_training
 
     given = {k: v for k, v in options.items() if k not in ("config_file", "restart") and v not in (None, [])}
     if "text_field" in given:

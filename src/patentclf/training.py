@@ -17,19 +17,19 @@ from .bundle import read_info, save_bundle, write_info, write_model_card
 from .evaluation import baseline_metrics, compute_metrics, evaluate_predictions, short_text_form, summary
 from .heads import TARGET_KEYS, HeadLayout, LossWeights, encode_targets, head_loss, last_token_positions
 from .labels import NUM_LABELS
-from .tuning import tune_bundle
 from .models import (
     DEFAULT_BASE_MODEL,
     LoraSettings,
-    base_model_weights,
     add_lora,
     attention_implementation,
+    base_model_weights,
     load_classification_model,
     load_tokenizer,
     pick_device,
     supports_bf16,
     upcast_trainable,
 )
+from .tuning import tune_bundle
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -151,8 +151,11 @@ def without_evaluation_rows(extra: data_mod.Split, evaluation: list[data_mod.Spl
     return extra.subset(keep)
 
 
-def _tokenized(split: data_mod.Split, tokenizer, config: TrainConfig, layout: HeadLayout, sort_by_length: bool = False):
+def _tokenized(split: data_mod.Split, tokenizer, config: TrainConfig, layout: HeadLayout | None = None, sort_by_length: bool = False):
+    """Token ids, the main-section label and (for a hierarchy ``layout``) the extra heads' targets."""
     from datasets import Dataset
+
+    layout = layout or HeadLayout()
 
     texts = [data_mod.to_bigpatent_form(t) for t in split.texts] if config.normalize else split.texts
     encoded = tokenizer(texts, truncation=True, max_length=config.max_length)

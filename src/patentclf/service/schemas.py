@@ -8,7 +8,6 @@ that depend on the settings (text length, batch size) are added to the schema by
 from __future__ import annotations
 
 import re
-
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
