@@ -119,6 +119,7 @@ def test_compiled_service_answers_like_the_classifier(tiny_bundle, tmp_path):
 
 BAD_PREDICT = [
     ("not JSON", b"this is not json", "application/json", 422),
+    ("not UTF-8", b'{"text": "\xff\xfe"}', "application/json", 422),
     ("JSON array", b'["a text"]', "application/json", 422),
     ("missing field", b'{"txt": "a text"}', "application/json", 422),
     ("number", b'{"text": 42}', "application/json", 422),

@@ -132,11 +132,12 @@ def test_a_request_past_its_deadline_gets_503_with_retry_after(server):
 
 
 def test_a_request_queued_past_its_deadline_gets_503_and_is_dropped(tiny_bundle, tmp_path):
-    # One text per model call, a one-second deadline and a large chunk-mode batch: the batch cannot
-    # finish in time, and its remaining texts never reach the model.
-    options = dict(feedback_db=tmp_path / "fb.db", long_text="chunk", micro_batch_size=1, max_batch=64, request_timeout_s=1, retry_after_s=5)
+    # One text per model call, a half-second deadline and a large chunk-mode batch (~12,000 windows):
+    # the batch cannot finish in time, and its remaining texts never reach the model.
+    options = dict(feedback_db=tmp_path / "fb.db", long_text="chunk", micro_batch_size=1, max_batch=64, request_timeout_s=0.5, retry_after_s=5)
     with LiveServer(tiny_bundle, **options) as live:
-        response = httpx.post(live.url + "/predict/batch", json={"texts": [long_text(i, 3000) for i in range(64)]}, timeout=120)
+        texts = [long_text(i, 7000) for i in range(64)]
+        response = httpx.post(live.url + "/predict/batch", json={"texts": texts}, timeout=120)
         assert response.status_code == 503 and response.headers["Retry-After"] == "5"
         assert "deadline" in response.json()["detail"]
         time.sleep(2)  # the running model call, if any, ends
@@ -144,7 +145,7 @@ def test_a_request_queued_past_its_deadline_gets_503_and_is_dropped(tiny_bundle,
         assert served < 64
         time.sleep(2)
         assert metric(live.url, "patentclf_batch_texts_sum") == served  # nothing more of it is served
-        assert httpx.post(live.url + "/predict", json={"text": "an optical sensor"}, timeout=30).status_code == 200
+        assert httpx.get(live.url + "/ready").status_code == 200  # and the service goes on
 
 
 # --- when the service cannot serve --------------------------------------------------------------

@@ -17,12 +17,14 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from .config import ServiceConfig
-from .deadline import RequestDeadline
+from .limits import BodyLimit, RequestDeadline
 from .routes import router
 from .runtime import ServiceRuntime, log, log_event
 
@@ -89,14 +91,12 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
         finally:
             await runtime.stop()
 
-    # max_body_size: FastAPI refuses a body over the limit while reading it (413), by its
-    # Content-Length before reading anything, and a chunked one as soon as it grows too large.
-    body_limit = _body_limit(config)
-    app = FastAPI(title="patentclf", version=__version__, description=DESCRIPTION, lifespan=lifespan, max_body_size=body_limit)
+    app = FastAPI(title="patentclf", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.include_router(router)
     make_schema = app.openapi
     app.openapi = lambda: app.openapi_schema or _document_limits(make_schema(), config)
-    # Inside `observe` (added below, so outermost): its 503s are logged and counted like any answer.
+    # Inside `observe` (added below, so outermost): their 413s and 503s are logged and counted like any answer.
+    app.add_middleware(BodyLimit, limit=_body_limit(config))
     app.add_middleware(RequestDeadline, seconds=config.request_timeout_s, retry_after_s=config.retry_after_s)
     docs_paths = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
 
@@ -135,5 +135,13 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
         # FastAPI's own answer echoes the whole input back; keep where, what and why.
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == status.HTTP_400_BAD_REQUEST:
+            # FastAPI's answer to a body it cannot decode (not UTF-8): not JSON, so 422 like any other.
+            errors = [{"loc": ["body"], "msg": "the body is not JSON text (UTF-8)", "type": "json_invalid"}]
+            return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+        return await http_exception_handler(request, exc)
 
     return app
