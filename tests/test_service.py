@@ -267,7 +267,7 @@ def test_stats_have_the_monitoring_shapes(server, tiny_bundle):
     assert set(stats["training_mix"]) == set(CODES) and stats["training_mix"]["A"] > 0 and stats["training_mix"]["Y"] == 0
     assert [b["bin"] for b in stats["confidence_histogram"]][-1] == "0.9-1.0"
     assert sum(b["count"] for b in stats["confidence_histogram"]) == stats["predictions_total"]
-    assert set(stats["feedback"]) == {"total", "agreed", "disagreed", "agreement_rate"}
+    assert set(stats["feedback"]) == {"total", "agreed", "disagreed", "pending", "agreement_rate"}
     by_minute = httpx.get(server.url + "/stats", params={"bucket": "minute", "buckets": 5}).json()
     assert len(by_minute["predictions_over_time"]) <= 5 and by_minute["bucket"] == "minute"
     assert httpx.get(server.url + "/stats", params={"bucket": "week"}).status_code == 422

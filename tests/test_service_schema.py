@@ -42,7 +42,9 @@ def test_the_schema_states_the_configured_limits(tiny_bundle, tmp_path):
 
 def test_schemathesis_finds_nothing(tiny_bundle, tmp_path):
     # A generous deadline: a 503 for a passed deadline would count as a server error here.
-    options = dict(env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=tmp_path / "fb.db", max_text_chars=2000, max_batch=8, request_timeout_s=300)
+    # The key may review too (its name is "default"), so the review routes reach validation as well.
+    env = {"PATENTCLF_API_KEY": API_KEY, "PATENTCLF_REVIEWERS": '["default"]'}
+    options = dict(env=env, feedback_db=tmp_path / "fb.db", max_text_chars=2000, max_batch=8, request_timeout_s=300)
     config = tmp_path / "schemathesis.toml"
     config.write_text(CONFIG)
     with LiveServer(tiny_bundle, **options) as live:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .bundle import INFO_FILE, labels_line, load_bundle, metrics_rows, model_version, read_info
-from .labels import ID2LABEL, LABEL2ID
+from .heads import HeadLayout
 
 EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -34,8 +34,10 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
     config = model.config
-    config.id2label = dict(ID2LABEL)
-    config.label2id = dict(LABEL2ID)
+    # Every output named; for a hierarchy model the first nine are the main section (see heads.py).
+    names = HeadLayout.from_info(info).output_names()
+    config.id2label = {i: name for i, name in enumerate(names)}
+    config.label2id = {name: i for i, name in enumerate(names)}
     config.pad_token_id = tokenizer.pad_token_id
     config.problem_type = "single_label_classification"
 
@@ -63,7 +65,20 @@ def _card(info: dict, dtype: str) -> str:
         if normalize
         else "The text is tokenized as it is (no normalisation)."
     )
-    rows = metrics_rows(info.get("metrics", {}))
+    rows = metrics_rows(info.get("metrics", {}), info.get("baselines"))
+    layout = HeadLayout.from_info(info)
+    outputs = (
+        "The logits are the model's own: the first nine are the main section (softmax them); then nine "
+        f"independent section logits (sigmoid), {len(layout.classes)} main classes and {len(layout.subclasses)} main "
+        "subclasses (softmax each group), named in `config.id2label`."
+        if layout.hierarchical
+        else "Nine logits, one per section (softmax them)."
+    ) + (
+        " patentclf blends them with a TF-IDF model and a temperature (`tfidf.*` and `calibration` in the bundle);"
+        " this export is the LLM alone, so its probabilities are a little less accurate and less calibrated."
+        if info.get("calibration")
+        else ""
+    )
     return f"""---
 library_name: transformers
 base_model: {info.get("base_model")}
@@ -92,10 +107,16 @@ Read at most {info.get("max_length")} tokens (truncate longer text, right paddin
 For long documents patentclf's `chunk` mode classifies windows of {info.get("max_length")} tokens that
 overlap by {min(64, int(info.get("max_length", 256)) // 4)} tokens and averages their probabilities.
 
+## Outputs
+
+{outputs}
+
 ## Results of the bundle it came from
 
-| split | n | accuracy | macro-F1 |
-|---|---|---|---|
+Figures of patentclf's answer (with the blend and temperature where the bundle has them).
+
+| split | n | accuracy | macro-F1 | ECE | TF-IDF accuracy | TF-IDF macro-F1 |
+|---|---|---|---|---|---|---|
 {rows}
 
 `patentclf.json` beside the weights is the bundle's record (training data, settings, versions).

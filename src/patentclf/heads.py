@@ -54,6 +54,14 @@ class HeadLayout:
     def to_dict(self) -> dict:
         return {"classes": self.classes, "subclasses": self.subclasses}
 
+    def output_names(self) -> list[str]:
+        """A name for each output of the ``score`` layer, in order: ``A``..``Y`` (main section), then
+        ``sections:A``.., ``class:A01``.., ``subclass:A01B``.. (for a merged export's id2label)."""
+        names = list(CODES)
+        if self.hierarchical:
+            names += [f"sections:{c}" for c in CODES] + [f"class:{c}" for c in self.classes] + [f"subclass:{c}" for c in self.subclasses]
+        return names
+
     @classmethod
     def from_info(cls, info: dict) -> "HeadLayout":
         heads = info.get("heads") or {}

@@ -142,6 +142,12 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
             # FastAPI's answer to a body it cannot decode (not UTF-8): not JSON, so 422 like any other.
             errors = [{"loc": ["body"], "msg": "the body is not JSON text (UTF-8)", "type": "json_invalid"}]
             return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+        if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+            # Starlette's Allow names the methods of the first route on the path only; /feedback has
+            # two (GET lists, POST sends): name every method the path takes.
+            allowed = sorted({m for r in router.routes if getattr(r, "path", None) == request.url.path for m in getattr(r, "methods", ()) or ()})
+            if allowed:
+                return JSONResponse({"detail": "Method Not Allowed"}, exc.status_code, headers={"Allow": ", ".join(allowed)})
         return await http_exception_handler(request, exc)
 
     return app
