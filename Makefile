@@ -56,6 +56,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/predict_speed.py
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/load_service.py --model shipped
+	$(BIN)/python bench/stats_latency.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
