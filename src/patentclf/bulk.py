@@ -138,7 +138,7 @@ def _read(fs: pafs.FileSystem, files: list[str]):
         by_format.setdefault(FORMATS[Path(f).suffix.lower()], []).append(f)
     datasets = []
     if "json" in by_format:
-        datasets.append(ray.data.read_json(by_format["json"], filesystem=fs, lines=True, ray_remote_args=light))
+        datasets.append(ray.data.read_json(by_format["json"], filesystem=fs, ray_remote_args=light))  # JSON lines
     if "csv" in by_format:
         # Every column as text, as `patentclf predict` reads CSV: an id such as 00123 stays "00123".
         columns: set[str] = set()
