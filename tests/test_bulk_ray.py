@@ -54,9 +54,13 @@ def input_folder(tmp_path_factory, input_rows) -> Path:
     return folder
 
 
+def committed(out: Path) -> list[Path]:
+    """Ray Data's committed row checkpoints (a pending one ends in .pending.parquet)."""
+    return [f for f in (out / CHECKPOINT_DIR).glob("*.parquet") if not f.name.endswith(".pending.parquet")]
+
+
 def committed_rows(out: Path) -> int:
-    files = [f for f in (out / CHECKPOINT_DIR).glob("*.parquet") if not f.name.endswith(".pending.parquet")]
-    return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    return sum(pq.ParquetFile(f).metadata.num_rows for f in committed(out))
 
 
 def assert_complete_without_duplicates(out: Path, input_rows: list[dict]) -> pa.Table:
@@ -82,9 +86,10 @@ def test_bulk_run_matches_the_classifier_row_by_row(ray_address, tiny_bundle, in
         row = by_id[source["id"]]
         assert row["prediction"] == p.label, source["id"]
         assert row["truncated"] == p.truncated and row["sections"] == p.sections
-        assert row["confidence"] == pytest.approx(p.confidence, abs=1e-3)
-        assert row["probabilities"] == pytest.approx(p.probabilities, abs=1e-3)
-        assert dict(row["section_probabilities"]) == pytest.approx(p.section_probabilities, abs=1e-3)
+        assert row["confidence"] == pytest.approx(p.confidence, abs=1e-2)
+        # bf16 on this CPU: other batch shapes round a little differently
+        assert row["probabilities"] == pytest.approx(p.probabilities, abs=1e-2)
+        assert dict(row["section_probabilities"]) == pytest.approx(p.section_probabilities, abs=1e-2)
         assert row["classes"] == [c.__dict__ for c in p.classes] and row["subclasses"] == [c.__dict__ for c in p.subclasses]
 
     again = run_bulk(str(input_folder), str(out), model=tiny_bundle, address=ray_address)
@@ -107,17 +112,20 @@ def test_killed_run_resumes_where_it_stopped(ray_address, tiny_bundle, input_fol
         first.wait()
     done_at_kill = committed_rows(out)
     assert 100 <= done_at_kill < ROWS, f"the first run was not cut short midway ({done_at_kill} rows written)"
-    files_at_kill = {f.name: f.stat().st_mtime_ns for f in out.glob("*.parquet")}
+    # Each committed checkpoint is named after the data file(s) it vouches for.
+    stems = [f.name.removesuffix(".parquet") for f in committed(out)]
+    kept_files = {f.name: f.stat().st_mtime_ns for f in out.glob("*.parquet") if f.name.startswith(tuple(stems))}
+    assert sum(pq.ParquetFile(out / name).metadata.num_rows for name in kept_files) == done_at_kill
 
-    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert f"now holds {ROWS}" in second.stderr
-    written_now = int(second.stderr.split("wrote ")[1].split()[0])
-    assert written_now <= ROWS - done_at_kill  # the rows written before the kill were not classified again
+    message = " ".join(second.stderr.split())  # rich wraps lines
+    assert f"now holds {ROWS}" in message, message[-2000:]
+    written_now = int(message.split("wrote ")[1].split()[0])
+    assert written_now <= ROWS - done_at_kill  # only the rest was classified (a write in flight at the kill may have landed)
     assert_complete_without_duplicates(out, input_rows)
-    kept = {f.name: f.stat().st_mtime_ns for f in out.glob("*.parquet") if f.name in files_at_kill}
-    assert len(kept) * 25 >= done_at_kill  # committed files stay as they were (only a cut-short write is removed)
-    assert all(files_at_kill[name] == mtime for name, mtime in kept.items())
+    # The files written before the kill are still there, untouched.
+    assert {name: (out / name).stat().st_mtime_ns for name in kept_files} == kept_files
 
 
 def test_bad_input_is_a_clear_error(ray_address, tiny_bundle, tmp_path):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -155,7 +156,7 @@ def _read(fs: pafs.FileSystem, files: list[str]):
 def batch_texts(batch: pa.Table, fields: tuple[str, ...], source: str) -> list[str]:
     """The texts of a batch, built and checked the way `patentclf predict --input` builds them."""
     ids = batch["id"]
-    if ids.null_count or (pa.types.is_string(ids.type) and pa.compute.any(pa.compute.equal(ids, "")).as_py()):
+    if ids.null_count or pc.any(pc.equal(pc.cast(ids, pa.string()), "")).as_py():
         raise DataError(f"{source}: a row has no id; bulk classification keys every row by its 'id'")
     records = batch.select(list(fields)).to_pylist()
     try:
@@ -263,15 +264,17 @@ def _connect(address: str | None, cpus_needed: float) -> bool:
     return True
 
 
-def _user_error(exc: BaseException) -> BaseException | None:
-    """The DataError that stopped a Ray task, if one did (Ray wraps it, sometimes twice)."""
-    seen = 0
-    while exc is not None and seen < 8:
+def _user_error(exc: BaseException | None) -> DataError | None:
+    """The DataError that stopped a Ray task, if one did: the innermost, since Ray wraps it (the
+    wrappers are DataErrors too, but their text is a whole traceback)."""
+    found = None
+    for _ in range(8):
+        if exc is None:
+            break
         if isinstance(exc, DataError):
-            return exc
+            found = exc
         exc = getattr(exc, "cause", None) or exc.__cause__
-        seen += 1
-    return None
+    return found
 
 
 def run_bulk(
