@@ -35,7 +35,8 @@ MANIFEST = "_patentclf.json"
 # Ray counts CPUs as scheduling slots. Reading, filtering and writing are light next to the model,
 # so they ask for a fraction of one, and the actors get the rest.
 LIGHT_CPUS = 0.25
-# Ray Data's checkpoint filter (on a rerun) is an actor that asks for one CPU slot of its own.
+# Ray Data's checkpoint filter (on a rerun) runs in actors of one CPU slot each; one is plenty (a
+# binary search per row), and more would take the slots the model actors need.
 FILTER_CPUS = 1.0
 
 _SUGGESTION = pa.struct([("code", pa.string()), ("title", pa.string()), ("probability", pa.float64())])
@@ -133,13 +134,12 @@ def _read(fs: pafs.FileSystem, files: list[str]):
     import pyarrow.csv as pacsv
     import ray.data
 
-    light = {"num_cpus": LIGHT_CPUS}
     by_format: dict[str, list[str]] = {}
     for f in files:
         by_format.setdefault(FORMATS[Path(f).suffix.lower()], []).append(f)
     datasets = []
     if "json" in by_format:
-        datasets.append(ray.data.read_json(by_format["json"], filesystem=fs, ray_remote_args=light))  # JSON lines
+        datasets.append(ray.data.read_json(by_format["json"], filesystem=fs, num_cpus=LIGHT_CPUS))  # JSON lines
     if "csv" in by_format:
         # Every column as text, as `patentclf predict` reads CSV: an id such as 00123 stays "00123".
         columns: set[str] = set()
@@ -147,9 +147,9 @@ def _read(fs: pafs.FileSystem, files: list[str]):
             with fs.open_input_stream(f) as stream:
                 columns.update(pacsv.open_csv(stream).schema.names)
         convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=False)
-        datasets.append(ray.data.read_csv(by_format["csv"], filesystem=fs, convert_options=convert, ray_remote_args=light))
+        datasets.append(ray.data.read_csv(by_format["csv"], filesystem=fs, convert_options=convert, num_cpus=LIGHT_CPUS))
     if "parquet" in by_format:
-        datasets.append(ray.data.read_parquet(by_format["parquet"], filesystem=fs, ray_remote_args=light))
+        datasets.append(ray.data.read_parquet(by_format["parquet"], filesystem=fs, num_cpus=LIGHT_CPUS))
     return datasets[0].union(*datasets[1:]) if len(datasets) > 1 else datasets[0]
 
 
@@ -352,9 +352,11 @@ def run_bulk(
             **resources_per_actor,
         )
         # Kept after success, so that rerunning a finished job writes nothing.
-        predictions.context.checkpoint_config = CheckpointConfig(
+        checkpointing = CheckpointConfig(
             id_column="id", checkpoint_path=checkpoints, override_filesystem=out_fs, delete_checkpoint_on_success=False
         )
+        checkpointing.checkpoint_actor_pool_min_size = checkpointing.checkpoint_actor_pool_max_size = 1
+        predictions.context.checkpoint_config = checkpointing
         predictions.write_parquet(out, filesystem=out_fs, ray_remote_args={"num_cpus": LIGHT_CPUS})
     except Exception as exc:
         cause = _user_error(exc)
