@@ -78,7 +78,12 @@ def main() -> None:
                 cpus = max(1, cores // actors)
                 out = work / f"ray-{actors}"
                 result = run_bulk(
-                    str(work / "input.parquet"), str(out), model=model, address=address, actors=actors, cpus_per_actor=cpus,
+                    str(work / "input.parquet"),
+                    str(out),
+                    model=model,
+                    address=address,
+                    actors=actors,
+                    cpus_per_actor=cpus,
                     rows_per_batch=args.rows_per_batch,
                 )
                 written = read_predictions(out)
@@ -96,8 +101,9 @@ def main() -> None:
     base = len(rows) / results[0][2]
     print()
     print(f"classifying {len(rows)} bundled test rows with {model}, end to end (model loads included), {cores} cores")
-    cells = [[name, replicas, f"{s:.1f}", f"{len(rows) / s:.2f}", f"{len(rows) / s / base:.2f}x"]
-             for name, replicas, s in results]
+    cells = [
+        [name, replicas, f"{s:.1f}", f"{len(rows) / s:.2f}", f"{len(rows) / s / base:.2f}x"] for name, replicas, s in results
+    ]
     print(table(["path", "model replicas", "seconds", "rows/s", "vs one process"], cells))
 
 

@@ -40,7 +40,10 @@ def main() -> None:
     calibration = classifier.calibration
     print(f"machine: {machine()}")
     print(f"model: {classifier.path} ({classifier.info.get('base_model')}); {len(rows)} rows of bundled:{args.split}")
-    for form, texts in (("as published", rows.texts), ("first 200 characters, BIGPATENT form", [short_text_form(t) for t in rows.texts])):
+    for form, texts in (
+        ("as published", rows.texts),
+        ("first 200 characters, BIGPATENT form", [short_text_form(t) for t in rows.texts]),
+    ):
         raw = classifier.raw_outputs(texts)
         tfidf = classifier.tfidf_probabilities(texts, "section", list(CODES))
         section = calibration.get("section", {})
@@ -48,7 +51,9 @@ def main() -> None:
             "LLM alone, raw softmax": raw["section"],
             "LLM alone, temperature": blend(raw["section"], None, 1.0, section.get("llm_temperature", 1.0)),
             "TF-IDF alone": tfidf,
-            "blend + temperature (shipped)": blend(raw["section"], tfidf, section.get("llm_weight", 1.0), section.get("temperature", 1.0)),
+            "blend + temperature (shipped)": blend(
+                raw["section"], tfidf, section.get("llm_weight", 1.0), section.get("temperature", 1.0)
+            ),
         }
         out = []
         for name, probs in variants.items():
@@ -61,13 +66,19 @@ def main() -> None:
         found = [targets(c) for c in rows.codes]
         if classifier.layout.hierarchical:
             out = []
-            for head, codes, main in (("class", classifier.layout.classes, "main_class"), ("subclass", classifier.layout.subclasses, "main_subclass")):
+            for head, codes, main in (
+                ("class", classifier.layout.classes, "main_class"),
+                ("subclass", classifier.layout.subclasses, "main_subclass"),
+            ):
                 settings = calibration.get(head, {})
                 partner = classifier.tfidf_probabilities(texts, head, codes)
                 for name, probs in (
                     ("LLM alone", raw[head]),
                     ("TF-IDF alone", partner),
-                    ("blend (shipped)", blend(raw[head], partner, settings.get("llm_weight", 1.0), settings.get("temperature", 1.0))),
+                    (
+                        "blend (shipped)",
+                        blend(raw[head], partner, settings.get("llm_weight", 1.0), settings.get("temperature", 1.0)),
+                    ),
                 ):
                     if probs is None:
                         continue

@@ -52,12 +52,36 @@ def model_config(tiny: bool):
 
     from patentclf.labels import ID2LABEL, LABEL2ID
 
-    shape = dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=1024) if tiny else dict(
-        hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, vocab_size=128256
+    shape = (
+        dict(
+            hidden_size=64,
+            intermediate_size=256,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            vocab_size=1024,
+        )
+        if tiny
+        else dict(
+            hidden_size=2048,
+            intermediate_size=8192,
+            num_hidden_layers=16,
+            num_attention_heads=32,
+            num_key_value_heads=8,
+            vocab_size=128256,
+        )
     )
     return LlamaConfig(
-        **shape, max_position_embeddings=131072 if not tiny else 1024, tie_word_embeddings=True, rope_theta=500000.0,
-        num_labels=9, id2label=ID2LABEL, label2id=LABEL2ID, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        **shape,
+        max_position_embeddings=131072 if not tiny else 1024,
+        tie_word_embeddings=True,
+        rope_theta=500000.0,
+        num_labels=9,
+        id2label=ID2LABEL,
+        label2id=LABEL2ID,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
 
 
@@ -112,13 +136,24 @@ def random_dataset(rows: int, seq_len: int, vocab: int, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, vocab, (rows, seq_len), generator=generator)
     labels = torch.randint(0, 9, (rows,), generator=generator)
-    return Dataset.from_dict({"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(), "labels": labels.tolist()})
+    return Dataset.from_dict(
+        {"input_ids": ids.tolist(), "attention_mask": torch.ones_like(ids).tolist(), "labels": labels.tolist()}
+    )
 
 
 def trainer_options(device, args) -> dict:
     """The TrainingArguments every path shares: a fixed number of steps, no saving, no logging."""
-    return dict(max_steps=args.warmup + args.steps, per_device_train_batch_size=args.batch_size, report_to="none", save_strategy="no",
-                logging_steps=10**6, disable_tqdm=True, use_cpu=device.type == "cpu", seed=0, dataloader_num_workers=0)
+    return dict(
+        max_steps=args.warmup + args.steps,
+        per_device_train_batch_size=args.batch_size,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=10**6,
+        disable_tqdm=True,
+        use_cpu=device.type == "cpu",
+        seed=0,
+        dataloader_num_workers=0,
+    )
 
 
 def build(name: str, config, device, args):
@@ -137,17 +172,38 @@ def build(name: str, config, device, args):
     if name == "baseline":
         with torch.device(device):
             model = AutoModelForSequenceClassification.from_config(config, dtype=torch.float32, attn_implementation="sdpa")
-        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=lora.lora_r, lora_alpha=lora.lora_alpha,
-                                                 lora_dropout=lora.lora_dropout, target_modules=lora.target_modules))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                task_type=TaskType.SEQ_CLS,
+                r=lora.lora_r,
+                lora_alpha=lora.lora_alpha,
+                lora_dropout=lora.lora_dropout,
+                target_modules=lora.target_modules,
+            ),
+        )
         return model, TrainingArguments(output_dir=args.tmp, bf16=bf16, **common_args), "fp32 + autocast" if bf16 else "fp32"
     precision = "bf16" if bf16 else "fp32"
     with torch.device(device):
-        model = AutoModelForSequenceClassification.from_config(config, dtype=torch.bfloat16 if bf16 else torch.float32, attn_implementation="sdpa")
-    model = add_lora(model, LoraSettings(r=lora.lora_r, alpha=lora.lora_alpha, dropout=lora.lora_dropout, target_modules=lora.target_modules))
-    train_config = training.TrainConfig(batch_size=args.batch_size, gradient_checkpointing=args.gradient_checkpointing, torch_compile=args.compile)
+        model = AutoModelForSequenceClassification.from_config(
+            config, dtype=torch.bfloat16 if bf16 else torch.float32, attn_implementation="sdpa"
+        )
+    model = add_lora(
+        model, LoraSettings(r=lora.lora_r, alpha=lora.lora_alpha, dropout=lora.lora_dropout, target_modules=lora.target_modules)
+    )
+    train_config = training.TrainConfig(
+        batch_size=args.batch_size, gradient_checkpointing=args.gradient_checkpointing, torch_compile=args.compile
+    )
     trainer_args = training.training_arguments(
-        train_config, precision, device, args.tmp, progress=False,
-        eval_strategy="no", load_best_model_at_end=False, warmup_steps=0, **common_args,
+        train_config,
+        precision,
+        device,
+        args.tmp,
+        progress=False,
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        warmup_steps=0,
+        **common_args,
     )
     return model, trainer_args, "bf16 weights, fp32 LoRA" if bf16 else "fp32"
 
@@ -168,11 +224,23 @@ def build_qlora(config, device, args):
             AutoModelForSequenceClassification.from_config(config, dtype=torch.bfloat16).save_pretrained(folder)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    train_config = training.TrainConfig(base_model=str(folder), batch_size=args.batch_size, quantize="4bit",
-                                        gradient_checkpointing=args.gradient_checkpointing, torch_compile=args.compile)
+    train_config = training.TrainConfig(
+        base_model=str(folder),
+        batch_size=args.batch_size,
+        quantize="4bit",
+        gradient_checkpointing=args.gradient_checkpointing,
+        torch_compile=args.compile,
+    )
     model = training.build_model(train_config, SimpleNamespace(pad_token_id=config.pad_token_id), "bf16", device)
     trainer_args = training.training_arguments(
-        train_config, "bf16", device, args.tmp, progress=False, eval_strategy="no", load_best_model_at_end=False, warmup_steps=0,
+        train_config,
+        "bf16",
+        device,
+        args.tmp,
+        progress=False,
+        eval_strategy="no",
+        load_best_model_at_end=False,
+        warmup_steps=0,
         **trainer_options(device, args),
     )
     return model, trainer_args, "4-bit NF4 base, fp32 LoRA"
@@ -190,15 +258,21 @@ def run(name: str, config, device, args) -> dict:
     dataset = random_dataset((args.warmup + args.steps) * args.batch_size, args.seq_len, config.vocab_size)
     timer = StepTimer(device.type == "cuda")
     Trainer(model=model, args=trainer_args, train_dataset=dataset, callbacks=[timer]).train()
-    step = median(timer.times[args.warmup:])
+    step = median(timer.times[args.warmup :])
     tokens_per_s = args.batch_size * args.seq_len / step
     result = {
-        "path": name, "weights": weights, "optimizer": str(getattr(trainer_args.optim, "value", trainer_args.optim)),
-        "step_s": step, "samples_per_s": args.batch_size / step, "tokens_per_s": tokens_per_s,
+        "path": name,
+        "weights": weights,
+        "optimizer": str(getattr(trainer_args.optim, "value", trainer_args.optim)),
+        "step_s": step,
+        "samples_per_s": args.batch_size / step,
+        "tokens_per_s": tokens_per_s,
         "model_tflops_per_s": per_token * tokens_per_s / 1e12,
         "mfu": per_token * tokens_per_s / (args.peak_tflops * 1e12),
         "mfu_6n_convention": per_token_6n * tokens_per_s / (args.peak_tflops * 1e12),
-        "n_frozen": frozen, "n_trainable": trainable, "flops_per_token": per_token,
+        "n_frozen": frozen,
+        "n_trainable": trainable,
+        "flops_per_token": per_token,
         "cuda_peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
     }
     del model
@@ -215,13 +289,14 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, default=790.0, help="the accelerator's dense bf16 peak")
     parser.add_argument("--compile", action="store_true", help="new path with torch.compile")
     parser.add_argument("--gradient-checkpointing", action="store_true", help="new path with gradient checkpointing")
-    parser.add_argument("--paths", default=None, help="comma-separated baseline,new,qlora (default: all three on CUDA, baseline,new elsewhere)")
+    parser.add_argument(
+        "--paths", default=None, help="comma-separated baseline,new,qlora (default: all three on CUDA, baseline,new elsewhere)"
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     for option, full, tiny in (("seq_len", 512, 64), ("batch_size", 16, 2), ("steps", 20, 2), ("warmup", 5, 1)):
         if getattr(args, option) is None:
             setattr(args, option, tiny if args.tiny else full)
-
 
     from patentclf.models import pick_device
 
@@ -234,9 +309,11 @@ def main() -> None:
         parser.error("the qlora path needs a CUDA GPU (bitsandbytes 4-bit)")
     config = model_config(args.tiny)
     print(f"machine: {machine()}")
-    print(f"model: {'tiny Llama' if args.tiny else 'Llama-3.2-1B shape'} (hidden {config.hidden_size}, {config.num_hidden_layers} layers, "
-          f"{config.num_attention_heads} heads / {config.num_key_value_heads} kv, intermediate {config.intermediate_size}, vocab {config.vocab_size}), "
-          f"random weights; {args.seq_len} tokens x batch {args.batch_size}; {args.warmup} warm-up + {args.steps} timed steps; device {device.type}")
+    print(
+        f"model: {'tiny Llama' if args.tiny else 'Llama-3.2-1B shape'} (hidden {config.hidden_size}, {config.num_hidden_layers} layers, "
+        f"{config.num_attention_heads} heads / {config.num_key_value_heads} kv, intermediate {config.intermediate_size}, vocab {config.vocab_size}), "
+        f"random weights; {args.seq_len} tokens x batch {args.batch_size}; {args.warmup} warm-up + {args.steps} timed steps; device {device.type}"
+    )
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         args.tmp = tmp
@@ -246,18 +323,56 @@ def main() -> None:
     base = next((r for r in results if r["path"] == "baseline"), None)
     rows = []
     for r in results:
-        rows.append([r["path"], r["weights"], r["optimizer"], f"{r['samples_per_s']:.2f}", f"{r['tokens_per_s']:,.0f}",
-                     f"{r['model_tflops_per_s']:.2f}", f"{r['mfu']:.1%}", f"{r['samples_per_s'] / base['samples_per_s']:.2f}x" if base else "-",
-                     f"{r['cuda_peak_gib']:.1f}" if r["cuda_peak_gib"] is not None else "-"])
+        rows.append(
+            [
+                r["path"],
+                r["weights"],
+                r["optimizer"],
+                f"{r['samples_per_s']:.2f}",
+                f"{r['tokens_per_s']:,.0f}",
+                f"{r['model_tflops_per_s']:.2f}",
+                f"{r['mfu']:.1%}",
+                f"{r['samples_per_s'] / base['samples_per_s']:.2f}x" if base else "-",
+                f"{r['cuda_peak_gib']:.1f}" if r["cuda_peak_gib"] is not None else "-",
+            ]
+        )
     print()
-    print(table(["path", "weights", "optimizer", "samples/s", "tokens/s", "model TFLOP/s", f"MFU (of {args.peak_tflops:g})", "vs baseline", "CUDA peak GiB"], rows))
+    print(
+        table(
+            [
+                "path",
+                "weights",
+                "optimizer",
+                "samples/s",
+                "tokens/s",
+                "model TFLOP/s",
+                f"MFU (of {args.peak_tflops:g})",
+                "vs baseline",
+                "CUDA peak GiB",
+            ],
+            rows,
+        )
+    )
     r = results[-1]
-    print(f"N_frozen {r['n_frozen'] / 1e6:.1f} M, N_trainable {r['n_trainable'] / 1e6:.2f} M, model FLOPs per token {r['flops_per_token'] / 1e9:.2f} G "
-          f"(4*N_frozen + 6*N_trainable + 6*L*s*d_attn); the 6*N convention would report MFU {r['mfu_6n_convention']:.1%} for the last path")
+    print(
+        f"N_frozen {r['n_frozen'] / 1e6:.1f} M, N_trainable {r['n_trainable'] / 1e6:.2f} M, model FLOPs per token {r['flops_per_token'] / 1e9:.2f} G "
+        f"(4*N_frozen + 6*N_trainable + 6*L*s*d_attn); the 6*N convention would report MFU {r['mfu_6n_convention']:.1%} for the last path"
+    )
     print(f"peak RSS {peak_rss_mb():.0f} MB")
     if args.json:
-        args.json.write_text(json.dumps({"device": device.type, "tiny": args.tiny, "seq_len": args.seq_len, "batch_size": args.batch_size,
-                                         "machine": machine(), "results": results}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "device": device.type,
+                    "tiny": args.tiny,
+                    "seq_len": args.seq_len,
+                    "batch_size": args.batch_size,
+                    "machine": machine(),
+                    "results": results,
+                },
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

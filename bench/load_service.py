@@ -47,16 +47,25 @@ def tiny_random_bundle(folder: Path) -> Path:
     base = folder / "tiny-base"
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(EMBEDDED_MODEL))
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
     )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(base)
     tokenizer.save_pretrained(base)
     tokenizer = load_tokenizer(str(base))
     model = add_lora(load_classification_model(str(base), pad_token_id=tokenizer.pad_token_id), LoraSettings())
-    return save_bundle(model, tokenizer, {"base_model": str(base), "max_length": 256, "normalize": "bigpatent"}, folder / "tiny-model")
+    return save_bundle(
+        model, tokenizer, {"base_model": str(base), "max_length": 256, "normalize": "bigpatent"}, folder / "tiny-model"
+    )
 
 
 def resolve_model(choice: str, workdir: Path) -> Path:
@@ -93,7 +102,9 @@ class Result:
         return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-async def run_load(url: str, texts: list[str], clients: int, requests: int, max_seconds: float) -> tuple[int, int, int, int, float, list[float]]:
+async def run_load(
+    url: str, texts: list[str], clients: int, requests: int, max_seconds: float
+) -> tuple[int, int, int, int, float, list[float]]:
     """``clients`` workers share a budget of ``requests``; each stops at the time limit too."""
     next_index = 0
     latencies: list[float] = []
@@ -136,12 +147,23 @@ def measure(mode: str, model: Path, texts: list[str], args, workdir: Path) -> Re
         queue_size=max(256, 2 * args.clients),
     )
     with LiveServer(model, log_path=workdir / f"{mode}.log", **options) as server:
-        asyncio.run(run_load(server.url, texts, min(args.clients, args.warmup), args.warmup, args.max_seconds))  # warm-up, not counted
-        sent, ok, rejected, failed, seconds, latencies = asyncio.run(run_load(server.url, texts, args.clients, args.requests, args.max_seconds))
+        asyncio.run(
+            run_load(server.url, texts, min(args.clients, args.warmup), args.warmup, args.max_seconds)
+        )  # warm-up, not counted
+        sent, ok, rejected, failed, seconds, latencies = asyncio.run(
+            run_load(server.url, texts, args.clients, args.requests, args.max_seconds)
+        )
         metrics = httpx.get(server.url + "/metrics").text
-    batch_count = next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("patentclf_batch_texts_count")), 0.0)
-    batch_sum = next((float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("patentclf_batch_texts_sum")), 0.0)
-    print(f"  micro-batching {mode}: {ok} ok in {seconds:.1f} s; mean texts per model call {batch_sum / batch_count if batch_count else 0:.1f}", file=sys.stderr)
+    batch_count = next(
+        (float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("patentclf_batch_texts_count")), 0.0
+    )
+    batch_sum = next(
+        (float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("patentclf_batch_texts_sum")), 0.0
+    )
+    print(
+        f"  micro-batching {mode}: {ok} ok in {seconds:.1f} s; mean texts per model call {batch_sum / batch_count if batch_count else 0:.1f}",
+        file=sys.stderr,
+    )
     return Result(mode, sent, ok, rejected, failed, seconds, latencies)
 
 
@@ -158,21 +180,42 @@ def report(on: Result, off: Result, args, model: Path) -> None:
         ("other failures", str(on.failed), str(off.failed), ""),
         ("wall time", f"{on.seconds:.1f} s", f"{off.seconds:.1f} s", ratio(on.seconds, off.seconds)),
         ("throughput", f"{on.throughput:.2f} req/s", f"{off.throughput:.2f} req/s", ratio(on.throughput, off.throughput)),
-        ("mean latency", ms(statistics.fmean(on.latencies) if on.latencies else 0), ms(statistics.fmean(off.latencies) if off.latencies else 0), ""),
+        (
+            "mean latency",
+            ms(statistics.fmean(on.latencies) if on.latencies else 0),
+            ms(statistics.fmean(off.latencies) if off.latencies else 0),
+            "",
+        ),
     ]
     for q in (50, 95, 99):
         rows.append((f"p{q} latency", ms(on.percentile(q)), ms(off.percentile(q)), ratio(on.percentile(q), off.percentile(q))))
-    print(f"\nmodel {model} | {args.clients} clients | up to {args.requests} requests or {args.max_seconds:.0f} s per mode | "
-          f"micro-batch <= {args.micro_batch_size} texts, wait <= {args.wait_ms:g} ms | precision {args.precision} | {platform.node()}")
+    print(
+        f"\nmodel {model} | {args.clients} clients | up to {args.requests} requests or {args.max_seconds:.0f} s per mode | "
+        f"micro-batch <= {args.micro_batch_size} texts, wait <= {args.wait_ms:g} ms | precision {args.precision} | {platform.node()}"
+    )
     widths = [max(len(r[i]) for r in rows + [("", "micro-batching ON", "OFF", "ON/OFF")]) for i in range(4)]
     header = ("", "micro-batching ON", "OFF", "ON/OFF")
     for row in [header] + rows:
         print("  ".join(cell.ljust(widths[i]) if i == 0 else cell.rjust(widths[i]) for i, cell in enumerate(row)))
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            r.mode: {"ok": r.ok, "rejected": r.rejected, "failed": r.failed, "seconds": r.seconds, "throughput": r.throughput,
-                     "p50": r.percentile(50), "p95": r.percentile(95), "p99": r.percentile(99)} for r in (on, off)
-        }, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    r.mode: {
+                        "ok": r.ok,
+                        "rejected": r.rejected,
+                        "failed": r.failed,
+                        "seconds": r.seconds,
+                        "throughput": r.throughput,
+                        "p50": r.percentile(50),
+                        "p95": r.percentile(95),
+                        "p99": r.percentile(99),
+                    }
+                    for r in (on, off)
+                },
+                indent=2,
+            )
+        )
 
 
 def main() -> None:

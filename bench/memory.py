@@ -40,7 +40,20 @@ def child_train(path: str, model_dir: str | None, steps: int, base_model: str) -
     recipe = {}
     if model_dir and path == "new":  # the recipe the shipped bundle was trained with
         saved = read_info(model_dir).get("training", {})
-        recipe = {k: saved[k] for k in ("lora_r", "lora_alpha", "lora_dropout", "lora_layers", "target_modules", "max_length", "batch_size", "base_model") if k in saved}
+        recipe = {
+            k: saved[k]
+            for k in (
+                "lora_r",
+                "lora_alpha",
+                "lora_dropout",
+                "lora_layers",
+                "target_modules",
+                "max_length",
+                "batch_size",
+                "base_model",
+            )
+            if k in saved
+        }
     options = {"base_model": base_model, "max_length": 256, "batch_size": 8, **recipe, "seed": 0}
     if path == "baseline":
         options.update(precision="fp32", group_by_length=False)
@@ -51,15 +64,37 @@ def child_train(path: str, model_dir: str | None, steps: int, base_model: str) -
     split = stratified_subset(load_split("bundled", "train"), steps * config.batch_size, seed=0)
     model = training.build_model(config, tokenizer, precision, None if path == "baseline" else device)
     loaded = rss_mb()
-    collator = (DataCollatorWithPadding(tokenizer, padding="max_length", max_length=config.max_length) if path == "baseline" else training.data_collator(tokenizer))
+    collator = (
+        DataCollatorWithPadding(tokenizer, padding="max_length", max_length=config.max_length)
+        if path == "baseline"
+        else training.data_collator(tokenizer)
+    )
     with tempfile.TemporaryDirectory() as tmp:
-        args = training.training_arguments(config, precision, device, tmp, progress=False, max_steps=steps, eval_strategy="no", save_strategy="no",
-                                           load_best_model_at_end=False, logging_steps=10**6, warmup_steps=0,
-                                           **({"optim": "adamw_torch"} if path == "baseline" else {}))
-        Trainer(model=model, args=args, train_dataset=training._tokenized(split, tokenizer, config), data_collator=collator).train()
+        args = training.training_arguments(
+            config,
+            precision,
+            device,
+            tmp,
+            progress=False,
+            max_steps=steps,
+            eval_strategy="no",
+            save_strategy="no",
+            load_best_model_at_end=False,
+            logging_steps=10**6,
+            warmup_steps=0,
+            **({"optim": "adamw_torch"} if path == "baseline" else {}),
+        )
+        Trainer(
+            model=model, args=args, train_dataset=training._tokenized(split, tokenizer, config), data_collator=collator
+        ).train()
     lora = f"r{config.lora_r}, {'top ' + str(config.lora_layers) if config.lora_layers else 'all'} layers"
-    return {"what": f"train {path}", "detail": f"{config.base_model}, {precision}, batch {config.batch_size}, {config.max_length} tokens, LoRA {lora}, {steps} steps",
-            "after_load_mb": loaded, "peak_rss_mb": peak_rss_mb(), "cuda_peak_mb": _cuda_peak()}
+    return {
+        "what": f"train {path}",
+        "detail": f"{config.base_model}, {precision}, batch {config.batch_size}, {config.max_length} tokens, LoRA {lora}, {steps} steps",
+        "after_load_mb": loaded,
+        "peak_rss_mb": peak_rss_mb(),
+        "cuda_peak_mb": _cuda_peak(),
+    }
 
 
 def child_serve(model_dir: str, rows: int) -> dict:
@@ -71,8 +106,13 @@ def child_serve(model_dir: str, rows: int) -> dict:
     texts = stratified_subset(load_split("bundled", "test"), rows, seed=0).texts
     classifier.predict(texts)
     dtype = weights_dtype(classifier.model)
-    return {"what": "serve", "detail": f"Classifier.load + predict {rows} texts (default batches), {dtype}, {classifier.device.type}",
-            "after_load_mb": loaded, "peak_rss_mb": peak_rss_mb(), "cuda_peak_mb": _cuda_peak()}
+    return {
+        "what": "serve",
+        "detail": f"Classifier.load + predict {rows} texts (default batches), {dtype}, {classifier.device.type}",
+        "after_load_mb": loaded,
+        "peak_rss_mb": peak_rss_mb(),
+        "cuda_peak_mb": _cuda_peak(),
+    }
 
 
 def main() -> None:
@@ -101,8 +141,24 @@ def main() -> None:
         results = []
         for child in ("train:baseline", "train:new", "serve"):
             started = time.perf_counter()
-            done = subprocess.run([sys.executable, __file__, "--child", child, "--model", str(model_dir), "--steps", str(args.steps),
-                                   "--rows", str(args.rows), "--base-model", args.base_model], capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    child,
+                    "--model",
+                    str(model_dir),
+                    "--steps",
+                    str(args.steps),
+                    "--rows",
+                    str(args.rows),
+                    "--base-model",
+                    args.base_model,
+                ],
+                capture_output=True,
+                text=True,
+            )
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode != 0 or not lines:
                 sys.exit(f"{child} failed:\n{done.stderr[-4000:]}")
@@ -110,8 +166,21 @@ def main() -> None:
             print(f"{child}: peak RSS {results[-1]['peak_rss_mb']:.0f} MB ({time.perf_counter() - started:.0f} s)", flush=True)
     print(f"at end: {other_load()}")
     print()
-    print(table(["measured", "what ran", "RSS after load (MB)", "peak RSS (MB)", "CUDA peak (MB)"],
-                [[r["what"], r["detail"], f"{r['after_load_mb']:.0f}", f"{r['peak_rss_mb']:.0f}", f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-"] for r in results]))
+    print(
+        table(
+            ["measured", "what ran", "RSS after load (MB)", "peak RSS (MB)", "CUDA peak (MB)"],
+            [
+                [
+                    r["what"],
+                    r["detail"],
+                    f"{r['after_load_mb']:.0f}",
+                    f"{r['peak_rss_mb']:.0f}",
+                    f"{r['cuda_peak_mb']:.0f}" if r["cuda_peak_mb"] is not None else "-",
+                ]
+                for r in results
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,9 @@ from common import machine, median, other_load, table
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--baseline-model", type=Path, required=True, help="bundle to compare against (e.g. the previous shipped model)")
+    parser.add_argument(
+        "--baseline-model", type=Path, required=True, help="bundle to compare against (e.g. the previous shipped model)"
+    )
     parser.add_argument("--model", type=Path, default=None, help="bundle under test (default: the shipped model)")
     parser.add_argument("--rows", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)

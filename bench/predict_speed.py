@@ -37,8 +37,17 @@ def untrained_bundle(folder: Path, base_model: str = "smollm2-135m", max_length:
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(base_model)
-    model = add_lora(load_classification_model(base_model, pad_token_id=tokenizer.pad_token_id), LoraSettings(r=16, alpha=32, target_modules=list(ALL_PROJECTIONS), layers=16))
-    info = {"base_model": base_model, "max_length": max_length, "normalize": "bigpatent", "metrics": {}, "note": "untrained, for benchmarks"}
+    model = add_lora(
+        load_classification_model(base_model, pad_token_id=tokenizer.pad_token_id),
+        LoraSettings(r=16, alpha=32, target_modules=list(ALL_PROJECTIONS), layers=16),
+    )
+    info = {
+        "base_model": base_model,
+        "max_length": max_length,
+        "normalize": "bigpatent",
+        "metrics": {},
+        "note": "untrained, for benchmarks",
+    }
     return save_bundle(model, tokenizer, info, folder)
 
 
@@ -61,14 +70,18 @@ def baseline_pass(model, tokenizer, texts: list[str], max_length: int, normalize
     out = []
     with torch.inference_mode():
         for text in texts:
-            encoded = tokenizer(to_bigpatent_form(text) if normalize else text, truncation=True, max_length=max_length, return_tensors="pt")
+            encoded = tokenizer(
+                to_bigpatent_form(text) if normalize else text, truncation=True, max_length=max_length, return_tensors="pt"
+            )
             out.append(torch.softmax(model(**encoded).logits[0, :9].float(), dim=-1).tolist())  # the main-section head
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=None, help="bundle folder (default: the shipped model, else an untrained one)")
+    parser.add_argument(
+        "--model", type=Path, default=None, help="bundle folder (default: the shipped model, else an untrained one)"
+    )
     parser.add_argument("--data", default="bundled")
     parser.add_argument("--rows", type=int, default=96)
     parser.add_argument("--repeats", type=int, default=3)
@@ -122,7 +135,10 @@ def main() -> None:
             compiled.predict(texts[:4], batch_size=args.batch_size)  # compiles here
             compile_seconds = time.perf_counter() - start
             compiled_rates, compiled_predictions = timed(compiled)
-            print(f"compiled: {', '.join(f'{r:.2f}' for r in compiled_rates)} samples/s (compiling took {compile_seconds:.0f} s)", flush=True)
+            print(
+                f"compiled: {', '.join(f'{r:.2f}' for r in compiled_rates)} samples/s (compiling took {compile_seconds:.0f} s)",
+                flush=True,
+            )
     print(f"at end: {other_load()}")
 
     codes = list(predictions[0].probabilities)
@@ -134,11 +150,22 @@ def main() -> None:
 
     b, n = median(base_rates), median(new_rates)
     batching = f"batches of {args.batch_size}" if args.batch_size else "default batches"
-    rows = [["baseline", "float32", "unmerged (PEFT)", "one text at a time", f"{b:.2f}", "1.00x"],
-            ["new: Classifier.predict", dtype, "merged", f"{batching}, sorted by length", f"{n:.2f}", f"{n / b:.2f}x"]]
+    rows = [
+        ["baseline", "float32", "unmerged (PEFT)", "one text at a time", f"{b:.2f}", "1.00x"],
+        ["new: Classifier.predict", dtype, "merged", f"{batching}, sorted by length", f"{n:.2f}", f"{n / b:.2f}x"],
+    ]
     if compiled_rates:
         c = median(compiled_rates)
-        rows.append([f"new + --compile ({compile_seconds:.0f} s once)", dtype, "merged", f"{batching}, sorted by length", f"{c:.2f}", f"{c / b:.2f}x"])
+        rows.append(
+            [
+                f"new + --compile ({compile_seconds:.0f} s once)",
+                dtype,
+                "merged",
+                f"{batching}, sorted by length",
+                f"{c:.2f}",
+                f"{c / b:.2f}x",
+            ]
+        )
     print()
     print(f"predicting {len(texts)} rows of {args.data} test, median of {args.repeats} passes after a warm-up, device {device}")
     print(table(["path", "weights", "LoRA", "batching", "samples/s", "vs baseline"], rows))

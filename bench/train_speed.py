@@ -68,7 +68,9 @@ def run_path(name: str, split, tokenizer, device, args) -> dict:
 
     from patentclf import training
 
-    common_options = dict(data=args.data, base_model=args.base_model, max_length=args.max_length, batch_size=args.batch_size, seed=0)
+    common_options = dict(
+        data=args.data, base_model=args.base_model, max_length=args.max_length, batch_size=args.batch_size, seed=0
+    )
     if name == "baseline":
         config = training.TrainConfig(**common_options, precision="fp32", group_by_length=False)
         precision = "fp32"
@@ -86,9 +88,18 @@ def run_path(name: str, split, tokenizer, device, args) -> dict:
     timer, counting = EpochTimer(), CountingCollator(collator)
     with tempfile.TemporaryDirectory() as tmp:
         trainer_args = training.training_arguments(
-            config, precision, device, tmp, progress=False,
-            num_train_epochs=1 + args.repeats, eval_strategy="no", save_strategy="no",
-            load_best_model_at_end=False, logging_steps=10**6, warmup_steps=0, **path_overrides,
+            config,
+            precision,
+            device,
+            tmp,
+            progress=False,
+            num_train_epochs=1 + args.repeats,
+            eval_strategy="no",
+            save_strategy="no",
+            load_best_model_at_end=False,
+            logging_steps=10**6,
+            warmup_steps=0,
+            **path_overrides,
         )
         trainer = Trainer(model=model, args=trainer_args, train_dataset=dataset, data_collator=counting, callbacks=[timer])
         trainer.train()
@@ -132,7 +143,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="bundled")
     parser.add_argument("--base-model", default="smollm2-135m")
-    parser.add_argument("--rows", type=int, default=256, help="fixed stratified subset of the training rows (under ~1,600 rows transformers groups lengths less well than in a full run)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=256,
+        help="fixed stratified subset of the training rows (under ~1,600 rows transformers groups lengths less well than in a full run)",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed epochs after the warm-up epoch")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--max-length", type=int, default=256)
@@ -155,25 +171,45 @@ def main() -> None:
         started = time.perf_counter()
         result = run_path(name, split, tokenizer, device, args)
         results.append(result)
-        print(f"{name}: {', '.join(f'{r:.2f}' for r in result['rates'])} samples/s per timed epoch ({time.perf_counter() - started:.0f} s in all)", flush=True)
+        print(
+            f"{name}: {', '.join(f'{r:.2f}' for r in result['rates'])} samples/s per timed epoch ({time.perf_counter() - started:.0f} s in all)",
+            flush=True,
+        )
     print(f"at end: {other_load()}")
 
     base = next((r["median"] for r in results if r["name"] == "baseline"), None)
     rows = []
     for r in results:
         ratio = f"{r['median'] / base:.2f}x" if base else "-"
-        rows.append([r["name"], r["precision"], r["order"], r["optimizer"], r["lora"], f"{r['trainable'] / 1e6:.2f} M",
-                     f"{r['tokens_per_row']:.0f} ({r['real_tokens_per_row']:.0f} real)", f"{r['median']:.2f}", ratio])
+        rows.append(
+            [
+                r["name"],
+                r["precision"],
+                r["order"],
+                r["optimizer"],
+                r["lora"],
+                f"{r['trainable'] / 1e6:.2f} M",
+                f"{r['tokens_per_row']:.0f} ({r['real_tokens_per_row']:.0f} real)",
+                f"{r['median']:.2f}",
+                ratio,
+            ]
+        )
     print()
-    print(f"training {args.base_model} on {args.data}: {len(split)} rows, batch {args.batch_size}, max length {args.max_length}, "
-          f"median of {args.repeats} epochs after 1 warm-up epoch, device {device.type}")
+    print(
+        f"training {args.base_model} on {args.data}: {len(split)} rows, batch {args.batch_size}, max length {args.max_length}, "
+        f"median of {args.repeats} epochs after 1 warm-up epoch, device {device.type}"
+    )
     print(table(["path", "precision", "order", "optimizer", "LoRA", "trainable", "tokens/row", "samples/s", "vs baseline"], rows))
     from patentclf import training
 
     whole = data_mod.load_split(args.data, "train")
-    config = training.TrainConfig(data=args.data, base_model=args.base_model, max_length=args.max_length, batch_size=args.batch_size)
-    print(f"over the whole {args.data} train split ({len(whole)} rows) the new path's batches carry "
-          f"{full_split_padding(whole, tokenizer, config):.0f} tokens/row (the baseline: {args.max_length})")
+    config = training.TrainConfig(
+        data=args.data, base_model=args.base_model, max_length=args.max_length, batch_size=args.batch_size
+    )
+    print(
+        f"over the whole {args.data} train split ({len(whole)} rows) the new path's batches carry "
+        f"{full_split_padding(whole, tokenizer, config):.0f} tokens/row (the baseline: {args.max_length})"
+    )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,28 @@ class RayHead:
         self.address = f"127.0.0.1:{port}"
         ray = str(Path(sys.executable).with_name("ray"))
         command = [
-            ray, "start", "--head", "--block", "--port", str(port), "--node-ip-address", "127.0.0.1",
-            "--num-cpus", str(self.num_cpus), "--include-dashboard", "false", "--temp-dir", self.temp,
-            "--dashboard-agent-grpc-port", str(_free_port()), "--dashboard-agent-listen-port", str(_free_port()),
-            "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port()),
+            ray,
+            "start",
+            "--head",
+            "--block",
+            "--port",
+            str(port),
+            "--node-ip-address",
+            "127.0.0.1",
+            "--num-cpus",
+            str(self.num_cpus),
+            "--include-dashboard",
+            "false",
+            "--temp-dir",
+            self.temp,
+            "--dashboard-agent-grpc-port",
+            str(_free_port()),
+            "--dashboard-agent-listen-port",
+            str(_free_port()),
+            "--runtime-env-agent-port",
+            str(_free_port()),
+            "--metrics-export-port",
+            str(_free_port()),
         ]
         self.log = open(Path(self.temp) / "head.log", "w+")
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)

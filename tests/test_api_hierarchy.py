@@ -114,8 +114,16 @@ def test_response_schema_refuses_a_probability_out_of_range():
     with pytest.raises(ValueError, match="less than or equal to 1"):
         PredictionResponse.model_validate(
             {
-                "id": "x", "label": "G", "name": "Physics", "label_id": 6, "confidence": 0.9, "probabilities": {},
-                "truncated": False, "needs_review": False, "model_version": "m", "subclasses": [bad],
+                "id": "x",
+                "label": "G",
+                "name": "Physics",
+                "label_id": 6,
+                "confidence": 0.9,
+                "probabilities": {},
+                "truncated": False,
+                "needs_review": False,
+                "model_version": "m",
+                "subclasses": [bad],
             }
         )
 

@@ -17,14 +17,18 @@ def test_gpu_train_bench_runs_tiny_on_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     done = subprocess.run(
         [sys.executable, str(BENCH / "gpu_train.py"), "--tiny", "--steps", "2", "--warmup", "1", "--json", str(out)],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["tiny"] is True
     assert [r["path"] for r in report["results"]] == ["baseline", "new"]
     for r in report["results"]:
-        assert r["samples_per_s"] > 0 and abs(r["tokens_per_s"] - r["samples_per_s"] * report["seq_len"]) < 1e-6 * r["tokens_per_s"]
+        assert (
+            r["samples_per_s"] > 0 and abs(r["tokens_per_s"] - r["samples_per_s"] * report["seq_len"]) < 1e-6 * r["tokens_per_s"]
+        )
         assert 0 < r["mfu"] < r["mfu_6n_convention"]  # LoRA's honest count is below the 6*N convention
         # 4*N_frozen + 6*N_trainable + attention: the formula the script documents
         assert r["flops_per_token"] > 4 * r["n_frozen"] + 6 * r["n_trainable"]

@@ -99,8 +99,22 @@ def test_bulk_run_matches_the_classifier_row_by_row(ray_address, tiny_bundle, in
 def test_killed_run_resumes_where_it_stopped(ray_address, tiny_bundle, input_folder, input_rows, tmp_path):
     out = tmp_path / "predictions"
     command = [
-        sys.executable, "-m", "patentclf.cli", "predict", "--engine", "ray", "--input", str(input_folder / "part-*"),
-        "--output", str(out), "--model", str(tiny_bundle), "--ray-address", ray_address, "--rows-per-batch", "25",
+        sys.executable,
+        "-m",
+        "patentclf.cli",
+        "predict",
+        "--engine",
+        "ray",
+        "--input",
+        str(input_folder / "part-*"),
+        "--output",
+        str(out),
+        "--model",
+        str(tiny_bundle),
+        "--ray-address",
+        ray_address,
+        "--rows-per-batch",
+        "25",
     ]
     first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

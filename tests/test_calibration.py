@@ -73,7 +73,9 @@ def test_reliability_diagram_is_drawn(tmp_path):
 def test_tfidf_models_round_trip_without_pickle(tmp_path):
     rows = toy_hierarchy_rows(240, seed=4)
     texts = [r["text"] for r in rows]
-    models = fit_tfidf(texts, {"section": [r["section"] for r in rows], "subclass": [r["ipc"][:4] for r in rows]}, max_features=500)
+    models = fit_tfidf(
+        texts, {"section": [r["section"] for r in rows], "subclass": [r["ipc"][:4] for r in rows]}, max_features=500
+    )
     models.save(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == {TFIDF_JSON, TFIDF_WEIGHTS}
     assert b"pickle" not in (tmp_path / TFIDF_JSON).read_bytes()

@@ -82,7 +82,10 @@ def test_cli_compile_failure_is_one_clear_line(tiny_bundle, tmp_path):
     env = {**os.environ, "CXX": "/nonexistent/c++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
     done = subprocess.run(
         [sys.executable, "-m", "patentclf.cli", "predict", "--model", str(tiny_bundle), "--compile", "an optical sensor"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert done.returncode != 0
     assert "--compile failed" in done.stderr and "run without --compile" in done.stderr

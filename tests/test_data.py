@@ -46,7 +46,9 @@ def test_each_file_format_reads_title_and_abstract_with_section_letters(tmp_path
 
 
 def test_text_and_numeric_label_columns(tmp_path):
-    path = write_jsonl(tmp_path / "ccdv.jsonl", [{"text": "a method of weaving yarn", "label": 3}, {"text": "an engine", "label": 5}])
+    path = write_jsonl(
+        tmp_path / "ccdv.jsonl", [{"text": "a method of weaving yarn", "label": 3}, {"text": "an engine", "label": 5}]
+    )
     split = data.load_split(str(path), "test")
     assert split.texts == ["a method of weaving yarn", "an engine"] and split.labels == [3, 5]
 

@@ -31,14 +31,53 @@ def _train(command: list[str], tmp_path, name: str) -> None:
 
 @pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tiny_base_model, toy_data, tmp_path):
-    options = ["train", "--data", str(toy_data), "--base-model", str(tiny_base_model), "--max-length", "64", "--epochs", "1",
-               "--learning-rate", "3e-3", "--lora-r", "8", "--lora-dropout", "0", "--precision", "fp32", "--seed", "0",
-               "--no-group-by-length", "--eval-limit", "16"]
+    options = [
+        "train",
+        "--data",
+        str(toy_data),
+        "--base-model",
+        str(tiny_base_model),
+        "--max-length",
+        "64",
+        "--epochs",
+        "1",
+        "--learning-rate",
+        "3e-3",
+        "--lora-r",
+        "8",
+        "--lora-dropout",
+        "0",
+        "--precision",
+        "fp32",
+        "--seed",
+        "0",
+        "--no-group-by-length",
+        "--eval-limit",
+        "16",
+    ]
     two, one = tmp_path / "two-processes", tmp_path / "one-process"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-              "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "patentclf.cli"]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "patentclf.cli",
+    ]
     _train(launch + options + ["--batch-size", "8", "--output-dir", str(two)], tmp_path, "accelerate launch, 2 processes")
-    _train([sys.executable, "-m", "patentclf.cli"] + options + ["--batch-size", "16", "--output-dir", str(one)], tmp_path, "1 process")
+    _train(
+        [sys.executable, "-m", "patentclf.cli"] + options + ["--batch-size", "16", "--output-dir", str(one)],
+        tmp_path,
+        "1 process",
+    )
 
     info_two, info_one = read_info(two), read_info(one)
     assert info_two["training"]["world_size"] == 2 and info_one["training"]["world_size"] == 1

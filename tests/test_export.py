@@ -40,7 +40,11 @@ print(json.dumps({"probs": probs.tolist(), "id2label": model.config.id2label, "p
 
 def load_without_peft(folder, max_length: int) -> dict:
     loaded = subprocess.run(
-        [sys.executable, "-c", LOAD_WITHOUT_PEFT, str(folder), str(max_length)], input=json.dumps(TEXTS), capture_output=True, text=True, check=True
+        [sys.executable, "-c", LOAD_WITHOUT_PEFT, str(folder), str(max_length)],
+        input=json.dumps(TEXTS),
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(loaded.stdout.strip().splitlines()[-1])
 
@@ -79,7 +83,9 @@ def test_export_bfloat16_keeps_the_labels(tiny_bundle, tmp_path):
     exported = load_without_peft(out, classifier.max_length)
     assert exported["weights_dtype"] == "torch.bfloat16"
     # bf16 rounds the probabilities a little; the predicted sections stay those of the bundle.
-    assert [CODES[max(range(len(p)), key=p.__getitem__)] for p in exported["probs"]] == [p.label for p in classifier.predict(TEXTS)]
+    assert [CODES[max(range(len(p)), key=p.__getitem__)] for p in exported["probs"]] == [
+        p.label for p in classifier.predict(TEXTS)
+    ]
 
 
 def test_export_rejects_a_folder_that_is_not_a_bundle(tmp_path):

@@ -76,7 +76,11 @@ def predict(server, text: str) -> dict:
 def test_feedback_by_prediction_id_stores_the_text_and_whether_it_agreed(server):
     prediction = predict(server, "a turbine engine with a valve")
     wrong = "G" if prediction["label"] != "G" else "H"
-    response = httpx.post(server.url + "/feedback", json={"prediction_id": prediction["id"], "label": wrong, "comment": "it measures"}, headers=HEADERS)
+    response = httpx.post(
+        server.url + "/feedback",
+        json={"prediction_id": prediction["id"], "label": wrong, "comment": "it measures"},
+        headers=HEADERS,
+    )
     assert response.status_code == 201
     ack = response.json()
     expected = {"prediction_id": prediction["id"], "label": wrong, "code": wrong, "agreed": False, "status": "accepted"}
@@ -85,7 +89,9 @@ def test_feedback_by_prediction_id_stores_the_text_and_whether_it_agreed(server)
     assert row["text"] == "a turbine engine with a valve" and row["predicted_label"] == prediction["label"]
     assert row["comment"] == "it measures" and row["model_version"] == prediction["model_version"]
 
-    again = httpx.post(server.url + "/feedback", json={"prediction_id": prediction["id"], "label": prediction["label"].lower()}, headers=HEADERS)
+    again = httpx.post(
+        server.url + "/feedback", json={"prediction_id": prediction["id"], "label": prediction["label"].lower()}, headers=HEADERS
+    )
     assert again.status_code == 201 and again.json()["agreed"] is True and again.json()["label"] == prediction["label"]
 
 
@@ -204,13 +210,19 @@ def test_non_json_feedback_is_422_and_stores_nothing(server):
 
 
 def test_concurrent_feedback_is_stored_exactly_once_each(server):
-    predictions = httpx.post(server.url + "/predict/batch", json={"texts": [f"sensor clock {i}" for i in range(30)]}).json()["predictions"]
+    predictions = httpx.post(server.url + "/predict/batch", json={"texts": [f"sensor clock {i}" for i in range(30)]}).json()[
+        "predictions"
+    ]
 
     async def post_all():
         async with httpx.AsyncClient(timeout=60) as client:
             return await asyncio.gather(
                 *(
-                    client.post(server.url + "/feedback", json={"prediction_id": p["id"], "label": "G", "comment": f"writer {i}"}, headers=HEADERS)
+                    client.post(
+                        server.url + "/feedback",
+                        json={"prediction_id": p["id"], "label": "G", "comment": f"writer {i}"},
+                        headers=HEADERS,
+                    )
                     for i, p in enumerate(predictions)
                 )
             )
@@ -232,7 +244,9 @@ def test_acknowledged_feedback_survives_sigkill_and_restart(tiny_bundle, tmp_pat
         acknowledged = []
         for i in range(5):
             prediction = predict(first, f"a bridge and a road {i}")
-            response = httpx.post(first.url + "/feedback", json={"prediction_id": prediction["id"], "label": "E"}, headers=HEADERS)
+            response = httpx.post(
+                first.url + "/feedback", json={"prediction_id": prediction["id"], "label": "E"}, headers=HEADERS
+            )
             assert response.status_code == 201
             acknowledged.append(response.json()["feedback_id"])
     finally:
@@ -258,7 +272,11 @@ def test_feedback_by_id_asks_for_the_text_when_the_server_no_longer_has_it(tiny_
         assert response.status_code == 422
         assert "text" in response.json()["detail"]
         assert FeedbackStore(tmp_path / "fb.db").count() == 0
-        response = httpx.post(live.url + "/feedback", json={"prediction_id": prediction["id"], "text": "a catalyst compound", "label": "C"}, headers=HEADERS)
+        response = httpx.post(
+            live.url + "/feedback",
+            json={"prediction_id": prediction["id"], "text": "a catalyst compound", "label": "C"},
+            headers=HEADERS,
+        )
         assert response.status_code == 201
         assert response.json()["agreed"] == (prediction["label"] == "C")
 

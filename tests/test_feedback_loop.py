@@ -44,14 +44,20 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 def test_feedback_retrains_the_model_on_its_mistakes(tiny_base_model, toy_data, tmp_path):
     # The deployed model: a short run of the tiny Llama on the toy task (no Y in it).
-    old_bundle = train(tiny_train_config(toy_data, tiny_base_model, tmp_path / "old", epochs=4, train_limit=96, eval_limit=16), progress=False)
+    old_bundle = train(
+        tiny_train_config(toy_data, tiny_base_model, tmp_path / "old", epochs=4, train_limit=96, eval_limit=16), progress=False
+    )
     texts = [row["text"] for row in y_rows(16, seed=7)]
     db = tmp_path / "feedback.db"
     with LiveServer(old_bundle, env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=db) as live:
         old = httpx.post(live.url + "/predict/batch", json={"texts": texts}, timeout=300).json()["predictions"]
         assert all(p["label"] != "Y" for p in old)  # the old model gets every one wrong
         for prediction in old:
-            response = httpx.post(live.url + "/feedback", json={"prediction_id": prediction["id"], "label": "Y", "comment": "cross-sectional"}, headers={"X-API-Key": API_KEY})
+            response = httpx.post(
+                live.url + "/feedback",
+                json={"prediction_id": prediction["id"], "label": "Y", "comment": "cross-sectional"},
+                headers={"X-API-Key": API_KEY},
+            )
             assert response.status_code == 201 and response.json()["agreed"] is False
 
     exported = tmp_path / "corrections.jsonl"
@@ -69,9 +75,25 @@ def test_feedback_retrains_the_model_on_its_mistakes(tiny_base_model, toy_data, 
     write_jsonl(data / "test.jsonl", toy_rows(16, seed=34) + y_rows(8, seed=35))
     retrained = tmp_path / "retrained"
     cli(
-        "train", "--data", str(data), "--extra-data", str(exported), "--resume-from", str(old_bundle),
-        "--output-dir", str(retrained), "--epochs", "16", "--batch-size", "16", "--learning-rate", "5e-3",
-        "--precision", "fp32", "--seed", "0",
+        "train",
+        "--data",
+        str(data),
+        "--extra-data",
+        str(exported),
+        "--resume-from",
+        str(old_bundle),
+        "--output-dir",
+        str(retrained),
+        "--epochs",
+        "16",
+        "--batch-size",
+        "16",
+        "--learning-rate",
+        "5e-3",
+        "--precision",
+        "fp32",
+        "--seed",
+        "0",
     )
     info = read_info(retrained)
     assert info["base_model"] == read_info(old_bundle)["base_model"]

@@ -52,7 +52,10 @@ def test_training_and_prediction_read_the_same_token_even_when_eos_is_appended(t
 
     classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32")
     eos = classifier.tokenizer.pad_token_id
-    windows = [classifier.tokenizer("a turbine engine valve")["input_ids"] + [eos], classifier.tokenizer("an acid")["input_ids"] + [eos]]
+    windows = [
+        classifier.tokenizer("a turbine engine valve")["input_ids"] + [eos],
+        classifier.tokenizer("an acid")["input_ids"] + [eos],
+    ]
     serving = classifier._logits(windows)
 
     model, tokenizer, info = load_bundle(tiny_hierarchy_bundle, dtype=torch.float32, merge=False)

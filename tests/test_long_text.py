@@ -76,7 +76,9 @@ def test_chunk_probabilities_are_the_mean_of_the_windows(classifier):
     text = _filler(60) + " polymer acid " + _filler(60) + " engine valve turbine"
     windows, _, _ = classifier._windows([text], chunk=True)
     assert len(windows) > 1
-    per_window = torch.cat([classifier._head_probabilities([w], batch_size=1, progress=None)["section"] for w in windows])  # each on its own
+    per_window = torch.cat(
+        [classifier._head_probabilities([w], batch_size=1, progress=None)["section"] for w in windows]
+    )  # each on its own
     combined = classifier.predict([text], long_text="chunk")[0]
     assert combined.chunks == len(windows)
     raw = classifier.raw_outputs([text], long_text="chunk")["section"][0]  # before the temperature
@@ -87,14 +89,31 @@ def test_chunk_probabilities_are_the_mean_of_the_windows(classifier):
 
 def test_short_texts_are_the_same_in_both_modes(classifier):
     texts = ["a polymer compound with acid", "the engine valve"]
-    assert [p.probabilities for p in classifier.predict(texts)] == [p.probabilities for p in classifier.predict(texts, long_text="chunk")]
+    assert [p.probabilities for p in classifier.predict(texts)] == [
+        p.probabilities for p in classifier.predict(texts, long_text="chunk")
+    ]
 
 
 def test_cli_predict_and_evaluate_take_long_text(tiny_bundle, toy_data, tmp_path):
     runner = CliRunner()
-    result = runner.invoke(app, ["predict", "--model", str(tiny_bundle), "--long-text", "chunk", _filler(120) + " polymer acid compound"])
+    result = runner.invoke(
+        app, ["predict", "--model", str(tiny_bundle), "--long-text", "chunk", _filler(120) + " polymer acid compound"]
+    )
     assert result.exit_code == 0, result.output
-    result = runner.invoke(app, ["evaluate", "--model", str(tiny_bundle), "--data", str(toy_data), "--long-text", "chunk", "--output", str(tmp_path / "eval")])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--model",
+            str(tiny_bundle),
+            "--data",
+            str(toy_data),
+            "--long-text",
+            "chunk",
+            "--output",
+            str(tmp_path / "eval"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert '"long_text": "chunk"' in (tmp_path / "eval" / "metrics.json").read_text()
     bad = runner.invoke(app, ["predict", "--model", str(tiny_bundle), "--long-text", "sideways", "a text"])

@@ -9,7 +9,15 @@ from patentclf.monitoring import Metrics, PredictionLog, new_log_row
 
 
 def row(i: int, label: str, confidence: float, text: str | None = None):
-    return new_log_row(f"id{i}", model_version="m@1", label=label, confidence=confidence, latency_ms=12.5, needs_review=confidence < 0.5, text=text)
+    return new_log_row(
+        f"id{i}",
+        model_version="m@1",
+        label=label,
+        confidence=confidence,
+        latency_ms=12.5,
+        needs_review=confidence < 0.5,
+        text=text,
+    )
 
 
 def test_log_buffers_then_flushes_and_finds_rows_either_way(tmp_path):
@@ -47,7 +55,11 @@ def test_metrics_render_the_named_series():
     metrics.observe_batch(5, 0.1)
     body, content_type = metrics.render()
     assert content_type.startswith("text/plain")
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in text_string_to_metric_families(body.decode()) for s in f.samples}
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(body.decode())
+        for s in f.samples
+    }
     assert samples[("patentclf_requests_total", (("method", "POST"), ("route", "/predict"), ("status", "200")))] == 1
     assert samples[("patentclf_request_errors_total", (("route", "/predict"), ("status", "422")))] == 1
     assert samples[("patentclf_predictions_total", (("label", "H"),))] == 1

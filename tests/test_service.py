@@ -70,7 +70,17 @@ def test_predict_answers_the_contract_and_matches_the_classifier(server, classif
     response = httpx.post(server.url + "/predict", json={"text": text})
     assert response.status_code == 200
     answer = response.json()
-    assert set(answer) >= {"id", "label", "name", "label_id", "confidence", "probabilities", "truncated", "needs_review", "model_version"}
+    assert set(answer) >= {
+        "id",
+        "label",
+        "name",
+        "label_id",
+        "confidence",
+        "probabilities",
+        "truncated",
+        "needs_review",
+        "model_version",
+    }
     assert len(answer["id"]) == 32 and int(answer["id"], 16) >= 0
     assert answer["label"] == "F"  # the toy task's F words
     assert answer["needs_review"] == (answer["confidence"] < 0.5)
@@ -176,7 +186,9 @@ def test_many_concurrent_requests_each_get_their_own_answer(mode, request, class
     live = request.getfixturevalue("server" if mode.endswith("on") else "server_without_batching")
     rows = toy_rows(48, seed=21)
     texts = [r["text"] for r in rows]
-    bodies = [("/predict", {"text": t}) for t in texts[:40]] + [("/predict/batch", {"texts": texts[40 + i : 42 + i]}) for i in range(0, 8, 2)]
+    bodies = [("/predict", {"text": t}) for t in texts[:40]] + [
+        ("/predict/batch", {"texts": texts[40 + i : 42 + i]}) for i in range(0, 8, 2)
+    ]
     responses = asyncio.run(_post_all(live.url, bodies))
     assert [r.status_code for r in responses] == [200] * len(bodies)
     answers = [r.json() for r in responses[:40]] + [p for r in responses[40:] for p in r.json()["predictions"]]
@@ -233,7 +245,9 @@ def test_metrics_count_what_happens(server):
     answer = httpx.post(server.url + "/predict", json={"text": "an antenna circuit"}).json()
     assert httpx.post(server.url + "/predict", json={"text": ""}).status_code == 422
     wrong = "A" if answer["label"] != "A" else "B"
-    feedback = httpx.post(server.url + "/feedback", json={"prediction_id": answer["id"], "label": wrong}, headers={"X-API-Key": API_KEY})
+    feedback = httpx.post(
+        server.url + "/feedback", json={"prediction_id": answer["id"], "label": wrong}, headers={"X-API-Key": API_KEY}
+    )
     assert feedback.status_code == 201
     after = metric_samples(server.url)
 

@@ -158,7 +158,9 @@ def test_one_bad_input_fails_only_its_own_request():
         batcher = MicroBatcher(predict, max_queue=10, max_batch_texts=8, max_wait_s=0.2)
         batcher.start()
         try:
-            return await asyncio.gather(batcher.submit(["fine"]), batcher.submit(["poison"]), batcher.submit(["also fine"]), return_exceptions=True)
+            return await asyncio.gather(
+                batcher.submit(["fine"]), batcher.submit(["poison"]), batcher.submit(["also fine"]), return_exceptions=True
+            )
         finally:
             await batcher.stop()
 
@@ -193,10 +195,14 @@ def test_a_dead_worker_fails_every_waiting_request_and_says_so():
         raise KeyError("metrics bug")
 
     async def scenario():
-        batcher = MicroBatcher(Recorder(delay=0.05), max_queue=10, max_batch_texts=1, max_wait_s=0, on_batch=broken_metrics, on_death=deaths.append)
+        batcher = MicroBatcher(
+            Recorder(delay=0.05), max_queue=10, max_batch_texts=1, max_wait_s=0, on_batch=broken_metrics, on_death=deaths.append
+        )
         batcher.start()
         try:
-            answers = await asyncio.wait_for(asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(3)), return_exceptions=True), 10)
+            answers = await asyncio.wait_for(
+                asyncio.gather(*(batcher.submit([f"t{i}"]) for i in range(3)), return_exceptions=True), 10
+            )
             with pytest.raises(WorkerDied):
                 await batcher.submit(["later"])
             return answers

@@ -24,7 +24,12 @@ def clean_env(monkeypatch):
 def test_layers_override_in_order(tmp_path, clean_env):
     config_file = tmp_path / "service.yaml"
     config_file.write_text("port: 9100\nmax_batch: 10\nreview_threshold: 0.7\nmicro_batching: true\n")
-    for name, value in {"API_KEY": "from-env", "FEEDBACK_DB": str(tmp_path / "env.db"), "MAX_BATCH": "20", "MICRO_BATCHING": "false"}.items():
+    for name, value in {
+        "API_KEY": "from-env",
+        "FEEDBACK_DB": str(tmp_path / "env.db"),
+        "MAX_BATCH": "20",
+        "MICRO_BATCHING": "false",
+    }.items():
         clean_env.setenv(f"PATENTCLF_{name}", value)
     config = ServiceConfig.load(config_file, max_batch=30, port=None)
     assert config.port == 9100  # file (the flag was not given)

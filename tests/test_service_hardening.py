@@ -73,7 +73,9 @@ BODY_LIMIT = 8 * 2000 * 6 + 64 * 1024  # app.py's _body_limit for these settings
 @pytest.fixture(scope="module")
 def server(tiny_bundle, tmp_path_factory):
     db = tmp_path_factory.mktemp("hardening") / "feedback.db"
-    with LiveServer(tiny_bundle, env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=db, request_timeout_s=3, retry_after_s=2, **LIMITS) as live:
+    with LiveServer(
+        tiny_bundle, env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=db, request_timeout_s=3, retry_after_s=2, **LIMITS
+    ) as live:
         yield live
 
 
@@ -134,7 +136,14 @@ def test_a_request_past_its_deadline_gets_503_with_retry_after(server):
 def test_a_request_queued_past_its_deadline_gets_503_and_is_dropped(tiny_bundle, tmp_path):
     # One text per model call, a half-second deadline and a large chunk-mode batch (~12,000 windows):
     # the batch cannot finish in time, and its remaining texts never reach the model.
-    options = dict(feedback_db=tmp_path / "fb.db", long_text="chunk", micro_batch_size=1, max_batch=64, request_timeout_s=0.5, retry_after_s=5)
+    options = dict(
+        feedback_db=tmp_path / "fb.db",
+        long_text="chunk",
+        micro_batch_size=1,
+        max_batch=64,
+        request_timeout_s=0.5,
+        retry_after_s=5,
+    )
     with LiveServer(tiny_bundle, **options) as live:
         texts = [long_text(i, 7000) for i in range(64)]
         response = httpx.post(live.url + "/predict/batch", json={"texts": texts}, timeout=120)
@@ -162,7 +171,12 @@ def test_a_model_that_fails_to_load_ends_the_process_non_zero(tiny_bundle, tmp_p
     log = tmp_path / "server.log"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     with log.open("wb") as out:
-        process = subprocess.Popen([sys.executable, "-m", "patentclf.cli", *serve_command(broken, free_port(), tmp_path / "fb.db")], env=env, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "patentclf.cli", *serve_command(broken, free_port(), tmp_path / "fb.db")],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         code = process.wait(timeout=300)
     finally:

@@ -49,16 +49,29 @@ def test_schemathesis_finds_nothing(tiny_bundle, tmp_path):
     config.write_text(CONFIG)
     with LiveServer(tiny_bundle, **options) as live:
         command = [
-            str(SCHEMATHESIS), "--config-file", str(config), "run", live.url + "/openapi.json",
-            "--checks", "all",
-            "--header", f"X-API-Key: {API_KEY}",  # so that feedback reaches validation, not only the key check
-            "--phases", "examples,coverage,fuzzing",
-            "--max-examples", "15",
-            "--seed", "1",
-            "--workers", "1",
-            "--max-response-time", "60",
-            "--request-timeout", "120",
-            "--generation-database", "none",
+            str(SCHEMATHESIS),
+            "--config-file",
+            str(config),
+            "run",
+            live.url + "/openapi.json",
+            "--checks",
+            "all",
+            "--header",
+            f"X-API-Key: {API_KEY}",  # so that feedback reaches validation, not only the key check
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--max-examples",
+            "15",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--max-response-time",
+            "60",
+            "--request-timeout",
+            "120",
+            "--generation-database",
+            "none",
             "--no-color",
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=1200)

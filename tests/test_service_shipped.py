@@ -26,6 +26,8 @@ def test_the_shipped_model_serves_real_patents(shipped_model, tmp_path):
         assert sum(p["label_id"] == y for p, y in zip(predictions, labels)) >= 24
         one = httpx.post(live.url + "/predict", json={"text": texts[0]}, timeout=300).json()
         assert one["label"] == predictions[0]["label"]
-        feedback = httpx.post(live.url + "/feedback", json={"prediction_id": one["id"], "label": CODES[labels[0]]}, headers={"X-API-Key": "k"})
+        feedback = httpx.post(
+            live.url + "/feedback", json={"prediction_id": one["id"], "label": CODES[labels[0]]}, headers={"X-API-Key": "k"}
+        )
         assert feedback.status_code == 201
         assert httpx.get(live.url + "/stats").json()["training_mix"]["G"] > 0

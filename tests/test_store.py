@@ -392,4 +392,3 @@ def test_texts_stay_out_of_the_database_unless_shared_or_logged(database):
     assert log.find("id1").text is None and log.find("id2").text == "a logged text"
     with log.store.read() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM prediction_texts")).scalar() == 0
-

@@ -203,7 +203,11 @@ def test_api_hung_is_said_plainly(monkeypatch):
 
 
 def test_batch_upload_shows_a_table_and_offers_downloads(ui_env):
-    rows = [("US-a", "Yarn", "a fabric of weaving yarn"), ("US-b", "Antenna", "a circuit with a transistor"), ("US-c", "Door", "a building door")]
+    rows = [
+        ("US-a", "Yarn", "a fabric of weaving yarn"),
+        ("US-b", "Antenna", "a circuit with a transistor"),
+        ("US-c", "Door", "a building door"),
+    ]
     content = "id,title,abstract\n" + "".join(f"{i},{t},{a}\n" for i, t, a in rows)
     at = classify_page()
     at.file_uploader[0].set_value(("patents.csv", content.encode(), "text/csv")).run()

@@ -20,8 +20,17 @@ def _prediction(code: str, pid: str) -> dict:
     """A section-only model's answer."""
     probabilities = {c: (0.92 if c == code else 0.01) for c in CODES}
     return {
-        "id": pid, "label": code, "name": "n", "confidence": 0.92, "probabilities": probabilities, "truncated": False,
-        "needs_review": False, "sections": [code], "section_probabilities": {code: 0.92}, "classes": [], "subclasses": [],
+        "id": pid,
+        "label": code,
+        "name": "n",
+        "confidence": 0.92,
+        "probabilities": probabilities,
+        "truncated": False,
+        "needs_review": False,
+        "sections": [code],
+        "section_probabilities": {code: 0.92},
+        "classes": [],
+        "subclasses": [],
     }
 
 

@@ -85,7 +85,17 @@ def run_api(bundle: Path, folder: Path, timeout: float = 180, env: dict[str, str
         **(env or {}),
     }
     log = folder / "api.log"
-    command = [sys.executable, "-m", "uvicorn", "--factory", "patentclf.service.app:create_app", "--host", "127.0.0.1", "--port", str(port)]
+    command = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        "patentclf.service.app:create_app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with log.open("w") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"

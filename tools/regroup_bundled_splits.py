@@ -16,7 +16,12 @@ SPLITS = ("train", "validation", "test")
 
 def main() -> int:
     folder = bundled_data_dir()
-    rows = [(split, json.loads(line)) for split in SPLITS for line in (folder / f"{split}.jsonl").read_text().splitlines() if line.strip()]
+    rows = [
+        (split, json.loads(line))
+        for split in SPLITS
+        for line in (folder / f"{split}.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     # Union-find over the pairs, so chains of near-duplicates form one group.
     parent = list(range(len(rows)))
 

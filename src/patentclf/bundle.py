@@ -103,7 +103,10 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
         tokenizer = load_tokenizer(info["base_model"])
     with quiet_transformers():
         base = load_classification_model(
-            info["base_model"], pad_token_id=tokenizer.pad_token_id, dtype=torch.float32, num_labels=HeadLayout.from_info(info).size
+            info["base_model"],
+            pad_token_id=tokenizer.pad_token_id,
+            dtype=torch.float32,
+            num_labels=HeadLayout.from_info(info).size,
         )
     model = PeftModel.from_pretrained(base, bundle_dir)
     if merge:

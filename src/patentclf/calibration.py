@@ -124,7 +124,13 @@ def plot_reliability(table: list[dict], ece: float, path: str | Path, title: str
     centres = [(r["low"] + r["high"]) / 2 for r in table]
     width = (table[0]["high"] - table[0]["low"]) if table else 0.066
     ax.bar(centres, [r["accuracy"] for r in table], width=width * 0.9, alpha=0.7, label="accuracy in bin")
-    ax.plot([r["confidence"] for r in table], [r["accuracy"] for r in table], marker="o", color="black", label="(mean confidence, accuracy)")
+    ax.plot(
+        [r["confidence"] for r in table],
+        [r["accuracy"] for r in table],
+        marker="o",
+        color="black",
+        label="(mean confidence, accuracy)",
+    )
     for r, x in zip(table, centres):
         ax.text(x, 0.02, str(r["n"]), ha="center", fontsize=7, rotation=90)
     ax.set_xlim(0, 1)

@@ -68,7 +68,16 @@ class Classifier:
     """A loaded model bundle. ``Classifier.load(path).predict(texts)``."""
 
     def __init__(
-        self, model, tokenizer, info: dict, *, version: str, path: Path, device: torch.device, compile: bool = False, use_tfidf: bool = True
+        self,
+        model,
+        tokenizer,
+        info: dict,
+        *,
+        version: str,
+        path: Path,
+        device: torch.device,
+        compile: bool = False,
+        use_tfidf: bool = True,
     ):
         self.model = model
         self.tokenizer = tokenizer
@@ -120,7 +129,9 @@ class Classifier:
             raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
         use_bf16 = precision == "bf16" or (precision == "auto" and supports_bf16(target))
         model, tokenizer, info = load_bundle(path, dtype=torch.bfloat16 if use_bf16 else torch.float32, device=target)
-        return cls(model, tokenizer, info, version=model_version(path), path=path, device=target, compile=compile, use_tfidf=use_tfidf)
+        return cls(
+            model, tokenizer, info, version=model_version(path), path=path, device=target, compile=compile, use_tfidf=use_tfidf
+        )
 
     def warm_up(self) -> None:
         """Run the shapes that predictions will: batches of one row and of several, windows of one token,
@@ -153,7 +164,9 @@ class Classifier:
         outputs = self.calibrated(raw, texts)
         return [self._prediction(outputs, i, truncated[i], counts[i]) for i in range(len(texts))]
 
-    def raw_outputs(self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate") -> dict[str, np.ndarray]:
+    def raw_outputs(
+        self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate"
+    ) -> dict[str, np.ndarray]:
         """The model's own probabilities per head (before the TF-IDF blend and temperature), one row
         per text: what calibration is fitted on."""
         return self._raw_outputs(texts, batch_size, long_text, None)[0]
@@ -206,7 +219,9 @@ class Classifier:
         return aligned / aligned.sum(axis=1, keepdims=True)
 
     def predict_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> torch.Tensor:
-        return torch.stack([torch.tensor([p.probabilities[c] for c in CODES]) for p in self.predict(texts, batch_size=batch_size)])
+        return torch.stack(
+            [torch.tensor([p.probabilities[c] for c in CODES]) for p in self.predict(texts, batch_size=batch_size)]
+        )
 
     def _windows(self, texts: Sequence[str], chunk: bool) -> tuple[list[list[int]], list[int], list[bool]]:
         """Token id windows for each text, the text each window belongs to, and which were truncated."""
@@ -238,8 +253,10 @@ class Classifier:
         for index in order:
             group = groups[-1] if groups else None
             # Rows come shortest first, so the newcomer sets the padded length of its group.
-            fits = group is not None and len(group) < batch_size and (
-                self.batch_tokens is None or (len(group) + 1) * lengths[index] <= self.batch_tokens
+            fits = (
+                group is not None
+                and len(group) < batch_size
+                and (self.batch_tokens is None or (len(group) + 1) * lengths[index] <= self.batch_tokens)
             )
             if fits:
                 group.append(index)

@@ -51,7 +51,9 @@ def train(
     data_config: Optional[str] = typer.Option(None, help="hub config: patent | abstract"),
     extra_data: Optional[list[str]] = typer.Option(None, help="more labelled rows (e.g. exported feedback); repeatable"),
     text_field: Optional[list[str]] = typer.Option(None, help="text column(s), joined (default: text, or title + abstract)"),
-    base_model: Optional[str] = typer.Option(None, help="hub id, local folder, or an embedded model: gemma3-270m, smollm2-135m (default meta-llama/Llama-3.2-1B)"),
+    base_model: Optional[str] = typer.Option(
+        None, help="hub id, local folder, or an embedded model: gemma3-270m, smollm2-135m (default meta-llama/Llama-3.2-1B)"
+    ),
     output_dir: Optional[str] = typer.Option(None, "--output-dir", "--output", help="bundle folder (default final_model)"),
     checkpoint_dir: Optional[str] = typer.Option(None, help="checkpoints (default OUTPUT-checkpoints); a rerun resumes"),
     resume_from: Optional[str] = typer.Option(None, help="continue training an existing bundle's adapter"),
@@ -77,7 +79,9 @@ def train(
     heads: Optional[str] = typer.Option(None, help="auto (hierarchy heads when the data has ipc codes) | section"),
     head_learning_rate: Optional[float] = typer.Option(None, help="the score layer's learning rate (default: --learning-rate)"),
     label_smoothing: Optional[float] = typer.Option(None),
-    prefix_loss_weight: Optional[float] = typer.Option(None, help="also train on a random short prefix of each text, with this weight"),
+    prefix_loss_weight: Optional[float] = typer.Option(
+        None, help="also train on a random short prefix of each text, with this weight"
+    ),
     restart: bool = typer.Option(False, "--restart", help="delete checkpoints of a different run and start over"),
 ) -> None:
     """Fine-tune a base model with LoRA and write a model bundle."""
@@ -131,11 +135,19 @@ def calibrate(
     console.print_json(data=calibration)
 
 
-def _read_input_split(spec: str, split: str, data_config: str, text_field: Optional[list[str]], text_form: str, require_labels: bool):
+def _read_input_split(
+    spec: str, split: str, data_config: str, text_field: Optional[list[str]], text_form: str, require_labels: bool
+):
     from .data import DataError, load_split, to_bigpatent_form
 
     try:
-        rows = load_split(spec, split, data_config=data_config, text_fields=tuple(text_field) if text_field else None, require_labels=require_labels)
+        rows = load_split(
+            spec,
+            split,
+            data_config=data_config,
+            text_fields=tuple(text_field) if text_field else None,
+            require_labels=require_labels,
+        )
     except DataError as exc:
         _fail(str(exc))
     if text_form == "bigpatent":
@@ -157,13 +169,23 @@ def evaluate(
     data_config: str = typer.Option("abstract"),
     text_field: Optional[list[str]] = typer.Option(None),
     limit: Optional[int] = typer.Option(None, help="seeded, stratified subset of rows"),
-    text_form: str = typer.Option("original", help="original | bigpatent (lowercase, spaced punctuation) | short (first 200 characters, bigpatent)"),
+    text_form: str = typer.Option(
+        "original", help="original | bigpatent (lowercase, spaced punctuation) | short (first 200 characters, bigpatent)"
+    ),
     long_text: str = typer.Option("truncate", help="truncate | chunk"),
     batch_size: Optional[int] = typer.Option(None, help="most texts per model call (default 8 on CPU, 32 on a GPU)"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model: 30-80 s to start, ~20% faster after (large files)"),
-    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="also score TF-IDF + logistic regression on the same rows"),
-    baseline_data: Optional[str] = typer.Option(None, help="training data of the baseline (default: the bundle's own training data)"),
-    output: Path = typer.Option(Path("outputs/evaluation"), help="folder for metrics.json, confusion_matrix.png and reliability.png"),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile the model: 30-80 s to start, ~20% faster after (large files)"
+    ),
+    baseline: bool = typer.Option(
+        True, "--baseline/--no-baseline", help="also score TF-IDF + logistic regression on the same rows"
+    ),
+    baseline_data: Optional[str] = typer.Option(
+        None, help="training data of the baseline (default: the bundle's own training data)"
+    ),
+    output: Path = typer.Option(
+        Path("outputs/evaluation"), help="folder for metrics.json, confusion_matrix.png and reliability.png"
+    ),
 ) -> None:
     """Evaluate a bundle beside a TF-IDF baseline: sections, calibration (ECE) and, where the rows
     carry codes, every section, classes and subclasses. Writes metrics.json and the pictures."""
@@ -175,9 +197,20 @@ def evaluate(
     classifier = _load_classifier(model, compile=compile)
     with _progress() as bar:
         task = bar.add_task(f"evaluating {len(rows)} rows", total=len(rows))
-        predictions = classifier.predict(rows.texts, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n))
+        predictions = classifier.predict(
+            rows.texts, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n)
+        )
     metrics = evaluate_predictions(rows.labels, rows.codes, predictions)
-    metrics.update({"model": str(classifier.path), "model_version": classifier.version, "data": rows.source, "split": split, "text_form": text_form, "long_text": long_text})
+    metrics.update(
+        {
+            "model": str(classifier.path),
+            "model_version": classifier.version,
+            "data": rows.source,
+            "split": split,
+            "text_form": text_form,
+            "long_text": long_text,
+        }
+    )
     reference = None
     if baseline:
         trained_on = classifier.info.get("training", {}).get("data")
@@ -221,7 +254,11 @@ def _comparison_table(metrics: dict, baseline: dict | None) -> Table:
     def row(name: str, ours: float | None, theirs: float | None) -> None:
         if ours is None:
             return
-        cells = [f"{ours:.3f}", f"{theirs:.3f}" if theirs is not None else "-", f"{ours - theirs:+.3f}" if theirs is not None else "-"]
+        cells = [
+            f"{ours:.3f}",
+            f"{theirs:.3f}" if theirs is not None else "-",
+            f"{ours - theirs:+.3f}" if theirs is not None else "-",
+        ]
         table.add_row(name, *cells)
 
     base = baseline or {}
@@ -240,22 +277,48 @@ def _comparison_table(metrics: dict, baseline: dict | None) -> Table:
 def predict(
     texts: Optional[list[str]] = typer.Argument(None, help="patent texts to classify"),
     model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model)"),
-    input: Optional[str] = typer.Option(None, "--input", help="JSONL/CSV/Parquet file of texts (text, or title + abstract); with --engine ray also a folder, a glob or a URI such as s3://..."),
-    output: Optional[str] = typer.Option(None, help="JSONL file for --input results (default: stdout); with --engine ray the folder of Parquet files"),
+    input: Optional[str] = typer.Option(
+        None,
+        "--input",
+        help="JSONL/CSV/Parquet file of texts (text, or title + abstract); with --engine ray also a folder, a glob or a URI such as s3://...",
+    ),
+    output: Optional[str] = typer.Option(
+        None, help="JSONL file for --input results (default: stdout); with --engine ray the folder of Parquet files"
+    ),
     text_field: Optional[list[str]] = typer.Option(None),
     long_text: str = typer.Option("truncate", help="truncate | chunk"),
     batch_size: Optional[int] = typer.Option(None, help="most texts per model call (default 8 on CPU, 32 on a GPU)"),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the model: 30-80 s to start, ~20% faster after (large files)"),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile the model: 30-80 s to start, ~20% faster after (large files)"
+    ),
     engine: str = typer.Option("local", help="local: this process | ray: a Ray cluster, Parquet files out, resumable"),
-    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: env RAY_ADDRESS, else a local cluster)"),
+    ray_address: Optional[str] = typer.Option(
+        None, help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: env RAY_ADDRESS, else a local cluster)"
+    ),
     actors: int = typer.Option(2, help="--engine ray: model replicas (Ray actors)"),
     rows_per_batch: int = typer.Option(256, help="--engine ray: rows an actor classifies and writes at a time"),
     cpus_per_actor: float = typer.Option(1.0, help="--engine ray: CPUs (and torch threads) per actor on CPU clusters"),
-    gpus_per_actor: Optional[float] = typer.Option(None, help="--engine ray: GPUs per actor (default 1 where the cluster has GPUs, else 0)"),
+    gpus_per_actor: Optional[float] = typer.Option(
+        None, help="--engine ray: GPUs per actor (default 1 where the cluster has GPUs, else 0)"
+    ),
 ) -> None:
     """Predict sections for texts given as arguments or in a file (or, with --engine ray, many files on a cluster)."""
     if engine == "ray":
-        _predict_on_ray(texts, model, input, output, text_field, long_text, batch_size, compile, ray_address, actors, rows_per_batch, cpus_per_actor, gpus_per_actor)
+        _predict_on_ray(
+            texts,
+            model,
+            input,
+            output,
+            text_field,
+            long_text,
+            batch_size,
+            compile,
+            ray_address,
+            actors,
+            rows_per_batch,
+            cpus_per_actor,
+            gpus_per_actor,
+        )
         return
     if engine != "local":
         _fail(f"--engine must be local or ray, not {engine!r}")
@@ -271,7 +334,9 @@ def predict(
     classifier = _load_classifier(model, compile=compile)
     with _progress() as bar:
         task = bar.add_task(f"classifying {len(items)} texts", total=len(items), visible=bool(input))
-        predictions = classifier.predict(items, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n))
+        predictions = classifier.predict(
+            items, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n)
+        )
     if not input:
         for text, p in zip(items, predictions):
             snippet = text if len(text) <= 60 else text[:57] + "..."
@@ -280,7 +345,9 @@ def predict(
     lines = []
     for row_id, p in zip(ids, predictions):
         record = {"id": row_id} if row_id is not None else {}
-        record.update({"prediction": p.label, "confidence": p.confidence, "probabilities": p.probabilities, "truncated": p.truncated})
+        record.update(
+            {"prediction": p.label, "confidence": p.confidence, "probabilities": p.probabilities, "truncated": p.truncated}
+        )
         # The hierarchy, in the same shape as the API's answer (classes: [{"code", "title", "probability"}]).
         answer = p.to_dict()
         record.update({key: answer[key] for key in ("sections", "section_probabilities", "classes", "subclasses")})
@@ -294,7 +361,21 @@ def predict(
         print("\n".join(lines))
 
 
-def _predict_on_ray(texts, model, input, output, text_field, long_text, batch_size, compile, address, actors, rows_per_batch, cpus_per_actor, gpus_per_actor) -> None:
+def _predict_on_ray(
+    texts,
+    model,
+    input,
+    output,
+    text_field,
+    long_text,
+    batch_size,
+    compile,
+    address,
+    actors,
+    rows_per_batch,
+    cpus_per_actor,
+    gpus_per_actor,
+) -> None:
     if texts or not input or not output:
         _fail("--engine ray classifies files: give --input FILES and --output FOLDER (no texts as arguments)")
     try:
@@ -305,9 +386,18 @@ def _predict_on_ray(texts, model, input, output, text_field, long_text, batch_si
 
     try:
         result = run_bulk(
-            input, output, model=model, address=address, actors=actors, rows_per_batch=rows_per_batch,
-            cpus_per_actor=cpus_per_actor, gpus_per_actor=gpus_per_actor, batch_size=batch_size,
-            long_text=long_text, compile=compile, text_fields=tuple(text_field) if text_field else None,
+            input,
+            output,
+            model=model,
+            address=address,
+            actors=actors,
+            rows_per_batch=rows_per_batch,
+            cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor,
+            batch_size=batch_size,
+            long_text=long_text,
+            compile=compile,
+            text_fields=tuple(text_field) if text_field else None,
         )
     except (BulkError, ModelError, OSError) as exc:
         _fail(str(exc))
@@ -352,10 +442,21 @@ def ui(
     # to the Streamlit process and stays server-side.
     env = {**os.environ, "PATENTCLF_API_URL": api_url}
     command = [
-        sys.executable, "-m", "streamlit", "run", str(app_path()),
-        "--server.port", str(port), "--server.address", host,
-        "--server.headless", "true",  # no e-mail prompt, no browser opened on a server
-        "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app_path()),
+        "--server.port",
+        str(port),
+        "--server.address",
+        host,
+        "--server.headless",
+        "true",  # no e-mail prompt, no browser opened on a server
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
     ]
     console.print(f"web UI on http://{host}:{port} talking to the API at {api_url}")
     process = subprocess.Popen(command, env=env)
@@ -392,7 +493,9 @@ def _settings_flags(settings_cls, skip: tuple[str, ...] = ()):
         env = f"{settings_cls.model_config.get('env_prefix', '')}{name.upper()}"
         shown = "" if field.default is None or field.default_factory else f"; default {field.default}"
         option = typer.Option(*decls, help=f"{field.description or name} (env {env}{shown})", show_default=False)
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typing.Annotated[Optional[kind], option])
+        return inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typing.Annotated[Optional[kind], option]
+        )
 
     def decorate(command):
         signature = inspect.signature(command)
@@ -471,12 +574,16 @@ def _describe(target: str) -> str:
     return database_url(target).render_as_string(hide_password=True) if "://" in target else target
 
 
-_DB_HELP = "SQLite file or postgresql:// URL (default: env PATENTCLF_DATABASE_URL, PATENTCLF_FEEDBACK_DB, config, the default file)"
+_DB_HELP = (
+    "SQLite file or postgresql:// URL (default: env PATENTCLF_DATABASE_URL, PATENTCLF_FEEDBACK_DB, config, the default file)"
+)
 
 
 @feedback_app.command("export")
 def feedback_export(
-    output: Path = typer.Option(..., "--output", help="JSONL of training rows: text, section, class/subclass/ipc if given, source..."),
+    output: Path = typer.Option(
+        ..., "--output", help="JSONL of training rows: text, section, class/subclass/ipc if given, source..."
+    ),
     db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
     config_file: Optional[Path] = typer.Option(None, "--config", help="the service's config file (database_url, feedback_db)"),
     disagreed_only: bool = typer.Option(False, help="only corrections where the model was wrong"),

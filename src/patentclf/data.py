@@ -265,7 +265,9 @@ def load_split(
     if path.is_dir():
         found = _split_file(path, split)
         if found is None:
-            raise DataError(f"{path}: no {split} file (looked for {'/'.join(SPLIT_ALIASES.get(split, (split,)))} with {', '.join(SUFFIXES)})")
+            raise DataError(
+                f"{path}: no {split} file (looked for {'/'.join(SPLIT_ALIASES.get(split, (split,)))} with {', '.join(SUFFIXES)})"
+            )
         return read_file(found, **options)
     if path.is_file():
         return read_file(path, **options)

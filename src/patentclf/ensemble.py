@@ -82,7 +82,9 @@ class TfidfModels:
         tensors = load_file(str(folder / TFIDF_WEIGHTS))
         targets = {}
         for name, stored in meta["targets"].items():
-            vectorizer = TfidfVectorizer(ngram_range=tuple(meta["ngram_range"]), sublinear_tf=True, vocabulary=stored["vocabulary"])
+            vectorizer = TfidfVectorizer(
+                ngram_range=tuple(meta["ngram_range"]), sublinear_tf=True, vocabulary=stored["vocabulary"]
+            )
             vectorizer.idf_ = tensors[f"{name}.idf"].astype(np.float64)
             model = LogisticRegression()
             model.classes_ = np.asarray(stored["classes"])

@@ -86,7 +86,9 @@ def write_report(metrics: dict, output_dir: str | Path, title: str = "Confusion 
     if metrics.get("calibration"):
         from .calibration import plot_reliability
 
-        plot_reliability(metrics["calibration"]["reliability"], metrics["calibration"]["ece"], output_dir / "reliability.png", title)
+        plot_reliability(
+            metrics["calibration"]["reliability"], metrics["calibration"]["ece"], output_dir / "reliability.png", title
+        )
     return output_dir
 
 

@@ -45,7 +45,10 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
-    exported = {**info, "exported_from": {"bundle": str(bundle_dir.resolve()), "version": model_version(bundle_dir), "dtype": dtype}}
+    exported = {
+        **info,
+        "exported_from": {"bundle": str(bundle_dir.resolve()), "version": model_version(bundle_dir), "dtype": dtype},
+    }
     (staging / INFO_FILE).write_text(json.dumps(exported, indent=2) + "\n")
     (staging / "README.md").write_text(_card(info, dtype))
     if out_dir.exists():

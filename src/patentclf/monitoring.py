@@ -39,13 +39,25 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("patentclf_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"], registry=r)
-        self.errors = Counter("patentclf_request_errors_total", "HTTP requests answered 4xx or 5xx", ["route", "status"], registry=r)
-        self.latency = Histogram("patentclf_request_latency_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.requests = Counter(
+            "patentclf_requests_total", "HTTP requests by route, method and status", ["route", "method", "status"], registry=r
+        )
+        self.errors = Counter(
+            "patentclf_request_errors_total", "HTTP requests answered 4xx or 5xx", ["route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "patentclf_request_latency_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS, registry=r
+        )
         self.predictions = Counter("patentclf_predictions_total", "predictions by section", ["label"], registry=r)
-        self.confidence = Histogram("patentclf_prediction_confidence", "confidence of the predicted section", buckets=CONFIDENCE_BUCKETS, registry=r)
-        self.needs_review = Counter("patentclf_predictions_needs_review_total", "predictions below the review threshold", registry=r)
-        self.feedback = Counter("patentclf_feedback_total", "feedback stored, by agreement with the model", ["agreed"], registry=r)
+        self.confidence = Histogram(
+            "patentclf_prediction_confidence", "confidence of the predicted section", buckets=CONFIDENCE_BUCKETS, registry=r
+        )
+        self.needs_review = Counter(
+            "patentclf_predictions_needs_review_total", "predictions below the review threshold", registry=r
+        )
+        self.feedback = Counter(
+            "patentclf_feedback_total", "feedback stored, by agreement with the model", ["agreed"], registry=r
+        )
         self.queue_depth = Gauge("patentclf_queue_depth", "requests waiting for the model", registry=r)
         self.rejected = Counter("patentclf_queue_rejected_total", "requests refused because the queue was full", registry=r)
         self.batch_size = Histogram("patentclf_batch_texts", "texts per model call", buckets=BATCH_BUCKETS, registry=r)
@@ -268,5 +280,14 @@ def _roll_up(rows: list[LoggedPrediction]) -> tuple[list[dict], list[dict]]:
     )
 
 
-def new_log_row(prediction_id: str, *, model_version: str, label: str, confidence: float, latency_ms: float, needs_review: bool, text: str | None) -> LoggedPrediction:
+def new_log_row(
+    prediction_id: str,
+    *,
+    model_version: str,
+    label: str,
+    confidence: float,
+    latency_ms: float,
+    needs_review: bool,
+    text: str | None,
+) -> LoggedPrediction:
     return LoggedPrediction(prediction_id, utc_now(), model_version, label, confidence, round(latency_ms, 3), needs_review, text)

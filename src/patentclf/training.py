@@ -129,9 +129,13 @@ def load_training_data(config: TrainConfig) -> dict[str, data_mod.Split]:
     train = data_mod.stratified_subset(train, config.train_limit, config.seed)
     splits = {"train": train, "validation": data_mod.stratified_subset(validation, config.eval_limit, config.seed)}
     if config.evaluate_test and data_mod.has_split(config.data, "test"):
-        splits["test"] = data_mod.stratified_subset(data_mod.load_split(config.data, "test", **options), config.eval_limit, config.seed)
+        splits["test"] = data_mod.stratified_subset(
+            data_mod.load_split(config.data, "test", **options), config.eval_limit, config.seed
+        )
     if config.extra_data:
-        evaluation = [validation] + ([data_mod.load_split(config.data, "test", **options)] if data_mod.has_split(config.data, "test") else [])
+        evaluation = [validation] + (
+            [data_mod.load_split(config.data, "test", **options)] if data_mod.has_split(config.data, "test") else []
+        )
         extra = [without_evaluation_rows(data_mod.load_split(p, "train"), evaluation) for p in config.extra_data]
         splits["train"] = data_mod.concat([train] + extra)
     return splits
@@ -144,14 +148,20 @@ def without_evaluation_rows(extra: data_mod.Split, evaluation: list[data_mod.Spl
 
     texts = {data_mod.to_bigpatent_form(t) for split in evaluation for t in split.texts}
     ids = {i for split in evaluation for i in split.ids if i}
-    keep = [i for i, (text, row_id) in enumerate(zip(extra.texts, extra.ids)) if row_id not in ids and data_mod.to_bigpatent_form(text) not in texts]
+    keep = [
+        i
+        for i, (text, row_id) in enumerate(zip(extra.texts, extra.ids))
+        if row_id not in ids and data_mod.to_bigpatent_form(text) not in texts
+    ]
     dropped = len(extra) - len(keep)
     if dropped:
         warnings.warn(f"{extra.source}: dropped {dropped} of {len(extra)} rows that are also validation/test rows", stacklevel=2)
     return extra.subset(keep)
 
 
-def _tokenized(split: data_mod.Split, tokenizer, config: TrainConfig, layout: HeadLayout | None = None, sort_by_length: bool = False):
+def _tokenized(
+    split: data_mod.Split, tokenizer, config: TrainConfig, layout: HeadLayout | None = None, sort_by_length: bool = False
+):
     """Token ids, the main-section label and (for a hierarchy ``layout``) the extra heads' targets."""
     from datasets import Dataset
 
@@ -176,7 +186,9 @@ def _precision(config: TrainConfig, device: torch.device) -> str:
     return "bf16" if supports_bf16(device) else "fp32"
 
 
-def build_model(config: TrainConfig, tokenizer, precision: str, device: torch.device | None = None, layout: HeadLayout | None = None):
+def build_model(
+    config: TrainConfig, tokenizer, precision: str, device: torch.device | None = None, layout: HeadLayout | None = None
+):
     """Base model + LoRA; with ``resume_from``, the existing adapter continues training. ``device``
     picks the attention kernel (see ``models.attention_implementation``)."""
     # With bf16, the frozen base weights are stored in bf16 (half the memory traffic); trainable
@@ -219,7 +231,12 @@ def library_versions() -> dict:
     import peft
     import transformers
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__, "peft": peft.__version__}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+    }
 
 
 def data_collator(tokenizer):
@@ -229,7 +246,9 @@ def data_collator(tokenizer):
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=8)
 
 
-def training_arguments(config: TrainConfig, precision: str, device: torch.device, checkpoint_dir: str | Path, *, progress: bool = True, **overrides):
+def training_arguments(
+    config: TrainConfig, precision: str, device: torch.device, checkpoint_dir: str | Path, *, progress: bool = True, **overrides
+):
     """The ``TrainingArguments`` that ``patentclf train`` uses (benchmarks reuse them; ``overrides`` win)."""
     from transformers import TrainingArguments
 
@@ -344,7 +363,9 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
             "log_history": trainer.state.log_history[-20:],
             **({"resumed_from": previous_run(config.resume_from)} if config.resume_from else {}),
         },
-        "data": {name: {"source": split.source, "rows": len(split), "labels": split.label_counts()} for name, split in splits.items()},
+        "data": {
+            name: {"source": split.source, "rows": len(split), "labels": split.label_counts()} for name, split in splits.items()
+        },
         "metrics": {},
         "versions": library_versions(),
         "command": config.command or " ".join(sys.argv),
@@ -449,7 +470,9 @@ def claim_checkpoints(checkpoint_dir: Path, fingerprint: dict, restart: bool = F
             )
         previous = json.loads(record.read_text())
         if previous != fingerprint:
-            changed = sorted(k for k in fingerprint["settings"] if previous.get("settings", {}).get(k) != fingerprint["settings"][k])
+            changed = sorted(
+                k for k in fingerprint["settings"] if previous.get("settings", {}).get(k) != fingerprint["settings"][k]
+            )
             if previous.get("data") != fingerprint["data"]:
                 changed.append("the training/validation data")
             raise TrainingError(
@@ -471,7 +494,12 @@ def previous_run(bundle_dir: str | Path) -> dict:
     layers, come from there, not from this run's config), for the model card."""
     previous = read_info(bundle_dir)
     training = {k: v for k, v in previous.get("training", {}).items() if k != "log_history"}
-    return {"bundle": str(bundle_dir), "training": training, "metrics": previous.get("metrics", {}), "command": previous.get("command")}
+    return {
+        "bundle": str(bundle_dir),
+        "training": training,
+        "metrics": previous.get("metrics", {}),
+        "command": previous.get("command"),
+    }
 
 
 def peak_memory_mb(device: torch.device) -> dict:
@@ -513,4 +541,3 @@ def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split
     write_info(bundle_dir, info)
     write_model_card(bundle_dir, info)
     return info
-

@@ -114,7 +114,9 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
             response = JSONResponse({"detail": "internal server error"}, status.HTTP_500_INTERNAL_SERVER_ERROR)
         seconds = time.perf_counter() - started
         # The route template (bounded label values), the docs pages by path, anything else "unmatched".
-        route = getattr(request.scope.get("route"), "path", None) or (request.url.path if request.url.path in docs_paths else "unmatched")
+        route = getattr(request.scope.get("route"), "path", None) or (
+            request.url.path if request.url.path in docs_paths else "unmatched"
+        )
         runtime: ServiceRuntime | None = getattr(request.app.state, "runtime", None)
         if runtime is not None:
             runtime.metrics.observe_request(route, request.method, response.status_code, seconds)
@@ -145,7 +147,14 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
         if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
             # Starlette's Allow names the methods of the first route on the path only; /feedback has
             # two (GET lists, POST sends): name every method the path takes.
-            allowed = sorted({m for r in router.routes if getattr(r, "path", None) == request.url.path for m in getattr(r, "methods", ()) or ()})
+            allowed = sorted(
+                {
+                    m
+                    for r in router.routes
+                    if getattr(r, "path", None) == request.url.path
+                    for m in getattr(r, "methods", ()) or ()
+                }
+            )
             if allowed:
                 return JSONResponse({"detail": "Method Not Allowed"}, exc.status_code, headers={"Allow": ", ".join(allowed)})
         return await http_exception_handler(request, exc)

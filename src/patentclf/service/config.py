@@ -42,7 +42,9 @@ class ServiceConfig(BaseSettings):
     model: Path | None = Field(None, description="model bundle folder (default: the shipped model)")
     host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: all interfaces)")
     port: int = Field(9000, ge=0, le=65535, description="port to listen on")
-    precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="weights: auto (bf16 where the hardware has it), bf16 or fp32")
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="weights: auto (bf16 where the hardware has it), bf16 or fp32"
+    )
     compile: bool = Field(
         False, description="torch.compile the model; /ready waits until it is compiled (30-80 s on a CPU), ~20% faster after"
     )
@@ -68,7 +70,9 @@ class ServiceConfig(BaseSettings):
     micro_batch_wait_ms: float = Field(10.0, ge=0, description="longest a request waits for others to join its batch")
     retry_after_s: int = Field(1, ge=0, description="Retry-After sent with a 503")
     request_timeout_s: float = Field(
-        60.0, gt=0, description="deadline of a request, body upload included; then 503 + Retry-After, and its queued work is dropped"
+        60.0,
+        gt=0,
+        description="deadline of a request, body upload included; then 503 + Retry-After, and its queued work is dropped",
     )
 
     review_threshold: float = Field(0.5, ge=0, le=1, description="confidence below this sets needs_review")

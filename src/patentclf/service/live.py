@@ -41,7 +41,20 @@ class LiveServer:
     def start(self, timeout: float = 300) -> "LiveServer":
         config = self.workdir / "service.json"
         config.write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in self.options.items()}))
-        command = [sys.executable, "-m", "patentclf.cli", "serve", "--model", str(self.model), "--host", "127.0.0.1", "--port", str(self.port), "--config", str(config)]
+        command = [
+            sys.executable,
+            "-m",
+            "patentclf.cli",
+            "serve",
+            "--model",
+            str(self.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--config",
+            str(config),
+        ]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **self.env}
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)

@@ -56,7 +56,9 @@ def require_api_key(request: Request, key: str | None = Security(api_key_header)
     """The name of the key in X-API-Key (each key is compared in constant time)."""
     keys = named_keys(get_runtime(request))
     if not keys:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "feedback is disabled: the server has no API key (set PATENTCLF_API_KEY)")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "feedback is disabled: the server has no API key (set PATENTCLF_API_KEY)"
+        )
     given = (key or "").encode()
     matches = [name for name, expected in keys.items() if secrets.compare_digest(given, expected)]
     if not key or not matches:
@@ -98,7 +100,9 @@ async def _predict(request: Request, runtime: ServiceRuntime, texts: list[str]) 
             headers={"Retry-After": str(runtime.config.retry_after_s)},
         ) from None
     except (NotReady, BatcherClosed) as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": str(runtime.config.retry_after_s)}) from None
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": str(runtime.config.retry_after_s)}
+        ) from None
     # What the request log line reports (see app.py's middleware).
     request.state.log.update(
         prediction_ids=[s.id for s in served],
@@ -122,7 +126,9 @@ async def predict(body: PredictRequest, request: Request, runtime: ServiceRuntim
 async def predict_batch(body: BatchPredictRequest, request: Request, runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
     """Classify up to ``max_batch`` texts; the answers keep the order of ``texts``. More texts: 413."""
     if len(body.texts) > runtime.config.max_batch:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{len(body.texts)} texts: at most {runtime.config.max_batch} per request")
+        raise HTTPException(
+            status.HTTP_413_CONTENT_TOO_LARGE, f"{len(body.texts)} texts: at most {runtime.config.max_batch} per request"
+        )
     _check_lengths(runtime, body.texts)
     served = await _predict(request, runtime, body.texts)
     return {"predictions": [s.to_response() for s in served], "model_version": served[0].model_version}
@@ -167,7 +173,10 @@ _KEY_ERRORS = {
         404: {"model": ErrorResponse, "description": "unknown prediction_id"},
         413: {"model": ErrorResponse, "description": "a text longer than max_text_chars"},
         422: {"model": ErrorResponse, "description": "unknown section or code, no id and no text, or the text is needed"},
-        503: {"model": ErrorResponse, "description": "no API key is configured, the store could not commit, or the deadline passed"},
+        503: {
+            "model": ErrorResponse,
+            "description": "no API key is configured, the store could not commit, or the deadline passed",
+        },
     },
     tags=["feedback"],
 )
@@ -196,7 +205,7 @@ async def feedback(
         if not text:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"the server no longer holds the text of prediction {body.prediction_id!r}: send it again with its \"text\"",
+                f'the server no longer holds the text of prediction {body.prediction_id!r}: send it again with its "text"',
             )
     item = Feedback(
         text=text, label=body.label, prediction_id=body.prediction_id, predicted_label=predicted, comment=body.comment,
@@ -207,7 +216,9 @@ async def feedback(
     except DBAPIError as exc:
         raise _store_unavailable(exc) from None
     runtime.metrics.observe_feedback(item.agreed)
-    request.state.log.update(feedback_id=feedback_id, label=item.code, agreed=item.agreed, sender=sender, feedback_status=item.status)
+    request.state.log.update(
+        feedback_id=feedback_id, label=item.code, agreed=item.agreed, sender=sender, feedback_status=item.status
+    )
     return {
         "feedback_id": feedback_id, "prediction_id": body.prediction_id, "label": item.section, "code": item.code,
         "agreed": item.agreed, "status": item.status,

@@ -238,4 +238,3 @@ class ServiceRuntime:
             if found is not None or age is None or not -2.0 <= age < self.config.log_flush_s + 3.0:
                 return found
             await asyncio.sleep(0.1)
-

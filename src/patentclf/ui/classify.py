@@ -110,6 +110,7 @@ TITLE_CHARS = 110  # a few subclass titles run to 400 characters; the table stay
 
 def suggestion_table(items: list[dict], level: str) -> pd.DataFrame:
     """Class or subclass suggestions as a small table: code, title, probability (best first, as sent)."""
+
     def short(title: str) -> str:
         return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
 
@@ -213,7 +214,9 @@ def _batch(client: ApiClient) -> None:
     st.dataframe(
         shown,
         hide_index=True,
-        column_config={"confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0)},
+        column_config={
+            "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0)
+        },
     )
     stem = upload.name.rsplit(".", 1)[0]
     left, right = st.columns(2)

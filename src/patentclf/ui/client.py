@@ -93,7 +93,9 @@ class ApiClient:
         try:
             response = httpx.request(method, url, timeout=httpx.Timeout(wait, connect=min(wait, 5.0)), **kwargs)
         except httpx.ConnectTimeout:
-            raise ApiError(f"The patentclf API at {self.base_url} did not accept a connection. Is it running and reachable?") from None
+            raise ApiError(
+                f"The patentclf API at {self.base_url} did not accept a connection. Is it running and reachable?"
+            ) from None
         except httpx.TimeoutException:
             raise ApiError(
                 f"The patentclf API at {self.base_url} did not answer within {wait:g} s. "
@@ -115,7 +117,10 @@ class ApiClient:
             body = None
         if response.is_success:
             if body is None:
-                raise ApiError(f"The API at {self.base_url} sent an answer that is not JSON (HTTP {response.status_code}).", response.status_code)
+                raise ApiError(
+                    f"The API at {self.base_url} sent an answer that is not JSON (HTTP {response.status_code}).",
+                    response.status_code,
+                )
             return body
         detail = _detail_text(body["detail"]) if isinstance(body, dict) and "detail" in body else response.reason_phrase
         status = response.status_code

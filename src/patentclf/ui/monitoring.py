@@ -48,7 +48,7 @@ def render() -> None:
 
     st.subheader("Feedback")
     if not feedback.get("total"):
-        st.info("No feedback yet. Users send it from the Classify page (\"Is this right?\").")
+        st.info('No feedback yet. Users send it from the Classify page ("Is this right?").')
     else:
         st.write(
             f"{feedback.get('agreed', 0)} of {feedback['total']} answers agreed with the model; "
