@@ -92,6 +92,7 @@ def test_predict_arguments_and_bad_input():
 
 def test_smollm2_lora_training_saves_the_head_and_round_trips(tmp_path):
     from patentclf.bundle import load_bundle
+    from patentclf.heads import HeadLayout
     from patentclf.training import TrainConfig, train
 
     out = train(
@@ -120,4 +121,6 @@ def test_smollm2_lora_training_saves_the_head_and_round_trips(tmp_path):
 
     with safe_open(str(out / "adapter_model.safetensors"), "pt") as saved:
         head = [key for key in saved.keys() if "score" in key]
-        assert head and saved.get_tensor(head[0]).shape == (9, model.config.hidden_size)
+        # The bundled rows carry IPC codes, so the head has the hierarchy outputs beside the nine sections.
+        layout = HeadLayout.from_info(info)
+        assert layout.hierarchical and head and saved.get_tensor(head[0]).shape == (layout.size, model.config.hidden_size)
