@@ -82,7 +82,7 @@ class Traffic:
         self.kinds = [  # (weight, kind, method, path, body factory, allowed statuses)
             (30, "predict", "POST", "/predict", lambda: {"text": self.text()}, {200}),
             (10, "batch", "POST", "/predict/batch", lambda: {"texts": [self.text() for _ in range(self.rng.randint(2, 16))]}, {200}),
-            (2, "large batch", "POST", "/predict/batch", lambda: {"texts": [self.text() * 8 for _ in range(SETTINGS["max_batch"])]}, {200}),
+            (2, "large batch", "POST", "/predict/batch", lambda: {"texts": [self.long_text() for _ in range(SETTINGS["max_batch"])]}, {200}),
             (10, "feedback by id", "POST", "/feedback", self.feedback_by_id, {201}),
             (4, "feedback by text", "POST", "/feedback", lambda: {"text": self.text(), "label": self.rng.choice("ABCDEFGH")}, {201}),
             (3, "empty text", "POST", "/predict", lambda: {"text": " \n "}, {422}),
@@ -93,10 +93,10 @@ class Traffic:
             (2, "bad label", "POST", "/feedback", lambda: {"text": "a text", "label": "Q"}, {422}),
             (2, "no key", "POST", "/feedback", lambda: {"text": "a text", "label": "A"}, {401}),
             (1, "unknown id", "POST", "/feedback", lambda: {"prediction_id": "0" * 32, "label": "A"}, {404}),
-            (1, "body too large", "POST", "/predict", lambda: {"text": "a text", "padding": " " * 5_000_000}, {413}),
+            (1, "body too large", "POST", "/predict", lambda: {"text": "a text", "padding": " " * 5_000_000}, {413}),  # limit ~3.9 MB
             (3, "stats", "GET", "/stats", None, {200}),
             (2, "metrics", "GET", "/metrics", None, {200}),
-            (2, "ready", "GET", "/ready", None, {200}),
+            (2, "ready", "GET", "/ready", None, {200, 503}),  # 503 while the restarted server loads
         ]
         self.weights = [k[0] for k in self.kinds]
         self.headers = {"feedback by id": headers, "feedback by text": headers, "bad label": headers, "unknown id": headers}
@@ -104,9 +104,14 @@ class Traffic:
     def text(self) -> str:
         return self.rng.choice(self.texts)
 
+    def long_text(self) -> str:
+        return ((self.text() + " ") * 8)[: SETTINGS["max_text_chars"]]
+
     def feedback_by_id(self) -> dict:
         ids = self.tally.prediction_ids
-        return {"prediction_id": self.rng.choice(ids) if ids else "0" * 32, "label": self.rng.choice("ABCDEFGH")}
+        if not ids:  # none yet since the (re)start: a correction by text instead
+            return {"text": self.text(), "label": self.rng.choice("ABCDEFGH")}
+        return {"prediction_id": self.rng.choice(ids), "label": self.rng.choice("ABCDEFGH")}
 
     async def one(self, http: httpx.AsyncClient, url: str) -> None:
         _, kind, method, path, make, allowed = self.rng.choices(self.kinds, self.weights)[0]
