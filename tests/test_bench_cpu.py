@@ -48,3 +48,10 @@ def test_memory_bench_measures_training_and_serving_in_child_processes(tiny_bund
     out = run_bench("memory.py", "--model", tiny_bundle, "--base-model", tiny_base_model, "--steps", 1, "--rows", 4)
     for name in ("train baseline", "train new", "serve"):
         assert float(table_row(out, name)[3]) > 100  # peak RSS in MB: at least torch itself
+
+
+def test_soak_script_parses_its_arguments():
+    # Only its arguments: the soak itself runs for minutes (see bench/README.md).
+    assert "--minutes" in run_bench("soak.py", "--help")
+    refused = subprocess.run([sys.executable, str(BENCH / "soak.py"), "--minutes", "0"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "--minutes must be > 0" in refused.stderr
