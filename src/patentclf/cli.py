@@ -455,6 +455,15 @@ def serve(
         read_info(config.model or default_model_dir())
     except ModelError as exc:
         _fail(str(exc))
+    if config.database_url:
+        from sqlalchemy.exc import ArgumentError
+
+        from .store import StoreError, database_url
+
+        try:  # the same for a URL that names no database patentclf can use
+            database_url(config.database_url.get_secret_value())
+        except (StoreError, ArgumentError) as exc:
+            _fail(f"database_url: {exc}")
     server: uvicorn.Server | None = None
 
     def stop(reason: str) -> None:  # the service cannot serve: shut down gracefully, then exit non-zero
@@ -512,11 +521,12 @@ def feedback_export(
     from sqlalchemy.exc import SQLAlchemyError
 
     from .feedback import export_jsonl
+    from .store import StoreError
 
     try:
         target = _feedback_database(db, config_file)
         count = export_jsonl(target, output, disagreed_only=disagreed_only, include_pending=include_pending)
-    except (ValidationError, ValueError, OSError, SQLAlchemyError) as exc:
+    except (ValidationError, ValueError, OSError, SQLAlchemyError, StoreError) as exc:
         _fail(str(exc))
     console.print(f"wrote {count} training rows from {_describe(target)} to {output}")
     if count == 0:
@@ -528,13 +538,14 @@ def _open_feedback(db: Optional[str], config_file: Optional[Path]):
     from sqlalchemy.exc import SQLAlchemyError
 
     from .feedback import FeedbackStore
+    from .store import StoreError
 
     try:
         target = _feedback_database(db, config_file)
         if "://" not in target and not Path(target).is_file():
             _fail(f"{target}: no feedback database")
         return FeedbackStore(target)
-    except (ValidationError, ValueError, OSError, SQLAlchemyError) as exc:
+    except (ValidationError, ValueError, OSError, SQLAlchemyError, StoreError) as exc:
         _fail(str(exc))
 
 
