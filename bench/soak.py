@@ -81,10 +81,31 @@ class Traffic:
         too_long = "x " * SETTINGS["max_text_chars"]
         self.kinds = [  # (weight, kind, method, path, body factory, allowed statuses)
             (30, "predict", "POST", "/predict", lambda: {"text": self.text()}, {200}),
-            (10, "batch", "POST", "/predict/batch", lambda: {"texts": [self.text() for _ in range(self.rng.randint(2, 16))]}, {200}),
-            (2, "large batch", "POST", "/predict/batch", lambda: {"texts": [self.long_text() for _ in range(SETTINGS["max_batch"])]}, {200}),
+            (
+                10,
+                "batch",
+                "POST",
+                "/predict/batch",
+                lambda: {"texts": [self.text() for _ in range(self.rng.randint(2, 16))]},
+                {200},
+            ),
+            (
+                2,
+                "large batch",
+                "POST",
+                "/predict/batch",
+                lambda: {"texts": [self.long_text() for _ in range(SETTINGS["max_batch"])]},
+                {200},
+            ),
             (10, "feedback by id", "POST", "/feedback", self.feedback_by_id, {201}),
-            (4, "feedback by text", "POST", "/feedback", lambda: {"text": self.text(), "label": self.rng.choice("ABCDEFGH")}, {201}),
+            (
+                4,
+                "feedback by text",
+                "POST",
+                "/feedback",
+                lambda: {"text": self.text(), "label": self.rng.choice("ABCDEFGH")},
+                {201},
+            ),
             (3, "empty text", "POST", "/predict", lambda: {"text": " \n "}, {422}),
             (2, "not JSON", "POST", "/predict", lambda: b"{not json", {422}),
             (2, "wrong type", "POST", "/predict/batch", lambda: {"texts": "one text"}, {422}),
@@ -93,7 +114,14 @@ class Traffic:
             (2, "bad label", "POST", "/feedback", lambda: {"text": "a text", "label": "Q"}, {422}),
             (2, "no key", "POST", "/feedback", lambda: {"text": "a text", "label": "A"}, {401}),
             (1, "unknown id", "POST", "/feedback", lambda: {"prediction_id": "0" * 32, "label": "A"}, {404}),
-            (1, "body too large", "POST", "/predict", lambda: {"text": "a text", "padding": " " * 5_000_000}, {413}),  # limit ~3.9 MB
+            (
+                1,
+                "body too large",
+                "POST",
+                "/predict",
+                lambda: {"text": "a text", "padding": " " * 5_000_000},
+                {413},
+            ),  # limit ~3.9 MB
             (3, "stats", "GET", "/stats", None, {200}),
             (2, "metrics", "GET", "/metrics", None, {200}),
             (2, "ready", "GET", "/ready", None, {200, 503}),  # 503 while the restarted server loads
@@ -138,7 +166,11 @@ class Traffic:
             del self.tally.prediction_ids[:-200]  # recent ones: the server holds their texts in memory
         elif response.status_code == 201:
             ack = response.json()
-            self.tally.acknowledged[ack["feedback_id"]] = {"label": ack["label"], "text": body.get("text"), "prediction_id": body.get("prediction_id")}
+            self.tally.acknowledged[ack["feedback_id"]] = {
+                "label": ack["label"],
+                "text": body.get("text"),
+                "prediction_id": body.get("prediction_id"),
+            }
 
 
 def rss_mb(pid: int) -> float | None:
@@ -183,7 +215,9 @@ async def soak(args: argparse.Namespace, model: Path, workdir: Path) -> dict:
             if state["up"] and process and process.poll() is None:
                 value = rss_mb(process.pid)
                 if value is not None:
-                    memory.append({"t": round(time.monotonic() - started, 1), "server": state["generation"], "rss_mb": round(value, 1)})
+                    memory.append(
+                        {"t": round(time.monotonic() - started, 1), "server": state["generation"], "rss_mb": round(value, 1)}
+                    )
             await asyncio.sleep(args.sample_s)
 
     async def killer() -> None:
@@ -220,8 +254,14 @@ def figures(args, tally: Tally, memory: list[dict], db: Path, state: dict, secon
         if len(values) < 2:
             return {"samples": len(values)}
         half = values[len(values) // 2 :]  # after the warm-up half
-        return {"samples": len(values), "first_mb": values[0], "max_mb": max(values), "last_mb": values[-1],
-                "second_half_growth_mb": round(half[-1] - half[0], 1), "second_half_median_mb": statistics.median(half)}
+        return {
+            "samples": len(values),
+            "first_mb": values[0],
+            "max_mb": max(values),
+            "last_mb": values[-1],
+            "second_half_growth_mb": round(half[-1] - half[0], 1),
+            "second_half_median_mb": statistics.median(half),
+        }
 
     by_kind: dict[str, dict[str, int]] = {}
     for (kind, code), count in sorted(tally.outcomes.items()):
@@ -246,8 +286,10 @@ def figures(args, tally: Tally, memory: list[dict], db: Path, state: dict, secon
 
 
 def report(result: dict) -> None:
-    print(f"\nsoak: {result['minutes']} min, {result['clients']} clients, {result['requests']} requests, SIGKILL + restart "
-          f"({result['restart_seconds']} s to ready again)")
+    print(
+        f"\nsoak: {result['minutes']} min, {result['clients']} clients, {result['requests']} requests, SIGKILL + restart "
+        f"({result['restart_seconds']} s to ready again)"
+    )
     for kind, codes in result["by_kind"].items():
         print(f"  {kind:<18} " + ", ".join(f"{code}: {n}" for code, n in codes.items()))
     print(f"unexpected 5xx / refusals of good input: {result['unexpected_5xx_or_refusals']}")

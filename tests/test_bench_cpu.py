@@ -53,5 +53,7 @@ def test_memory_bench_measures_training_and_serving_in_child_processes(tiny_bund
 def test_soak_script_parses_its_arguments():
     # Only its arguments: the soak itself runs for minutes (see bench/README.md).
     assert "--minutes" in run_bench("soak.py", "--help")
-    refused = subprocess.run([sys.executable, str(BENCH / "soak.py"), "--minutes", "0"], capture_output=True, text=True, timeout=300)
+    refused = subprocess.run(
+        [sys.executable, str(BENCH / "soak.py"), "--minutes", "0"], capture_output=True, text=True, timeout=300
+    )
     assert refused.returncode == 2 and "--minutes must be > 0" in refused.stderr

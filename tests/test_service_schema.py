@@ -74,6 +74,8 @@ def test_schemathesis_finds_nothing(tiny_bundle, tmp_path):
             "none",
             "--no-color",
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=1200, cwd=tmp_path)  # its files stay out of the repo
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=1200, cwd=tmp_path
+        )  # its files stay out of the repo
     assert done.returncode == 0, done.stdout[-8000:] + done.stderr[-2000:]
     assert "No issues found" in done.stdout or "passed" in done.stdout
