@@ -65,24 +65,23 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def write_toy_splits(folder: Path, make_rows) -> Path:
+    """train / validation / test JSONL files of 320 / 48 / 48 rows from ``make_rows(n, seed)``."""
+    for name, n, seed in (("train", 320, 1), ("validation", 48, 2), ("test", 48, 3)):
+        write_jsonl(folder / f"{name}.jsonl", make_rows(n, seed=seed))
+    return folder
+
+
 @pytest.fixture(scope="session")
 def toy_data(tmp_path_factory) -> Path:
     """A folder with train / validation / test JSONL files of the toy task."""
-    folder = tmp_path_factory.mktemp("toy-data")
-    write_jsonl(folder / "train.jsonl", toy_rows(320, seed=1))
-    write_jsonl(folder / "validation.jsonl", toy_rows(48, seed=2))
-    write_jsonl(folder / "test.jsonl", toy_rows(48, seed=3))
-    return folder
+    return write_toy_splits(tmp_path_factory.mktemp("toy-data"), toy_rows)
 
 
 @pytest.fixture(scope="session")
 def toy_hierarchy_data(tmp_path_factory) -> Path:
     """The toy task with IPC codes (``ipc``), for the hierarchy heads."""
-    folder = tmp_path_factory.mktemp("toy-hierarchy-data")
-    write_jsonl(folder / "train.jsonl", toy_hierarchy_rows(320, seed=1))
-    write_jsonl(folder / "validation.jsonl", toy_hierarchy_rows(48, seed=2))
-    write_jsonl(folder / "test.jsonl", toy_hierarchy_rows(48, seed=3))
-    return folder
+    return write_toy_splits(tmp_path_factory.mktemp("toy-hierarchy-data"), toy_hierarchy_rows)
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,8 @@ SPLIT_ALIASES = {
 }
 
 
-# Columns that may hold a row's classification codes (main code first, ";"-separated): USPTO's
-# ``ipc``, or ``codes`` as written by ``patentclf feedback export``.
+# Columns that may hold a row's classification codes (main code first, ";"-separated): ``ipc``, as
+# in the USPTO data and in ``patentclf feedback export``'s rows, or ``codes`` as another name for it.
 CODE_FIELDS = ("ipc", "codes")
 
 
