@@ -67,11 +67,13 @@ def tune_bundle(bundle_dir: str | Path, train: Split, validation: Split, *, tfid
             "llm_temperature": cal.fit_temperature(llm, None, truth, 1.0),
             "fitted_on": f"validation ({len(rows)} rows)",
         }
+        if head == "section":  # every row has a section: the main predictions the threshold is fitted with
+            uses_partner = partner is not None and weight < 1.0
+            main_section = cal.blend(llm, partner if uses_partner else None, weight if uses_partner else 1.0, 1.0).argmax(axis=1)
     if layout.hierarchical:
         rows = np.array([i for i, t in enumerate(found) if t is not None])
         if len(rows):
-            classifier.calibration = calibration
-            main = classifier.calibrated(raw, validation.texts)["section"][rows].argmax(axis=1)
+            main = main_section[rows]
             truth = np.array([[code in found[i].sections for code in CODES] for i in rows])
             calibration["sections_threshold"] = cal.fit_threshold(raw["sections"][rows], truth, main)
     info["calibration"] = calibration
