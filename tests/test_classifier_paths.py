@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from patentclf.classifier import CPU_BATCH_TOKENS, Classifier
+from patentclf.classifier import CPU_BATCH_TOKENS, PAD_MULTIPLE, Classifier, padded_length
 
 TEXTS = [
     "a polymer compound",
@@ -51,10 +51,29 @@ def test_batches_hold_similar_lengths_within_the_row_and_token_limits(tiny_bundl
     assert flat == sorted(lengths)  # shortest first, so each batch pads little
     for group in groups:
         assert len(group) <= 3
-        padded = len(group) * max(lengths[i] for i in group)
+        padded = len(group) * padded_length(max(lengths[i] for i in group))
         assert padded <= CPU_BATCH_TOKENS or len(group) == 1  # a row over the budget goes alone
     assert [800] in [[lengths[i] for i in g] for g in groups]
     assert [len(g) for g in classifier.batches([10] * 20, batch_size=8)] == [8, 8, 4]
+
+
+def test_batches_come_in_few_shapes_whatever_the_text_lengths(tiny_bundle):
+    # oneDNN keeps a kernel per input shape (bf16 on CPU): every new shape costs memory for good, so
+    # the model must see lengths rounded to PAD_MULTIPLE, not one shape per batch.
+    classifier = Classifier.load(tiny_bundle, precision="fp32")
+    shapes = []
+    hook = classifier.backbone.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        texts = [" ".join(f"word{j}" for j in range(n)) for n in range(1, 200, 3)]
+        classifier.predict(texts, batch_size=4)
+    finally:
+        hook.remove()
+    assert len(shapes) >= len(texts) // 4
+    assert all(length % PAD_MULTIPLE == 0 and length <= padded_length(classifier.max_length) for _, length in shapes)
+    assert len({length for _, length in shapes}) <= -(-classifier.max_length // PAD_MULTIPLE)
+    assert len(set(shapes)) < len(shapes) / 2  # shapes repeat, so kernels are reused
 
 
 def test_compiled_classifier_predicts_like_the_eager_one_without_compiling_again(tiny_bundle):

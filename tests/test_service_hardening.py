@@ -269,3 +269,18 @@ def test_a_dead_worker_turns_ready_to_503_and_asks_to_stop(tiny_bundle, tmp_path
         later = httpx.post(url + "/predict", json={"text": "an optical sensor"}, timeout=30)
         assert later.status_code == 503 and "Retry-After" in later.headers
     assert len(stops) == 1 and "planted fault" in stops[0]
+
+
+def test_recent_texts_hold_at_most_their_count_and_their_characters():
+    from patentclf.service.runtime import RecentPrediction, RecentTexts
+
+    recent = RecentTexts(capacity=3, max_chars=100)
+    for i in range(5):
+        recent.add(f"id{i}", RecentPrediction("x" * 10, "A", "v"))
+    assert len(recent) == 3 and recent.get("id0") is None and recent.get("id4") is not None
+    recent.add("long", RecentPrediction("y" * 90, "B", "v"))  # over the characters: the oldest go
+    assert recent.chars <= 100 and recent.get("long") is not None and recent.get("id3") is None
+    recent.add("huge", RecentPrediction("z" * 101, "C", "v"))  # longer than the whole budget: not kept
+    assert recent.get("huge") is None and recent.get("long") is not None
+    recent.add("long", RecentPrediction("w" * 5, "B", "v"))  # the same id again replaces, not double-counts
+    assert recent.chars == 5 + 10 and len(recent) == 2

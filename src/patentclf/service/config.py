@@ -78,6 +78,9 @@ class ServiceConfig(BaseSettings):
     review_threshold: float = Field(0.5, ge=0, le=1, description="confidence below this sets needs_review")
     log_texts: bool = Field(False, description="write request texts to the log line and the predictions log")
     recent_texts: int = Field(10_000, ge=0, description="prediction id -> text entries held in memory for feedback")
+    recent_texts_chars: int = Field(
+        20_000_000, ge=0, description="most characters of those texts held in memory (oldest dropped first)"
+    )
     log_flush_s: float = Field(1.0, gt=0, description="how often the predictions log is written to the database")
 
     @field_validator("api_keys", "review_required", "reviewers", mode="before")

@@ -44,18 +44,26 @@ class RecentPrediction:
 
 class RecentTexts:
     """The last ``capacity`` prediction ids and their texts, so feedback by id can carry the text
-    even when texts are not logged. Held in memory only: lost on restart, by design."""
+    even when texts are not logged; at most ``max_chars`` characters of text in all, so long texts
+    cannot fill the memory. Held in memory only: lost on restart, by design."""
 
-    def __init__(self, capacity: int):
-        self.capacity = capacity
+    def __init__(self, capacity: int, max_chars: int = 20_000_000):
+        self.capacity, self.max_chars = capacity, max_chars
+        self.chars = 0
         self._items: OrderedDict[str, RecentPrediction] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def add(self, prediction_id: str, item: RecentPrediction) -> None:
-        if self.capacity <= 0:
+        if self.capacity <= 0 or len(item.text) > self.max_chars:
             return
+        previous = self._items.pop(prediction_id, None)
+        self.chars += len(item.text) - (len(previous.text) if previous else 0)
         self._items[prediction_id] = item
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+        while len(self._items) > self.capacity or self.chars > self.max_chars:
+            _, dropped = self._items.popitem(last=False)
+            self.chars -= len(dropped.text)
 
     def get(self, prediction_id: str) -> RecentPrediction | None:
         return self._items.get(prediction_id)
@@ -104,7 +112,7 @@ class ServiceRuntime:
         self.feedback = FeedbackStore(self.store)
         # On a shared database, recent texts go there too, so feedback by id works on every replica.
         self.prediction_log = PredictionLog(self.store, shared_texts=config.recent_texts if self.store.shared else 0)
-        self.recent = RecentTexts(config.recent_texts)
+        self.recent = RecentTexts(config.recent_texts, config.recent_texts_chars)
         self.classifier: Classifier | None = None
         self.batcher: MicroBatcher | None = None
         self.info: dict = {}
