@@ -28,6 +28,22 @@ def test_ece_is_small_when_confidence_matches_accuracy_and_large_when_not():
     assert sum(r["n"] for r in table) == 20000 and all(r["low"] < r["confidence"] <= r["high"] for r in table)
 
 
+def test_fit_combination_trusts_the_informative_source_and_sums_codes_to_sections():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 9, 4000)
+    informative = softmax(rng.normal(0, 1, (4000, 9)) + 3.0 * np.eye(9)[labels])
+    noise = softmax(rng.normal(0, 2, (4000, 9)))
+    weights = cal.fit_combination([noise, informative], labels)
+    assert weights[1] > 0.5 and weights[0] < 0.1
+    pooled = cal.combine([noise, informative], weights)
+    assert cal.negative_log_likelihood(pooled, labels) <= cal.negative_log_likelihood(informative, labels) + 1e-6
+    np.testing.assert_allclose(pooled.sum(axis=1), 1.0)
+    # Class probabilities summed up to their sections (a code's first letter).
+    summed = cal.to_sections(np.array([[0.5, 0.2, 0.3]]), ["G06", "G01", "H04"], list("ABCDEFGHY"))
+    np.testing.assert_allclose(summed[0, 6], 0.7, atol=1e-6)
+    np.testing.assert_allclose(summed[0, 7], 0.3, atol=1e-6)
+
+
 def test_temperature_is_recovered_from_overconfident_logits():
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 3, (5000, 9))

@@ -74,6 +74,8 @@ def test_hierarchy_bundle_predicts_every_level(tiny_hierarchy_bundle, toy_hierar
     info = read_info(tiny_hierarchy_bundle)
     assert info["heads"]["subclasses"] and 0 < info["calibration"]["sections_threshold"] < 1
     assert {"llm_weight", "temperature", "llm_temperature"} <= set(info["calibration"]["section"])
+    # The section is pooled with the finer heads summed up to sections, all weights fitted on validation.
+    assert list(info["calibration"]["section"]["weights"]) == ["llm", "tfidf", "class", "subclass"]
     test = data.load_split(str(toy_hierarchy_data), "test")
     predictions = Classifier.load(tiny_hierarchy_bundle, precision="fp32").predict(test.texts)
     for p in predictions:
@@ -87,6 +89,24 @@ def test_hierarchy_bundle_predicts_every_level(tiny_hierarchy_bundle, toy_hierar
     assert top1 >= 0.8  # the toy subclasses are learnable
     with_second = [p for p, codes in zip(predictions, test.codes) if "H04N" in codes]
     assert np.mean(["H" in p.sections for p in with_second]) >= 0.7  # the multi-label head learned H04N
+
+
+def test_pooled_section_probabilities_follow_the_stored_weights(tiny_hierarchy_bundle, toy_hierarchy_data):
+    from patentclf import calibration as cal
+    from patentclf.labels import CODES
+
+    classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32")
+    texts = data.load_split(str(toy_hierarchy_data), "test").texts[:12]
+    raw = classifier.raw_outputs(texts)
+    sources = classifier.section_sources(raw, classifier.tfidf_probabilities(texts, "section", list(CODES)))
+    weights = classifier.calibration["section"]["weights"]
+    expected = cal.combine([sources[name] for name in weights], list(weights.values()))
+    got = np.array([[p.probabilities[c] for c in CODES] for p in classifier.predict(texts)])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # Only the weights decide: the LLM section head alone would answer otherwise.
+    classifier.calibration["section"]["weights"] = {"llm": 1.0}
+    alone = np.array([[p.probabilities[c] for c in CODES] for p in classifier.predict(texts)])
+    np.testing.assert_allclose(alone, cal.combine([raw["section"]], [1.0]), atol=1e-5)
 
 
 def test_section_only_bundle_keeps_working(tiny_bundle):

@@ -188,8 +188,15 @@ def write_model_card(bundle_dir: str | Path, info: dict) -> None:
     )
     calibration = info.get("calibration", {})
     section = calibration.get("section", {})
+    pooled = section.get("weights")
     calibration_text = (
-        f"Section probabilities are a log-linear blend of the LLM ({section.get('llm_weight', 1.0):.2f}) and a TF-IDF + "
+        "Section probabilities pool, log-linearly, the LLM's section head, a TF-IDF + logistic regression model "
+        "trained on the same rows, and the LLM's class and subclass heads summed up to sections, with weights "
+        + ", ".join(f"{name} {weight:.2f}" for name, weight in pooled.items())
+        + "; class and subclass probabilities blend the LLM with TF-IDF and a temperature. Weights, temperatures "
+        f"and the sections threshold ({calibration.get('sections_threshold', '-')}) were fitted on the validation split."
+        if pooled
+        else f"Section probabilities are a log-linear blend of the LLM ({section.get('llm_weight', 1.0):.2f}) and a TF-IDF + "
         f"logistic regression model trained on the same rows ({1 - section.get('llm_weight', 1.0):.2f}), divided by a "
         f"temperature of {section.get('temperature', 1.0):.2f}; weights, temperatures and the sections threshold "
         f"({calibration.get('sections_threshold', '-')}) were fitted on the validation split."

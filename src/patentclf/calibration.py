@@ -2,7 +2,9 @@
 threshold, expected calibration error and the reliability diagram.
 
 Everything here is fitted on the validation split and stored in ``patentclf.json`` as a few numbers
-(``calibration``: ``llm_weight``, ``temperature``, ``sections_threshold``), so a bundle's
+(``calibration``: ``llm_weight``, ``temperature``, ``sections_threshold``, and for a hierarchical
+model the section head's ``weights``: the LLM's section head, the TF-IDF partner's, and the class and
+subclass heads summed up to sections, pooled log-linearly), so a bundle's
 probabilities are calibrated wherever it is loaded.
 """
 
@@ -25,6 +27,41 @@ def blend(llm: np.ndarray, tfidf: np.ndarray | None, llm_weight: float, temperat
     scores = scores / temperature
     scores -= scores.max(axis=1, keepdims=True)
     out = np.exp(scores)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def combine(sources: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    """Log-linear pool of several probability tables over the same codes, ``softmax(sum_k w_k log p_k)``;
+    the weights' sum plays the part of an inverse temperature."""
+    scores = sum(w * np.log(np.clip(p, EPS, 1.0)) for w, p in zip(weights, sources))
+    scores = scores - scores.max(axis=1, keepdims=True)
+    out = np.exp(scores)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def fit_combination(sources: list[np.ndarray], labels: np.ndarray) -> list[float]:
+    """The non-negative weights of :func:`combine` that minimise the validation negative
+    log-likelihood (L-BFGS-B from equal weights): how much each source is trusted, and how sharp the
+    result is, in one fit."""
+    from scipy.optimize import minimize
+
+    start = np.full(len(sources), 1.0 / len(sources))
+    result = minimize(
+        lambda w: negative_log_likelihood(combine(sources, list(w)), labels),
+        start,
+        method="L-BFGS-B",
+        bounds=[(0.0, 5.0)] * len(sources),
+    )
+    return [round(float(w), 4) for w in result.x]
+
+
+def to_sections(probabilities: np.ndarray, codes: list[str], sections: list[str]) -> np.ndarray:
+    """A class or subclass head's probabilities summed up to sections (a code's first letter is its
+    section): what the finer heads say about the section."""
+    out = np.full((probabilities.shape[0], len(sections)), EPS)
+    index = {code: i for i, code in enumerate(sections)}
+    for column, code in enumerate(codes):
+        out[:, index[code[0]]] += probabilities[:, column]
     return out / out.sum(axis=1, keepdims=True)
 
 

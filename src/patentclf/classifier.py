@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .bundle import default_model_dir, load_bundle, model_version
-from .calibration import blend, section_sets
+from .calibration import blend, combine, section_sets, to_sections
 from .data import to_bigpatent_form
 from .ensemble import TfidfModels
 from .heads import HeadLayout, last_token_positions
@@ -207,12 +207,28 @@ class Classifier:
                 continue
             settings = self.calibration.get(head, {})
             weight = settings.get("llm_weight", 1.0)
-            tfidf = self.tfidf_probabilities(texts, head, codes) if weight < 1.0 else None
+            tfidf = self.tfidf_probabilities(texts, head, codes) if weight < 1.0 or "weights" in settings else None
             if tfidf is None:  # the LLM alone (no TF-IDF partner, or use_tfidf=False): its own temperature
                 out[head] = blend(raw[head], None, 1.0, settings.get("llm_temperature", 1.0))
+            elif "weights" in settings:  # the section pooled with the finer heads (see section_sources)
+                sources = self.section_sources(raw, tfidf)
+                out[head] = combine([sources[name] for name in settings["weights"]], list(settings["weights"].values()))
             else:
                 out[head] = blend(raw[head], tfidf, weight, settings.get("temperature", 1.0))
         return out
+
+    def section_sources(self, raw: dict[str, np.ndarray], tfidf: np.ndarray | None) -> dict[str, np.ndarray]:
+        """What each part of the model says about the main section, as (rows, 9) tables: the LLM's
+        section head, the TF-IDF partner's, and the LLM's class and subclass heads summed up to
+        sections (a patent's main subclass names its main section, and those heads learnt it from
+        finer labels)."""
+        sources = {"llm": raw["section"]}
+        if tfidf is not None:
+            sources["tfidf"] = tfidf
+        for head, codes in (("class", self.layout.classes), ("subclass", self.layout.subclasses)):
+            if head in raw:
+                sources[head] = to_sections(raw[head], codes, list(CODES))
+        return sources
 
     def tfidf_probabilities(self, texts: Sequence[str], head: str, codes: Sequence[str]) -> np.ndarray | None:
         """The bundle's TF-IDF model's probabilities for ``head``, in the order of ``codes`` (a code

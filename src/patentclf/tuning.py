@@ -67,9 +67,17 @@ def tune_bundle(bundle_dir: str | Path, train: Split, validation: Split, *, tfid
             "llm_temperature": cal.fit_temperature(llm, None, truth, 1.0),
             "fitted_on": f"validation ({len(rows)} rows)",
         }
-        if head == "section":  # every row has a section: the main predictions the threshold is fitted with
-            uses_partner = partner is not None and weight < 1.0
-            main_section = cal.blend(llm, partner if uses_partner else None, weight if uses_partner else 1.0, 1.0).argmax(axis=1)
+        if head != "section":
+            continue
+        # Every row has a section: the main predictions the sections threshold is fitted with.
+        uses_partner = partner is not None and weight < 1.0
+        main_section = cal.blend(llm, partner if uses_partner else None, weight if uses_partner else 1.0, 1.0).argmax(axis=1)
+        if layout.hierarchical and partner is not None:
+            # Pool the section head with the class and subclass heads summed up to sections (and TF-IDF).
+            sources = classifier.section_sources({name: values[rows] for name, values in raw.items()}, partner)
+            weights = cal.fit_combination(list(sources.values()), truth)
+            calibration[head]["weights"] = dict(zip(sources, weights))
+            main_section = cal.combine(list(sources.values()), weights).argmax(axis=1)
     if layout.hierarchical:
         rows = np.array([i for i, t in enumerate(found) if t is not None])
         if len(rows):
