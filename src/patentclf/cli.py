@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,7 +22,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")  # escaped: brackets in a message are text, not markup
     raise typer.Exit(code=2)
 
 
@@ -381,7 +382,7 @@ def _predict_on_ray(
     try:
         from .bulk import BulkError, run_bulk
     except ImportError as exc:  # ray is an extra
-        _fail(f"--engine ray needs Ray Data ({exc.name} is missing): pip install 'patentclf[ray]'")
+        _fail(f"--engine ray needs Ray ({exc.name} is missing): pip install 'patentclf[ray]'")
     from .models import ModelError
 
     try:
