@@ -100,6 +100,20 @@ class RayHead:
             os.environ[key] = value
         _check_loopback()
         _reload_auth()
+        for attempt in range(3):
+            failure = self._start()
+            if failure is None:
+                return self.address
+            # It stopped at once, e.g. a port picked free was taken by another program before Ray bound
+            # it (other tests start servers too): new ports, again. A head that hangs is not retried.
+            if self.process.poll() is None or attempt == 2:
+                self.__exit__(None, None, None)
+                raise RuntimeError(f"ray start failed:\n{failure}")
+            self._stop()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> str | None:
+        """Start the head; None once it runs, else the end of its log."""
         port = _free_port()
         self.address = f"127.0.0.1:{port}"
         ray = str(Path(sys.executable).with_name("ray"))
@@ -134,12 +148,21 @@ class RayHead:
         deadline = time.monotonic() + self.timeout
         while "Ray runtime started" not in Path(self.log.name).read_text():
             if self.process.poll() is not None or time.monotonic() > deadline:
-                self.__exit__(None, None, None)
-                raise RuntimeError(f"ray start failed:\n{Path(self.log.name).read_text()[-3000:]}")
+                return Path(self.log.name).read_text()[-3000:] or f"exit status {self.process.poll()}"
             time.sleep(0.5)
-        return self.address
+        return None
 
     def __exit__(self, *exc) -> None:
+        self._stop()
+        for key, value in self.saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        _reload_auth()
+        shutil.rmtree(self.temp, ignore_errors=True)
+
+    def _stop(self) -> None:
         # Its session (start_new_session) holds only this cluster's processes: SIGTERM to all of them at
         # once, as `ray stop` does, then SIGKILL to whatever is left after a few seconds (the raylet
         # takes 10 s or more to go gracefully on a busy machine, and this cluster has nothing to keep).
@@ -154,10 +177,3 @@ class RayHead:
                 time.sleep(0.2)
         self.process.wait()
         self.log.close()
-        for key, value in self.saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        _reload_auth()
-        shutil.rmtree(self.temp, ignore_errors=True)
