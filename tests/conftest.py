@@ -17,6 +17,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Ray clusters of the tests stay on loopback (tests/ray_cluster.py says why); Ray reads it on import.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 # Distinctive words per section for the toy task: learnable by a tiny model in a few dozen steps.
 TOY_WORDS = {

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,7 +22,7 @@ err = Console(stderr=True)
 
 
 def _fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}")
+    err.print(f"[bold red]error:[/] {escape(message)}")  # escaped: brackets in a message are text, not markup
     raise typer.Exit(code=2)
 
 
@@ -277,16 +278,51 @@ def _comparison_table(metrics: dict, baseline: dict | None) -> Table:
 def predict(
     texts: Optional[list[str]] = typer.Argument(None, help="patent texts to classify"),
     model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model)"),
-    input: Optional[str] = typer.Option(None, "--input", help="JSONL/CSV/Parquet file of texts (text, or title + abstract)"),
-    output: Optional[Path] = typer.Option(None, help="JSONL file for --input results (default: stdout)"),
+    input: Optional[str] = typer.Option(
+        None,
+        "--input",
+        help="JSONL/CSV/Parquet file of texts (text, or title + abstract); with --engine ray also a folder, a glob or a URI such as s3://...",
+    ),
+    output: Optional[str] = typer.Option(
+        None, help="JSONL file for --input results (default: stdout); with --engine ray the folder of Parquet files"
+    ),
     text_field: Optional[list[str]] = typer.Option(None),
     long_text: str = typer.Option("truncate", help="truncate | chunk"),
     batch_size: Optional[int] = typer.Option(None, help="most texts per model call (default 8 on CPU, 32 on a GPU)"),
     compile: bool = typer.Option(
         False, "--compile", help="torch.compile the model: 30-80 s to start, ~20% faster after (large files)"
     ),
+    engine: str = typer.Option("local", help="local: this process | ray: a Ray cluster, Parquet files out, resumable"),
+    ray_address: Optional[str] = typer.Option(
+        None, help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: env RAY_ADDRESS, else a local cluster)"
+    ),
+    actors: int = typer.Option(2, help="--engine ray: model replicas (Ray actors)"),
+    rows_per_batch: int = typer.Option(256, help="--engine ray: rows an actor classifies and writes at a time"),
+    cpus_per_actor: float = typer.Option(1.0, help="--engine ray: CPUs (and torch threads) per actor on CPU clusters"),
+    gpus_per_actor: Optional[float] = typer.Option(
+        None, help="--engine ray: GPUs per actor (default 1 where the cluster has GPUs, else 0)"
+    ),
 ) -> None:
-    """Predict sections for texts given as arguments or in a file."""
+    """Predict sections for texts given as arguments or in a file (or, with --engine ray, many files on a cluster)."""
+    if engine == "ray":
+        _predict_on_ray(
+            texts,
+            model,
+            input,
+            output,
+            text_field,
+            long_text,
+            batch_size,
+            compile,
+            ray_address,
+            actors,
+            rows_per_batch,
+            cpus_per_actor,
+            gpus_per_actor,
+        )
+        return
+    if engine != "local":
+        _fail(f"--engine must be local or ray, not {engine!r}")
     if not texts and not input:
         _fail("give texts to classify, or --input FILE")
     if input:
@@ -318,11 +354,58 @@ def predict(
         record.update({key: answer[key] for key in ("sections", "section_probabilities", "classes", "subclasses")})
         lines.append(json.dumps(record))
     if output:
+        output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text("\n".join(lines) + "\n")
         err.print(f"wrote {len(lines)} predictions to {output}")
     else:
         print("\n".join(lines))
+
+
+def _predict_on_ray(
+    texts,
+    model,
+    input,
+    output,
+    text_field,
+    long_text,
+    batch_size,
+    compile,
+    address,
+    actors,
+    rows_per_batch,
+    cpus_per_actor,
+    gpus_per_actor,
+) -> None:
+    if texts or not input or not output:
+        _fail("--engine ray classifies files: give --input FILES and --output FOLDER (no texts as arguments)")
+    try:
+        from .bulk import BulkError, run_bulk
+    except ImportError as exc:  # ray is an extra
+        _fail(f"--engine ray needs Ray ({exc.name} is missing): pip install 'patentclf[ray]'")
+    from .models import ModelError
+
+    try:
+        result = run_bulk(
+            input,
+            output,
+            model=model,
+            address=address,
+            actors=actors,
+            rows_per_batch=rows_per_batch,
+            cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor,
+            batch_size=batch_size,
+            long_text=long_text,
+            compile=compile,
+            text_fields=tuple(text_field) if text_field else None,
+        )
+    except (BulkError, ModelError, OSError) as exc:
+        _fail(str(exc))
+    err.print(
+        f"wrote {result.written} predictions in {result.seconds:.0f} s; {output} now holds {result.total} "
+        "(read it with pandas.read_parquet or patentclf.bulk.read_predictions)"
+    )
 
 
 @app.command()

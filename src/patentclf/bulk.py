@@ -1,0 +1,569 @@
+"""Bulk classification on a Ray cluster: files of patents in, Parquet files of predictions out.
+
+``run_bulk(input, output)`` reads JSONL / CSV / Parquet files with Ray Data, classifies them in
+``map_batches`` over a pool of actors that each load the bundle once with :class:`Classifier` (a GPU
+each where the cluster has GPUs), and writes Parquet files under ``output`` with the fields of
+``patentclf predict --input``'s JSONL lines, keyed by each row's ``id``. It adds no prediction logic:
+every row's fields come from ``Classifier.predict``, and each file is read as ``patentclf predict``
+reads it (ids and text fields as text).
+
+A rerun after an interruption finishes the rest: Ray Data's row checkpoints (``output/_checkpoint``,
+ids only) record which rows are written, with a two-phase commit, so the rerun removes any file
+whose write was cut short, skips the rows already written and classifies only the others. No row is
+written twice as long as ids are unique and one run writes to ``output`` at a time. An output folder
+belongs to one job (``_patentclf.json``: the model, the input and the options that change a
+prediction); a run with another model, input or text options is refused before anything starts.
+
+Needs the ``ray`` extra (``pip install 'patentclf[ray]'``): importing this module imports Ray Data.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+from ray.data.datasource import FileBasedDatasource
+
+from .data import DataError, _text_fields_for, rows_to_split
+from .labels import CODES
+
+FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+CHECKPOINT_DIR = "_checkpoint"  # a leading "_": pandas / pyarrow readers of the folder skip it
+MANIFEST = "_patentclf.json"
+# Ray counts CPUs as scheduling slots. Reading and writing are light next to the model, so their
+# tasks ask for a fraction of one, and the model actors get the rest.
+LIGHT_CPUS = 0.25
+# On a rerun Ray Data filters the rows already written in actors of one CPU slot each (its own
+# setting, not ours), one pool per read operator: the input is read as one dataset, so there is one
+# pool, held at one actor (a binary search per row is plenty fast); more would take slots the model
+# actors need and can stall the run.
+FILTER_CPUS = 1.0
+CHUNK_ROWS = 4096  # rows per block a read yields, so that a big file streams
+
+_SUGGESTION = pa.struct([("code", pa.string()), ("title", pa.string()), ("probability", pa.float64())])
+# The fields of `patentclf predict --input`'s JSONL lines (after ``id``). The nine section probabilities
+# are a struct (``probabilities.G`` in SQL engines); ``section_probabilities`` holds only the predicted
+# sections, so it is a map.
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("prediction", pa.string()),
+        ("confidence", pa.float64()),
+        ("probabilities", pa.struct([(code, pa.float64()) for code in CODES])),
+        ("truncated", pa.bool_()),
+        ("sections", pa.list_(pa.string())),
+        ("section_probabilities", pa.map_(pa.string(), pa.float64())),
+        ("classes", pa.list_(_SUGGESTION)),
+        ("subclasses", pa.list_(_SUGGESTION)),
+    ]
+)
+
+
+class BulkError(ValueError):
+    """A bulk run cannot start or stopped on bad input; the message says why."""
+
+
+@dataclass
+class BulkResult:
+    output: str
+    written: int  # rows classified and written by this run
+    total: int  # rows in the output now
+    seconds: float
+
+
+def prediction_record(prediction) -> dict:
+    """One output row's prediction fields, from ``Prediction.to_dict()``."""
+    fields = prediction.to_dict()
+    fields["prediction"] = fields.pop("label")
+    return {name: fields[name] for name in PREDICTION_SCHEMA.names}
+
+
+def prediction_table(ids: pa.Array | pa.ChunkedArray, predictions: list) -> pa.Table:
+    table = pa.Table.from_pylist([prediction_record(p) for p in predictions], schema=PREDICTION_SCHEMA)
+    return table.add_column(0, "id", ids)
+
+
+# --- where files are ---------------------------------------------------------------------------
+
+
+def _filesystem(spec: str) -> tuple[pafs.FileSystem, str]:
+    """A pyarrow filesystem and the path on it: ``s3://...`` and other URIs, or a local path."""
+    if "://" in spec:
+        try:
+            return pafs.FileSystem.from_uri(spec)
+        except (pa.ArrowException, ValueError, OSError) as exc:
+            raise BulkError(f"{spec}: {exc}") from None
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(spec))
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> pafs.FileType:
+    return fs.get_file_info(path).type
+
+
+def _format(path: str) -> str:
+    return FORMATS[Path(path).suffix.lower()]
+
+
+def list_input_files(spec: str) -> tuple[pafs.FileSystem, list[str]]:
+    """The JSONL / CSV / Parquet files named by a file, a folder (read recursively; names starting
+    with ``_`` or ``.`` are skipped, as pyarrow does) or a glob such as ``data/*.jsonl``."""
+    fs, path = _filesystem(spec)
+    try:
+        if any(ch in path for ch in "*?["):
+            parts = path.split("/")
+            first = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+            base = "/".join(parts[:first]) or "/"
+            recursive = "**" in path or first < len(parts) - 1
+            selector = pafs.FileSelector(base, recursive=recursive, allow_not_found=True)
+            found = [
+                f.path for f in fs.get_file_info(selector) if f.type == pafs.FileType.File and fnmatch.fnmatchcase(f.path, path)
+            ]
+            if not found:
+                raise BulkError(f"{spec}: no file matches")
+        elif _exists(fs, path) == pafs.FileType.Directory:
+            found = [
+                f.path
+                for f in fs.get_file_info(pafs.FileSelector(path, recursive=True))
+                if f.type == pafs.FileType.File
+                and not any(part.startswith(("_", ".")) for part in f.path[len(path) :].split("/"))
+            ]
+        elif _exists(fs, path) == pafs.FileType.File:
+            found = [path]
+        else:
+            raise BulkError(f"{spec}: no such file or folder")
+    except OSError as exc:  # unreachable storage, no permission
+        raise BulkError(f"{spec}: {exc}") from None
+    unsupported = sorted({Path(f).suffix or Path(f).name for f in found if Path(f).suffix.lower() not in FORMATS})
+    files = sorted(f for f in found if Path(f).suffix.lower() in FORMATS)
+    if not files:
+        extra = f" (found {', '.join(unsupported)})" if unsupported else ""
+        raise BulkError(f"{spec}: no {', '.join(FORMATS)} files{extra}")
+    return fs, files
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+def _json_rows(f, path: str) -> Iterator[dict]:
+    """The objects of a JSON lines file (or of one JSON array), with the local engine's errors."""
+    text = io.TextIOWrapper(f, encoding="utf-8")
+    try:
+        first = True
+        for number, line in enumerate(text, start=1):
+            if not line.strip():
+                continue
+            if first and line.lstrip().startswith("["):  # a plain JSON array is accepted too
+                try:
+                    rows = json.loads(line + text.read())
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}: not valid JSON: {exc}") from None
+                if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+                    raise DataError(f"{path}: a JSON array must hold objects")
+                yield from rows
+                return
+            first = False
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: row {number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
+            yield row
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: cannot read the file: {exc}") from None
+    finally:
+        text.detach()  # the file stays Ray's to close
+
+
+def _as_text(value) -> str | None:
+    """A JSON value as ``patentclf predict`` reads it: ``str(value)``, None stays None."""
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+def _text_columns(table: pa.Table, columns: tuple[str, ...], path: str) -> pa.Table:
+    """``columns`` of ``table`` as strings; a text column a file lacks is all nulls."""
+    arrays = []
+    for name in columns:
+        if name not in table.column_names:
+            arrays.append(pa.nulls(table.num_rows, pa.string()))
+            continue
+        column = table[name]
+        if not pa.types.is_string(column.type):
+            try:
+                column = pc.cast(column, pa.string())
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise DataError(f"{path}: column {name!r} holds {column.type}, not text") from None
+        arrays.append(column)
+    return pa.table(arrays, names=list(columns))
+
+
+def check_columns(columns: set[str], fields: tuple[str, ...], path: str) -> None:
+    """Each file needs an ``id`` and at least one of the text fields."""
+    if "id" not in columns:
+        raise DataError(f"{path}: no 'id' column; bulk classification keys rows by id (columns: {sorted(columns)})")
+    if not columns & set(fields):
+        raise DataError(f"{path}: no text column {' or '.join(map(repr, fields))} (columns: {sorted(columns)})")
+
+
+def read_rows(f, path: str, fields: tuple[str, ...]) -> Iterator[pa.Table]:
+    """A file's rows as ``patentclf predict --input`` reads them, down to ``id`` and ``fields``, all as
+    strings, a few thousand rows at a time. ``f``: the file, open (seekable for Parquet)."""
+    columns = ("id", *fields)
+    kind = _format(path)
+    if kind == "parquet":
+        try:
+            parquet = pq.ParquetFile(f)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{path}: cannot read the file: {exc}") from None
+        present = set(parquet.schema_arrow.names)
+        check_columns(present, fields, path)
+        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=[c for c in columns if c in present]):
+            yield _text_columns(pa.Table.from_batches([batch]), columns, path)
+    elif kind == "csv":
+        # Every column as text, as `patentclf predict` reads CSV: an id such as 00123 stays "00123".
+        data = f.read_buffer()
+        try:
+            present = set(pacsv.open_csv(pa.BufferReader(data)).schema.names) if data.size else set()
+            check_columns(present, fields, path)
+            wanted = [c for c in columns if c in present]
+            convert = pacsv.ConvertOptions(
+                include_columns=wanted, column_types={c: pa.string() for c in wanted}, strings_can_be_null=False
+            )
+            for batch in pacsv.open_csv(pa.BufferReader(data), convert_options=convert):
+                yield _text_columns(pa.Table.from_batches([batch]), columns, path)
+        except pa.ArrowInvalid as exc:
+            raise DataError(f"{path}: cannot read the file: {exc}") from None
+    else:
+        rows: list[dict] = []
+        for row in _json_rows(f, path):
+            rows.append(row)
+            if len(rows) == CHUNK_ROWS:
+                yield _json_table(rows, columns, path)
+                rows = []
+        if rows:
+            yield _json_table(rows, columns, path)
+
+
+def _json_table(rows: list[dict], columns: tuple[str, ...], path: str) -> pa.Table:
+    check_columns(set().union(*(r.keys() for r in rows)), columns[1:], path)
+    return pa.table({c: pa.array([_as_text(r.get(c)) for r in rows], pa.string()) for c in columns})
+
+
+class PatentFiles(FileBasedDatasource):
+    """JSONL / CSV / Parquet files as one Ray Data source, each read by :func:`read_rows`. One source,
+    so one read operator: Ray Data puts a checkpoint filter behind each read operator, and each
+    filter holds a CPU slot."""
+
+    def __init__(self, paths: list[str], filesystem: pafs.FileSystem, fields: tuple[str, ...]):
+        super().__init__(paths, filesystem=filesystem)
+        self.fields = fields
+
+    def _open_input_source(self, filesystem, path: str, **open_args):
+        if _format(path) == "parquet":  # the footer first: Parquet needs a file it can seek in
+            return filesystem.open_input_file(path)
+        return super()._open_input_source(filesystem, path, **open_args)
+
+    def _read_stream(self, f, path: str) -> Iterator[pa.Table]:
+        yield from read_rows(f, path, self.fields)
+
+
+def _peek_columns(fs: pafs.FileSystem, path: str) -> set[str]:
+    """The columns of a file, from its head only: a Parquet footer, a CSV header, the first JSON lines."""
+    kind = _format(path)
+    try:
+        if kind == "parquet":
+            with fs.open_input_file(path) as f:
+                return set(pq.ParquetFile(f).schema_arrow.names)
+        with fs.open_input_stream(path) as f:
+            if kind == "csv":
+                head = f.read(1 << 20)
+                return set(pacsv.open_csv(pa.BufferReader(head)).schema.names) if head else set()
+            columns: set[str] = set()
+            rows = _json_rows(f, path)
+            for _, row in zip(range(100), rows):
+                columns.update(row)
+            rows.close()
+            return columns
+    except DataError:
+        raise
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"{path}: cannot read the file: {exc}") from None
+
+
+def plan_input(spec: str, text_fields: tuple[str, ...] | None) -> tuple[pafs.FileSystem, list[str], tuple[str, ...]]:
+    """The input's files and the text fields to read, checked before any cluster starts: every file
+    has an ``id`` and a text column (``text``, or ``title`` + ``abstract``, or ``text_fields``)."""
+    fs, files = list_input_files(spec)
+    with ThreadPoolExecutor(max_workers=16) as pool:  # one small read per file; remote stores are slow
+        found = list(pool.map(lambda f: _peek_columns(fs, f), files))
+    try:
+        fields = _text_fields_for(set().union(*found), tuple(text_fields) if text_fields else None, spec)
+        for path, columns in zip(files, found):
+            if columns:  # an empty file adds no rows
+                check_columns(columns, fields, path)
+    except DataError as exc:
+        raise BulkError(str(exc)) from None
+    return fs, files, fields
+
+
+def batch_texts(batch: pa.Table, fields: tuple[str, ...], source: str) -> list[str]:
+    """The texts of a batch, built and checked the way `patentclf predict --input` builds them."""
+    ids = batch["id"]
+    if ids.null_count or pc.any(pc.equal(pc.utf8_trim_whitespace(ids), "")).as_py():
+        raise DataError(f"{source}: a row has no id; bulk classification keys every row by its 'id'")
+    records = batch.select(list(fields)).to_pylist()
+    try:
+        return rows_to_split(records, source, text_fields=fields, require_labels=False).texts
+    except DataError:
+        for row_id, record in zip(ids.to_pylist(), records):  # name the row by its id, not its place in a batch
+            rows_to_split([record], f"{source}: id {row_id!r}", text_fields=fields, require_labels=False)
+        raise
+
+
+class Predictor:
+    """One Ray actor: loads the bundle once, then classifies batch after batch."""
+
+    def __init__(self, model: str, fields: tuple[str, ...], source: str, options: dict, threads: int | None):
+        import torch
+
+        from .classifier import Classifier
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.fields, self.source = fields, source
+        self.batch_size, self.long_text = options["batch_size"], options["long_text"]
+        self.classifier = Classifier.load(
+            model, device=options["device"], precision=options["precision"], compile=options["compile"]
+        )
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        texts = batch_texts(batch, self.fields, self.source)
+        predictions = self.classifier.predict(texts, batch_size=self.batch_size, long_text=self.long_text)
+        return prediction_table(batch["id"], predictions)
+
+
+# --- the output folder -------------------------------------------------------------------------
+
+
+def _join(base: str, name: str) -> str:
+    return base.rstrip("/") + "/" + name
+
+
+def _parquet_rows(fs: pafs.FileSystem, folder: str, skip_suffix: str | None = None) -> int:
+    """Rows in the Parquet files directly in ``folder`` (from their footers; no data is read)."""
+    infos = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    total = 0
+    for info in infos:
+        name = info.base_name
+        if info.type != pafs.FileType.File or not name.endswith(".parquet") or name.startswith(("_", ".")):
+            continue
+        if skip_suffix and name.endswith(skip_suffix):
+            continue
+        with fs.open_input_file(info.path) as f:
+            total += pq.ParquetFile(f).metadata.num_rows
+    return total
+
+
+def _holds_parquet(fs: pafs.FileSystem, folder: str) -> bool:
+    return any(info.base_name.endswith(".parquet") for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True)))
+
+
+# What must match for a rerun to continue a job's folder: whatever changes a row's prediction, and the rows.
+JOB_KEYS = {"model_version": "model", "input": "input", "text_fields": "text fields", "long_text": "long text"}
+
+
+def _check_manifest(fs: pafs.FileSystem, out: str, manifest: dict) -> None:
+    """An output folder holds one job's predictions: a rerun of the same job continues it, and a run
+    with another model, input or text options is refused; a folder of someone else's Parquet files
+    is refused too. A folder with a manifest but no predictions yet is taken over."""
+    kind = _exists(fs, out)
+    if kind == pafs.FileType.File:
+        raise BulkError(f"{out} is a file; --output names a folder for the Parquet files")
+    path = _join(out, MANIFEST)
+    written = kind == pafs.FileType.Directory and (_holds_parquet(fs, out) or _holds_parquet(fs, _join(out, CHECKPOINT_DIR)))
+    if _exists(fs, path) == pafs.FileType.File and written:
+        with fs.open_input_stream(path) as f:
+            before = json.loads(f.read())
+        changed = [
+            f"{label} {before.get(key)!r} -> {manifest[key]!r}"
+            for key, label in JOB_KEYS.items()
+            if before.get(key) != manifest[key]
+        ]
+        if changed:
+            raise BulkError(
+                f"{out} holds another job's predictions ({'; '.join(changed)}): write to a new folder, "
+                "or delete this one to start over"
+            )
+        return
+    if written:
+        raise BulkError(f"{out} already holds Parquet files that no patentclf bulk run wrote; write to a new folder")
+    fs.create_dir(out, recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(json.dumps(manifest, indent=2).encode())
+
+
+def read_predictions(output: str | Path) -> pa.Table:
+    """Every prediction under ``output`` as one table, one row per id (the first, should a file have
+    been copied in twice)."""
+    import pyarrow.dataset as pads
+
+    fs, out = _filesystem(str(output))
+    table = pads.dataset(out, format="parquet", filesystem=fs).to_table()
+    ids = table["id"].to_pylist()
+    if len(set(ids)) == len(ids):
+        return table
+    seen: set = set()
+    return table.filter(pa.array([not (i in seen or seen.add(i)) for i in ids]))
+
+
+# --- running -----------------------------------------------------------------------------------
+
+
+def _connect(address: str | None, cpus_needed: float) -> bool:
+    """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start one on this machine; True if this
+    call connected (and so must disconnect)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BulkError(f"cannot connect to the Ray cluster at {address}: {exc}") from None
+        return True
+    # A cluster of this machine alone, for this job: every core, and at least the slots the job asks for.
+    ray.init(num_cpus=max(os.cpu_count() or 1, int(cpus_needed + 0.999)), include_dashboard=False, _node_ip_address="127.0.0.1")
+    return True
+
+
+def _user_error(exc: BaseException | None) -> DataError | None:
+    """The DataError that stopped a Ray task, if one did: the innermost, since Ray wraps it (the
+    wrappers are DataErrors too, but their text is a whole traceback)."""
+    found = None
+    for _ in range(8):
+        if exc is None:
+            break
+        if isinstance(exc, DataError):
+            found = exc
+        exc = getattr(exc, "cause", None) or exc.__cause__
+    return found
+
+
+def run_bulk(
+    input: str,
+    output: str,
+    *,
+    model: str | Path | None = None,
+    address: str | None = None,
+    actors: int = 2,
+    rows_per_batch: int = 256,
+    cpus_per_actor: float = 1.0,
+    gpus_per_actor: float | None = None,
+    batch_size: int | None = None,
+    long_text: str = "truncate",
+    precision: str = "auto",
+    compile: bool = False,
+    text_fields: tuple[str, ...] | None = None,
+) -> BulkResult:
+    """Classify every row of ``input`` into Parquet files under ``output`` (see the module's doc).
+
+    ``actors``: model replicas; ``rows_per_batch``: rows an actor classifies and Ray writes at a time;
+    ``gpus_per_actor``: default 1 where the cluster has GPUs, else 0; each actor also holds
+    ``cpus_per_actor`` CPUs (and as many torch threads on a CPU); ``batch_size``, ``long_text``,
+    ``precision``, ``compile``: as for ``Classifier``. Bad input, a wrong model or a folder of another
+    job raise :class:`BulkError` (or ``ModelError``) before any cluster starts where they can."""
+    from .bundle import default_model_dir, model_version, read_info
+    from .classifier import LONG_TEXT_MODES
+
+    if actors < 1 or rows_per_batch < 1 or cpus_per_actor <= 0 or (gpus_per_actor or 0) < 0:
+        raise BulkError("actors, rows per batch and CPUs per actor must be positive (GPUs per actor not negative)")
+    if long_text not in LONG_TEXT_MODES:
+        raise BulkError(f"long_text must be one of {LONG_TEXT_MODES}, not {long_text!r}")
+    model_path = Path(model) if model else default_model_dir()
+    read_info(model_path)  # a wrong --model fails here, before any cluster starts (ModelError)
+    in_fs, files, fields = plan_input(input, text_fields)
+    out_fs, out = _filesystem(output)
+    source = input if "://" in input else os.path.abspath(os.path.expanduser(input))
+    manifest = {
+        "model": str(model_path),
+        "model_version": model_version(model_path),
+        "input": source,
+        "text_fields": list(fields),
+        "long_text": long_text,
+    }
+    _check_manifest(out_fs, out, manifest)
+
+    cpus_needed = actors * cpus_per_actor + FILTER_CPUS + 2 * LIGHT_CPUS
+    started = _connect(address, cpus_needed)
+    import ray
+    from ray.data.checkpoint import CheckpointConfig
+
+    start = time.perf_counter()
+    try:
+        resources = ray.cluster_resources()
+        if gpus_per_actor is None:
+            gpus_per_actor = 1.0 if resources.get("GPU", 0) >= 1 else 0.0
+        if resources.get("CPU", 0) < cpus_needed:
+            raise BulkError(
+                f"the Ray cluster has {resources.get('CPU', 0):g} CPUs; {actors} actors x {cpus_per_actor:g} CPUs plus "
+                f"{cpus_needed - actors * cpus_per_actor:g} for reading, checkpoints and writing need {cpus_needed:g}: "
+                "use fewer actors or fewer CPUs per actor"
+            )
+        if gpus_per_actor and resources.get("GPU", 0) < actors * gpus_per_actor:
+            gpus = resources.get("GPU", 0)
+            raise BulkError(f"the Ray cluster has {gpus:g} GPUs: {actors} actors x {gpus_per_actor:g} do not fit")
+        dataset = ray.data.read_datasource(PatentFiles(files, in_fs, fields), num_cpus=LIGHT_CPUS)
+        # Rows already written: the committed checkpoints (a cut-short write's file is removed below).
+        checkpoints = _join(out, CHECKPOINT_DIR)
+        before = _parquet_rows(out_fs, checkpoints, skip_suffix=".pending.parquet")
+        options = {
+            "batch_size": batch_size,
+            "long_text": long_text,
+            "precision": precision,
+            "compile": compile,
+            "device": None if gpus_per_actor else "cpu",  # a CPU actor on a GPU node stays off the GPU
+        }
+        threads = None if gpus_per_actor else max(1, int(cpus_per_actor))
+        predictions = dataset.map_batches(
+            Predictor,
+            fn_constructor_args=(str(model_path), fields, input, options, threads),
+            batch_size=rows_per_batch,
+            batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=cpus_per_actor,
+            num_gpus=gpus_per_actor,
+            udf_modifying_row_count=False,
+        )
+        # Kept after success, so that rerunning a finished job writes nothing.
+        checkpointing = CheckpointConfig(
+            id_column="id", checkpoint_path=checkpoints, override_filesystem=out_fs, delete_checkpoint_on_success=False
+        )
+        checkpointing.checkpoint_actor_pool_min_size = checkpointing.checkpoint_actor_pool_max_size = 1
+        predictions.context.checkpoint_config = checkpointing
+        # A bad row's DataError reaches us as itself (Ray Data would wrap it in a UserCodeException
+        # that keeps only its traceback's text), so that _user_error finds it.
+        predictions.context.raise_original_map_exception = True
+        predictions.write_parquet(out, filesystem=out_fs, ray_remote_args={"num_cpus": LIGHT_CPUS})
+    except Exception as exc:
+        cause = _user_error(exc)
+        if cause is not None:
+            raise BulkError(str(cause)) from None
+        raise
+    finally:
+        if started:
+            ray.shutdown()
+    total = _parquet_rows(out_fs, out)
+    return BulkResult(output=output, written=total - before, total=total, seconds=time.perf_counter() - start)

@@ -1,0 +1,173 @@
+"""`--engine ray` without a cluster: what it reads, what it refuses before any cluster starts, and the
+error when Ray is not installed. The runs on a real cluster are in test_bulk_ray.py."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from patentclf.cli import app
+
+from .conftest import write_jsonl
+
+
+@pytest.fixture
+def bulk(monkeypatch):
+    """patentclf.bulk, with any cluster start turned into a failure: nothing here may need one."""
+    pytest.importorskip("ray.data", reason="the ray extra: pip install 'patentclf[ray]'")
+    from patentclf import bulk
+
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("this check should have stopped the run before any cluster started")
+
+    monkeypatch.setattr(bulk, "_connect", no_cluster)
+    return bulk
+
+
+@pytest.fixture
+def fake_bundle(tmp_path):
+    """Enough of a bundle for the checks made before a cluster starts (its info and adapter digest)."""
+    from patentclf.bundle import ADAPTER_FILE, INFO_FILE, label_table
+
+    def make(name: str, weights: bytes = b"weights"):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / INFO_FILE).write_text(json.dumps({"labels": label_table()}))
+        (folder / ADAPTER_FILE).write_bytes(weights)
+        return folder
+
+    return make
+
+
+def read(bulk, path, fields=("text",)) -> list[dict]:
+    """What the Ray read tasks make of one file."""
+    with pafs.LocalFileSystem().open_input_file(str(path)) as f:
+        return pa.concat_tables(bulk.read_rows(f, str(path), fields)).to_pylist()
+
+
+def test_each_format_is_read_as_the_local_engine_reads_it(bulk, tmp_path):
+    jsonl = write_jsonl(tmp_path / "a.jsonl", [{"id": 7, "text": "a sensor", "n": 1}, {"id": "x", "title": "no text"}])
+    assert read(bulk, jsonl) == [{"id": "7", "text": "a sensor"}, {"id": "x", "text": None}]
+    array = tmp_path / "b.json"
+    array.write_text(json.dumps([{"id": "j", "text": "a lamp"}]))
+    assert read(bulk, array) == [{"id": "j", "text": "a lamp"}]
+    csv = tmp_path / "c.csv"
+    csv.write_text("id,text,count\n00123,a valve,1\n00124,,2\n")
+    assert read(bulk, csv) == [{"id": "00123", "text": "a valve"}, {"id": "00124", "text": ""}]  # ids stay text
+    parquet = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"id": [1, 2], "title": ["t", None], "abstract": ["a", "b"]}), parquet)
+    assert read(bulk, parquet, ("title", "abstract")) == [
+        {"id": "1", "title": "t", "abstract": "a"},
+        {"id": "2", "title": None, "abstract": "b"},
+    ]
+
+    broken = tmp_path / "e.jsonl"
+    broken.write_text('{"id": "1", "text": "fine"}\n\n{"id": "3", "text": \n')
+    with pytest.raises(bulk.DataError, match=r"e.jsonl: row 3: not valid JSON"):
+        read(bulk, broken)
+
+
+def test_input_is_checked_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
+    model = fake_bundle("model")
+
+    def run(source, **options):
+        bulk.run_bulk(str(source), str(tmp_path / "out"), model=model, **options)
+
+    with pytest.raises(bulk.BulkError, match="missing: no such file or folder"):
+        run(tmp_path / "missing")
+    with pytest.raises(bulk.BulkError, match=r"\*.jsonl: no file matches"):
+        run(tmp_path / "*.jsonl")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "read-me.txt").write_text("x")
+    with pytest.raises(bulk.BulkError, match=r"no .jsonl, .json, .csv, .parquet files \(found .txt\)"):
+        run(tmp_path / "notes")
+
+    data = tmp_path / "data"
+    write_jsonl(data / "good.jsonl", [{"id": "1", "text": "a sensor"}])
+    write_jsonl(data / "no-text.jsonl", [{"id": "2", "body": "a lamp"}])
+    with pytest.raises(bulk.BulkError, match=r"no-text.jsonl: no text column 'text' \(columns: \['body', 'id'\]\)"):
+        run(data)
+    (data / "no-text.jsonl").unlink()
+    (data / "no-ids.csv").write_text("text\na door\n")
+    with pytest.raises(bulk.BulkError, match=r"no-ids.csv: no 'id' column"):
+        run(data)
+    with pytest.raises(bulk.BulkError, match=r"missing text column\(s\) \['claims'\]"):
+        run(data / "good.jsonl", text_fields=("claims",))
+    (data / "empty.jsonl").write_text("")  # an empty file adds no rows and needs no columns
+    assert bulk.plan_input(str(data / "*.jsonl"), None)[1:] == ([str(data / "empty.jsonl"), str(data / "good.jsonl")], ("text",))
+
+
+def test_an_output_folder_holds_one_job(bulk, fake_bundle, tmp_path):
+    model, other_model = fake_bundle("model"), fake_bundle("other", b"other weights")
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "a sensor"}])
+    out = tmp_path / "out"
+
+    def run(model=model, source=source, out=out, **kw):
+        bulk.run_bulk(str(source), str(out), model=model, **kw)
+
+    with pytest.raises(AssertionError, match="before any cluster"):  # a new folder: the job starts
+        run()
+    manifest = json.loads((out / bulk.MANIFEST).read_text())
+    assert manifest["model_version"].startswith("model@") and manifest["input"] == str(source)
+    with pytest.raises(AssertionError, match="before any cluster"):  # nothing written yet: another job may take it
+        run(model=other_model)
+    assert json.loads((out / bulk.MANIFEST).read_text())["model_version"].startswith("other@")
+
+    pq.write_table(pa.table({"id": ["1"]}), out / "part-0.parquet")  # once it holds predictions it is that job's
+    with pytest.raises(bulk.BulkError, match=r"another job's predictions \(model 'other@.*' -> 'model@"):
+        run()
+    with pytest.raises(bulk.BulkError, match=r"input .* -> .*elsewhere.jsonl"):
+        run(model=other_model, source=write_jsonl(tmp_path / "elsewhere.jsonl", [{"id": "1", "text": "x"}]))
+    with pytest.raises(bulk.BulkError, match="long text 'truncate' -> 'chunk'"):
+        run(model=other_model, long_text="chunk")
+    with pytest.raises(AssertionError, match="before any cluster"):  # the same job again: it resumes
+        run(model=other_model)
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    pq.write_table(pa.table({"x": [1]}), foreign / "data.parquet")
+    with pytest.raises(bulk.BulkError, match="already holds Parquet files that no patentclf bulk run wrote"):
+        run(out=foreign)
+    (tmp_path / "a-file").write_text("x")
+    with pytest.raises(bulk.BulkError, match="is a file"):
+        run(out=tmp_path / "a-file")
+
+
+def cli_error(*args: str) -> str:
+    """The CLI's error message, with rich's line wrapping undone; it must exit 2, without a traceback."""
+    result = CliRunner().invoke(app, list(args))
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    return " ".join(result.output.split())
+
+
+def test_the_cli_gives_one_line_errors(bulk, tmp_path):
+    missing = str(tmp_path / "nothing")
+    assert f"error: {missing}: no such file or folder" in cli_error(
+        "predict", "--engine", "ray", "--input", missing, "--output", "o"
+    )
+    assert "--engine ray classifies files" in cli_error("predict", "--engine", "ray", "a patent text")
+    assert "--engine must be local or ray, not 'spark'" in cli_error("predict", "--engine", "spark", "a patent text")
+
+
+def test_without_ray_the_ray_engine_says_what_to_install(monkeypatch, tmp_path):
+    for name in [m for m in sys.modules if m.startswith("ray.")]:  # a Ray imported by other tests
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as where it is not installed
+    monkeypatch.delitem(sys.modules, "patentclf.bulk", raising=False)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "a sensor"}])
+    message = cli_error("predict", "--engine", "ray", "--input", str(source), "--output", str(tmp_path / "o"))
+    assert message.startswith("error: --engine ray needs Ray (ray") and message.endswith(
+        "is missing): pip install 'patentclf[ray]'"
+    )
+
+
+def test_the_cli_imports_ray_only_for_the_ray_engine():
+    code = "import sys, patentclf.cli; print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
