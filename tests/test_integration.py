@@ -55,6 +55,19 @@ def test_shipped_model_info_records_both_text_forms(shipped_model):
     assert metrics["test"]["n"] == 988  # the bundled test split after near-duplicates were regrouped
 
 
+def test_shipped_model_reaches_its_card_figures_on_the_whole_test_split(shipped_model):
+    # What the README and the model card claim, measured again through Classifier (the pooled section).
+    from patentclf.evaluation import compute_metrics
+
+    info = read_info(shipped_model)
+    assert set(info["calibration"]["section"]["weights"]) == {"llm", "tfidf", "class", "subclass"}
+    test = load_split("bundled", "test")
+    predicted = [p.label_id for p in Classifier.load(shipped_model).predict(test.texts)]
+    found = compute_metrics(test.labels, predicted)
+    assert found["accuracy"] >= 0.78 and found["macro_f1"] >= 0.77
+    assert abs(found["accuracy"] - info["metrics"]["test"]["accuracy"]) < 0.005
+
+
 def test_evaluate_writes_metrics_and_confusion_matrix(tmp_path):
     out = tmp_path / "eval"
     result = run_cli("evaluate", "--data", "bundled", "--split", "test", "--limit", "60", "--output", str(out))
