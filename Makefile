@@ -57,6 +57,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/load_service.py --model shipped
 	$(BIN)/python bench/stats_latency.py
+	$(BIN)/python bench/shape_memory.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -57,3 +57,11 @@ def test_soak_script_parses_its_arguments():
         [sys.executable, str(BENCH / "soak.py"), "--minutes", "0"], capture_output=True, text=True, timeout=300
     )
     assert refused.returncode == 2 and "--minutes must be > 0" in refused.stderr
+
+
+def test_shape_memory_bench_runs_both_paddings_and_counts_their_shapes(tiny_bundle):
+    out = run_bench("shape_memory.py", "--model", tiny_bundle, "--batches", 8)
+    before = table_row(out, "padded to the longest row (before)")
+    now = table_row(out, "padded to a multiple of 32 (now)")
+    assert int(now[-1]) <= int(before[-1])  # rounded lengths never make more shapes
+    assert float(now[-2]) > 0 and "speed now/before" in out
