@@ -36,7 +36,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.data.datasource import FileBasedDatasource
 
-from .data import DataError, _text_fields_for, rows_to_split
+from .data import DataError, _text_fields_for, json_row, rows_to_split
 from .labels import CODES
 
 FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
@@ -173,13 +173,7 @@ def _json_rows(f, path: str) -> Iterator[dict]:
                 yield from rows
                 return
             first = False
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}: row {number}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
-            yield row
+            yield json_row(path, number, line)
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: cannot read the file: {exc}") from None
     finally:

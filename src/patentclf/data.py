@@ -138,14 +138,19 @@ def _read_jsonl(path: Path) -> list[dict]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: row {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise DataError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+        rows.append(json_row(path, number, line))
     return rows
+
+
+def json_row(path, number: int, line: str) -> dict:
+    """One JSON-lines row as a dict, or a DataError naming the file and row."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}: row {number}: not valid JSON ({exc.msg})") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
+    return row
 
 
 def _text_fields_for(columns: set[str], text_fields: tuple[str, ...] | None, where: str) -> tuple[str, ...]:
