@@ -21,13 +21,9 @@ ECE_BINS = 15
 def blend(llm: np.ndarray, tfidf: np.ndarray | None, llm_weight: float, temperature: float) -> np.ndarray:
     """Log-linear blend of two probability tables, divided by a temperature, renormalised:
     ``softmax((w log p_llm + (1 - w) log p_tfidf) / T)``. Without TF-IDF (or w = 1): the LLM alone."""
-    scores = np.log(np.clip(llm, EPS, 1.0))
-    if tfidf is not None and llm_weight < 1.0:
-        scores = llm_weight * scores + (1.0 - llm_weight) * np.log(np.clip(tfidf, EPS, 1.0))
-    scores = scores / temperature
-    scores -= scores.max(axis=1, keepdims=True)
-    out = np.exp(scores)
-    return out / out.sum(axis=1, keepdims=True)
+    if tfidf is None or llm_weight >= 1.0:
+        return combine([llm], [1.0 / temperature])
+    return combine([llm, tfidf], [llm_weight / temperature, (1.0 - llm_weight) / temperature])
 
 
 def combine(sources: list[np.ndarray], weights: list[float]) -> np.ndarray:
