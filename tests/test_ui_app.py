@@ -155,7 +155,7 @@ def test_feedback_is_confirmed_and_stored(ui_env):
     before = ui_env.stats()["feedback"]
 
     at.selectbox[1].select(other)  # "The correct section", inside the feedback form
-    at.text_input[0].input("the UI test says so")
+    at.text_input(key="feedback_comment").input("the UI test says so")
     at.button[1].click().run()  # "Send feedback"
     assert not at.exception and not at.error
     (message,) = [s for s in texts_of(at.success) if s.startswith("Thank you")]
@@ -166,6 +166,41 @@ def test_feedback_is_confirmed_and_stored(ui_env):
     assert after["disagreed"] == before["disagreed"] + 1
     feedback_id = message.split("feedback ")[1].split(" ")[0]
     assert feedback_id.isdigit() and int(feedback_id) >= 1
+
+
+def test_feedback_may_name_a_subclass_and_is_stored_at_that_level(ui_env):
+    import sqlite3
+
+    at = classify(classify_page(), "a patient medicine for the tooth")
+    predicted = at.metric[0].value
+    subclass = {
+        "A": "A61K",
+        "B": "B65D",
+        "C": "C07D",
+        "D": "D01F",
+        "E": "E04B",
+        "F": "F16H",
+        "G": "G06F",
+        "H": "H04L",
+        "Y": "Y02E",
+    }[predicted]
+    other = next(code for code in CODES if code != predicted)
+
+    at.selectbox[1].select(other)  # a code outside the chosen section is refused before sending
+    at.text_input(key="feedback_code").input(subclass.lower())
+    at.button[1].click().run()
+    assert any(f"{subclass} is in section {predicted}, not {other}" in e for e in texts_of(at.error))
+    assert not [s for s in texts_of(at.success) if s.startswith("Thank you")]
+
+    at.selectbox[1].select(predicted)
+    at.button[1].click().run()
+    assert not at.exception and not at.error
+    (message,) = [s for s in texts_of(at.success) if s.startswith("Thank you")]
+    assert f"you agreed with the model, code {subclass}" in message
+    feedback_id = int(message.split("feedback ")[1].split(" ")[0])
+    with sqlite3.connect(ui_env.feedback_db) as db:
+        stored = db.execute("SELECT * FROM feedback WHERE id = ?", (feedback_id,)).fetchone()
+    assert subclass in stored and predicted in stored
 
 
 def test_no_key_means_no_feedback_form(ui_env, monkeypatch):

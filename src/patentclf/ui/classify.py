@@ -159,16 +159,28 @@ def _feedback(client: ApiClient, p: dict) -> None:
             index=CODES.index(p["label"]),
             format_func=lambda code: f"{code} · {section(code).name}",
         )
-        comment = st.text_input("Comment (optional)")
+        suggested = [c["code"] for c in p.get("subclasses") or []][:1]
+        code = st.text_input(
+            "Class or subclass (optional)",
+            key="feedback_code",
+            placeholder=f"e.g. {suggested[0]}" if suggested else "e.g. G06F or G06",
+            help="The finest code you are sure of: a class such as G06 or a subclass such as G06F, in the section above.",
+        )
+        comment = st.text_input("Comment (optional)", key="feedback_comment")
         sent = st.form_submit_button("Send feedback")
     if sent:
-        try:
-            st.session_state["feedback_ack"] = client.feedback(p["id"], label, comment.strip() or None)
-        except ApiError as exc:
-            st.error(exc.message)
+        code = code.strip().upper()
+        if code and code[0] != label:  # the API would store the code's own section: say so instead
+            st.error(f"{code} is in section {code[0]}, not {label}: choose section {code[0]} or another code.")
+        else:
+            try:
+                st.session_state["feedback_ack"] = client.feedback(p["id"], code or label, comment.strip() or None)
+            except ApiError as exc:
+                st.error(exc.message)
     ack = st.session_state.get("feedback_ack")
     if ack:
-        verdict = "you agreed with the model" if ack.get("agreed") else f"recorded as section {ack['label']}"
+        finer = f", code {ack['code']}" if ack.get("code") and ack["code"] != ack["label"] else ""
+        verdict = f"you agreed with the model{finer}" if ack.get("agreed") else f"recorded as section {ack['label']}{finer}"
         st.success(f"Thank you: feedback {ack['feedback_id']} was stored ({verdict}).")
 
 
