@@ -307,18 +307,18 @@ def predict(
     if engine == "ray":
         _predict_on_ray(
             texts,
-            model,
             input,
             output,
             text_field,
-            long_text,
-            batch_size,
-            compile,
-            ray_address,
-            actors,
-            rows_per_batch,
-            cpus_per_actor,
-            gpus_per_actor,
+            model=model,
+            address=ray_address,
+            actors=actors,
+            rows_per_batch=rows_per_batch,
+            cpus_per_actor=cpus_per_actor,
+            gpus_per_actor=gpus_per_actor,
+            batch_size=batch_size,
+            long_text=long_text,
+            compile=compile,
         )
         return
     if engine != "local":
@@ -362,21 +362,8 @@ def predict(
         print("\n".join(lines))
 
 
-def _predict_on_ray(
-    texts,
-    model,
-    input,
-    output,
-    text_field,
-    long_text,
-    batch_size,
-    compile,
-    address,
-    actors,
-    rows_per_batch,
-    cpus_per_actor,
-    gpus_per_actor,
-) -> None:
+def _predict_on_ray(texts, input, output, text_field, **options) -> None:
+    """``options``: run_bulk's keyword arguments, as the predict command's flags gave them."""
     if texts or not input or not output:
         _fail("--engine ray classifies files: give --input FILES and --output FOLDER (no texts as arguments)")
     try:
@@ -386,20 +373,7 @@ def _predict_on_ray(
     from .models import ModelError
 
     try:
-        result = run_bulk(
-            input,
-            output,
-            model=model,
-            address=address,
-            actors=actors,
-            rows_per_batch=rows_per_batch,
-            cpus_per_actor=cpus_per_actor,
-            gpus_per_actor=gpus_per_actor,
-            batch_size=batch_size,
-            long_text=long_text,
-            compile=compile,
-            text_fields=tuple(text_field) if text_field else None,
-        )
+        result = run_bulk(input, output, text_fields=tuple(text_field) if text_field else None, **options)
     except (BulkError, ModelError, OSError) as exc:
         _fail(str(exc))
     err.print(
