@@ -78,6 +78,55 @@ def test_sections_threshold_and_sets():
     assert sets.tolist() == [[True, False, False]]  # the main prediction is always in the set
 
 
+def test_confidence_map_bends_overconfidence_back_and_keeps_every_prediction():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2.5, (6000, 9))
+    labels = np.array([rng.choice(9, p=p) for p in softmax(logits / 2.0)])  # the true scores are flatter
+    probs = softmax(logits)  # over-confident
+    fit, held = slice(0, 3000), slice(3000, None)
+    confidence_map = cal.fit_confidence_map(probs[fit], labels[fit])
+    assert confidence_map["confidence"] == sorted(confidence_map["confidence"])
+    assert confidence_map["accuracy"] == sorted(confidence_map["accuracy"])  # non-decreasing
+    mapped = cal.apply_confidence_map(probs[held], confidence_map)
+    before = cal.expected_calibration_error(probs[held].max(1), probs[held].argmax(1) == labels[held])
+    after = cal.expected_calibration_error(mapped.max(1), mapped.argmax(1) == labels[held])
+    assert before > 0.08 and after < 0.03
+    assert (mapped.argmax(1) == probs[held].argmax(1)).all()  # no prediction changes
+    np.testing.assert_allclose(mapped.sum(axis=1), 1.0, atol=1e-9)
+    # Confidence keeps its order between rows (a monotone map), so needs_review thresholds still rank.
+    order = np.argsort(probs[held].max(1))
+    assert (np.diff(mapped.max(1)[order]) >= -1e-9).all()
+    # A map that pulls the top down to the runner-up's share: the others are capped at the top.
+    squashed = cal.apply_confidence_map(np.array([[0.6, 0.3, 0.1]]), {"confidence": [0, 1], "accuracy": [0.4, 0.4]})
+    np.testing.assert_allclose(squashed[0], [0.4, 0.4, 0.2], atol=1e-5)
+    assert squashed[0].argmax() == 0
+    floor = cal.apply_confidence_map(np.array([[0.6, 0.3, 0.1]]), {"confidence": [0, 1], "accuracy": [0.1, 0.1]})
+    np.testing.assert_allclose(floor[0], [1 / 3] * 3, atol=1e-5)  # never below 1 / (number of sections)
+
+
+def test_sections_stack_trusts_the_informative_source_and_beats_the_raw_head():
+    rng = np.random.default_rng(5)
+    truth = rng.random((3000, 9)) < 0.15
+    main = np.argmax(truth + rng.random((3000, 9)) * 0.5, axis=1)
+    truth[np.arange(3000), main] = True
+    sharp = 1 / (1 + np.exp(-(3.0 * (truth - 0.5) * 2 + rng.normal(0, 1.2, truth.shape))))
+    raw_head = 1 / (1 + np.exp(-(1.0 * (truth - 0.5) * 2 + rng.normal(0, 1.5, truth.shape))))
+    tables = {"sections": raw_head, "class": sharp}
+    stack = cal.fit_sections_stack(tables, truth, main)
+    assert stack["features"] == ["sections", "class"]
+    assert stack["coefficients"][1] > stack["coefficients"][0] > 0
+    assert 0 < stack["threshold"] < 1
+
+    def micro_f1(probabilities, threshold):
+        chosen = cal.section_sets(probabilities, main, threshold)
+        return 2 * (chosen & truth).sum() / (chosen.sum() + truth.sum())
+
+    stacked = cal.stacked_sections(tables, stack)
+    assert stacked.shape == truth.shape and ((0 < stacked) & (stacked < 1)).all()
+    raw_best = max(micro_f1(raw_head, t) for t in np.arange(0.05, 0.95, 0.025))
+    assert micro_f1(stacked, stack["threshold"]) > raw_best + 0.05
+
+
 def test_reliability_diagram_is_drawn(tmp_path):
     rng = np.random.default_rng(3)
     confidence = rng.uniform(0, 1, 500)

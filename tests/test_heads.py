@@ -100,13 +100,53 @@ def test_pooled_section_probabilities_follow_the_stored_weights(tiny_hierarchy_b
     raw = classifier.raw_outputs(texts)
     sources = classifier.section_sources(raw, classifier.tfidf_probabilities(texts, "section", list(CODES)))
     weights = classifier.calibration["section"]["weights"]
-    expected = cal.combine([sources[name] for name in weights], list(weights.values()))
+    confidence_map = classifier.calibration["section"]["confidence_map"]
+    expected = cal.apply_confidence_map(cal.combine([sources[name] for name in weights], list(weights.values())), confidence_map)
     got = np.array([[p.probabilities[c] for c in CODES] for p in classifier.predict(texts)])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     # Only the weights decide: the LLM section head alone would answer otherwise.
     classifier.calibration["section"]["weights"] = {"llm": 1.0}
     alone = np.array([[p.probabilities[c] for c in CODES] for p in classifier.predict(texts)])
-    np.testing.assert_allclose(alone, cal.combine([raw["section"]], [1.0]), atol=1e-5)
+    np.testing.assert_allclose(alone, cal.apply_confidence_map(cal.combine([raw["section"]], [1.0]), confidence_map), atol=1e-5)
+
+
+def test_sections_come_from_the_stored_stack_and_fall_back_to_the_raw_head_without_tfidf(
+    tiny_hierarchy_bundle, toy_hierarchy_data
+):
+    from patentclf import calibration as cal
+    from patentclf.labels import CODES
+
+    calibration = read_info(tiny_hierarchy_bundle)["calibration"]
+    stack = calibration["sections_stack"]
+    assert stack["features"] == list(cal.STACK_FEATURES) and len(stack["coefficients"]) == len(stack["features"])
+    classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32")
+    texts = data.load_split(str(toy_hierarchy_data), "test").texts[:12]
+    raw = classifier.raw_outputs(texts)
+    tfidf = {
+        head: classifier.tfidf_probabilities(texts, head, codes)
+        for head, codes in (
+            ("section", list(CODES)),
+            ("class", classifier.layout.classes),
+            ("subclass", classifier.layout.subclasses),
+        )
+    }
+    # The stack reads the pooled section as it is before the confidence map.
+    weights = calibration["section"]["weights"]
+    sources = classifier.section_sources(raw, tfidf["section"])
+    pooled = {"section": cal.combine([sources[name] for name in weights], list(weights.values()))}
+    expected = cal.stacked_sections(classifier.stack_tables(raw, pooled, tfidf), stack)
+    predictions = classifier.predict(texts)
+    got = np.array([[p.section_probabilities[c] for c in CODES] for p in predictions])
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    for p, row in zip(predictions, expected):
+        chosen = {CODES[i] for i in np.flatnonzero(row >= stack["threshold"])} | {p.label}
+        assert set(p.sections) == chosen
+    # The LLM alone (no TF-IDF): the stack cannot be read, so the multi-label head and its own threshold.
+    alone = Classifier.load(tiny_hierarchy_bundle, precision="fp32", use_tfidf=False).predict(texts)
+    for p, row in zip(alone, raw["sections"]):
+        assert [p.section_probabilities[c] for c in CODES] == pytest.approx(row.tolist(), abs=1e-5)
+        chosen = {CODES[i] for i in np.flatnonzero(row >= calibration["sections_threshold"])} | {p.label}
+        assert set(p.sections) == chosen
 
 
 def test_section_only_bundle_keeps_working(tiny_bundle):
@@ -158,3 +198,34 @@ def test_train_config_validates_new_options():
     for bad in (dict(heads="all"), dict(label_smoothing=1.0), dict(prefix_loss_weight=-1), dict(prefix_tokens=[10, 5])):
         with pytest.raises(ValueError):
             TrainConfig(**bad).validate()
+
+
+def test_calibrate_refits_a_bundle_in_place_and_rewrites_its_figures(tiny_hierarchy_bundle, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from patentclf.cli import app
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_hierarchy_bundle, bundle)
+    info = read_info(bundle)
+    # Stale figures and an older calibration (no confidence map, no stack), as a bundle from before.
+    for figures in info["metrics"].values():
+        figures["accuracy"] = -1.0
+    del info["calibration"]["sections_stack"], info["calibration"]["section"]["confidence_map"]
+    (bundle / "patentclf.json").write_text(json.dumps(info))
+    tfidf_before = (bundle / "tfidf.safetensors").read_bytes()
+
+    result = CliRunner().invoke(app, ["calibrate", "--model", str(bundle), "--no-tfidf"])
+    assert result.exit_code == 0, result.output
+    after = read_info(bundle)
+    assert "sections_stack" in after["calibration"] and "confidence_map" in after["calibration"]["section"]
+    assert set(after["metrics"]) >= {"validation", "test"}
+    assert all(0 <= figures["accuracy"] <= 1 for figures in after["metrics"].values())
+    card = (bundle / "README.md").read_text()
+    assert "-1.000" not in card and f"{after['metrics']['test']['accuracy']:.3f}" in card
+    assert (bundle / "tfidf.safetensors").read_bytes() == tfidf_before  # --no-tfidf keeps the partner
+    # A bundle folder that is not one: a clear error, not a traceback.
+    missing = CliRunner().invoke(app, ["calibrate", "--model", str(tmp_path / "nowhere"), "--no-tfidf"])
+    assert missing.exit_code != 0 and "Traceback" not in missing.output

@@ -193,8 +193,13 @@ def write_model_card(bundle_dir: str | Path, info: dict) -> None:
         "Section probabilities pool, log-linearly, the LLM's section head, a TF-IDF + logistic regression model "
         "trained on the same rows, and the LLM's class and subclass heads summed up to sections, with weights "
         + ", ".join(f"{name} {weight:.2f}" for name, weight in pooled.items())
-        + "; class and subclass probabilities blend the LLM with TF-IDF and a temperature. Weights, temperatures "
-        f"and the sections threshold ({calibration.get('sections_threshold', '-')}) were fitted on the validation split."
+        + f"; the predicted section's probability is then read through a confidence map "
+        f"({len(section.get('confidence_map', {}).get('confidence', []))} equal-count bins, isotonic), so it matches "
+        "how often such answers are right. The sections come from a logistic regression "
+        "over every head's view of each section (threshold "
+        f"{calibration.get('sections_stack', {}).get('threshold', calibration.get('sections_threshold', '-'))}); "
+        "class and subclass probabilities blend the LLM with TF-IDF and a temperature. All of these were fitted on "
+        "the validation split."
         if pooled
         else f"Section probabilities are a log-linear blend of the LLM ({section.get('llm_weight', 1.0):.2f}) and a TF-IDF + "
         f"logistic regression model trained on the same rows ({1 - section.get('llm_weight', 1.0):.2f}), divided by a "

@@ -112,6 +112,93 @@ def section_sets(probabilities: np.ndarray, main: np.ndarray, threshold: float) 
     return chosen
 
 
+# Chosen by 5-fold cross-validation on validation (10 repeats; shipped model): 8 bins gave ECE 0.022,
+# 10 / 15 / 20 bins 0.027-0.028, centred isotonic regression 0.026-0.031, no map 0.048.
+CONFIDENCE_MAP_BINS = 8
+TIE_MARGIN = 1e-6
+
+
+def fit_confidence_map(probabilities: np.ndarray, labels: np.ndarray, bins: int = CONFIDENCE_MAP_BINS) -> dict:
+    """Top-label recalibration fitted on validation: the predicted section's probability against how
+    often such predictions are right. Rows are sorted by confidence into ``bins`` equal-count groups;
+    each group gives (mean confidence, accuracy), made non-decreasing (isotonic regression); beyond
+    the outer groups the map is flat (no guess at (1, 1): the most confident group may well be
+    wrong one time in ten). Log-linear pooling fitted for NLL leaves the top confidence too
+    high near 1 and too low in the middle; this bends it back without changing any prediction."""
+    from sklearn.isotonic import IsotonicRegression
+
+    confidence = probabilities.max(axis=1)
+    correct = (probabilities.argmax(axis=1) == labels).astype(float)
+    groups = np.array_split(np.argsort(confidence, kind="stable"), min(bins, len(confidence)))
+    x = np.array([confidence[g].mean() for g in groups])
+    y = IsotonicRegression(y_min=0.0, y_max=1.0).fit(x, [correct[g].mean() for g in groups]).predict(x)
+    return {"confidence": np.round(x, 6).tolist(), "accuracy": np.round(y, 6).tolist()}
+
+
+def apply_confidence_map(probabilities: np.ndarray, confidence_map: dict) -> np.ndarray:
+    """Each row's top probability read through the map (linear between its points); the other
+    sections share the rest in their old proportions, none above the top (the excess is spread over
+    the others), so the row still sums to 1 and its best section stays best."""
+    out = probabilities.astype(float, copy=True)
+    rows, width = np.arange(len(out)), out.shape[1]
+    best = out.argmax(axis=1)
+    top = np.interp(out[rows, best], confidence_map["confidence"], confidence_map["accuracy"])
+    top = np.maximum(top, 1.0 / width + TIE_MARGIN)  # the best of ``width`` sections holds over 1/width
+    cap = (top - TIE_MARGIN)[:, None]  # strictly below the top: a tie would let argmax pick another
+    others = out.copy()
+    others[rows, best] = 0.0
+    others *= ((1.0 - top) / np.maximum(others.sum(axis=1), EPS))[:, None]
+    for _ in range(width):  # water-filling: cap the others, hand the excess to the uncapped in proportion
+        excess = np.clip(others - cap, 0.0, None).sum(axis=1)
+        if not (excess > 1e-12).any():
+            break
+        others = np.minimum(others, cap)
+        room = np.where(others < cap - 1e-12, others, 0.0)
+        others += room * (excess / np.maximum(room.sum(axis=1), EPS))[:, None]
+    others[rows, best] = top
+    return others
+
+
+# What the sections stacker reads per (patent, section), each as a logit: the LLM's multi-label head,
+# the pooled main-section probability, and the class / subclass heads of the LLM and of TF-IDF summed
+# up to sections.
+STACK_FEATURES = ("sections", "section", "class", "subclass", "tfidf", "tfidf_class", "tfidf_subclass")
+
+
+def stack_features(tables: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """(rows x 9, len(names)) logits of the named (rows, 9) tables, one row per (patent, section)."""
+    columns = []
+    for name in names:
+        p = np.clip(tables[name], 1e-6, 1 - 1e-6)
+        columns.append(np.log(p / (1 - p)).reshape(-1))
+    return np.stack(columns, axis=1)
+
+
+def fit_sections_stack(tables: dict[str, np.ndarray], truth: np.ndarray, main: np.ndarray) -> dict:
+    """Whether a patent belongs to a section, as one logistic regression over every source's view of
+    that section (shared across sections), fitted on validation; and the threshold on its
+    probabilities with the best micro-F1. Probed on the shipped model by 5-fold cross-validation on
+    validation: micro-F1 0.816 against 0.807 for the multi-label head alone."""
+    from sklearn.linear_model import LogisticRegression
+
+    names = [name for name in STACK_FEATURES if name in tables]
+    model = LogisticRegression(C=1.0, max_iter=2000).fit(stack_features(tables, names), truth.reshape(-1))
+    stack = {
+        "features": names,
+        "coefficients": np.round(model.coef_[0], 6).tolist(),
+        "intercept": round(float(model.intercept_[0]), 6),
+    }
+    stack["threshold"] = fit_threshold(stacked_sections(tables, stack), truth, main)
+    return stack
+
+
+def stacked_sections(tables: dict[str, np.ndarray], stack: dict) -> np.ndarray:
+    """(rows, 9) probabilities that each patent belongs to each section, from a fitted stack."""
+    rows = next(iter(tables.values())).shape[0]
+    scores = stack_features(tables, stack["features"]) @ np.array(stack["coefficients"]) + stack["intercept"]
+    return (1.0 / (1.0 + np.exp(-scores))).reshape(rows, -1)
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins,
     weighted by how many predictions fall in each."""

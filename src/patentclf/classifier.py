@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .bundle import default_model_dir, load_bundle, model_version
-from .calibration import blend, combine, section_sets, to_sections
+from .calibration import apply_confidence_map, blend, combine, section_sets, stacked_sections, to_sections
 from .data import to_bigpatent_form
 from .ensemble import TfidfModels
 from .heads import HeadLayout, last_token_positions
@@ -200,22 +200,57 @@ class Classifier:
 
     def calibrated(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
         """Blend each softmax head with the bundle's TF-IDF model and apply its temperature (both
-        fitted on validation; a bundle without them passes the model's probabilities through)."""
+        fitted on validation; a bundle without them passes the model's probabilities through). For a
+        hierarchical bundle the section is pooled with the finer heads, the sections come from the
+        fitted stack, and the section's top confidence is read through the fitted confidence map.
+        ``sections_threshold`` (one per row) is the threshold the sections are chosen at."""
         out = dict(raw)
+        tfidf: dict[str, np.ndarray | None] = {}
+        stack = self.calibration.get("sections_stack")
+        stacked = set(stack["features"]) if stack else set()
         for head, codes in (("section", list(CODES)), ("class", self.layout.classes), ("subclass", self.layout.subclasses)):
             if head not in raw:
                 continue
             settings = self.calibration.get(head, {})
             weight = settings.get("llm_weight", 1.0)
-            tfidf = self.tfidf_probabilities(texts, head, codes) if weight < 1.0 or "weights" in settings else None
-            if tfidf is None:  # the LLM alone (no TF-IDF partner, or use_tfidf=False): its own temperature
+            wanted = weight < 1.0 or "weights" in settings or {"tfidf", f"tfidf_{head}"} & stacked
+            tfidf[head] = self.tfidf_probabilities(texts, head, codes) if wanted else None
+            if tfidf[head] is None:  # the LLM alone (no TF-IDF partner, or use_tfidf=False): its own temperature
                 out[head] = blend(raw[head], None, 1.0, settings.get("llm_temperature", 1.0))
             elif "weights" in settings:  # the section pooled with the finer heads (see section_sources)
-                sources = self.section_sources(raw, tfidf)
+                sources = self.section_sources(raw, tfidf[head])
                 out[head] = combine([sources[name] for name in settings["weights"]], list(settings["weights"].values()))
             else:
-                out[head] = blend(raw[head], tfidf, weight, settings.get("temperature", 1.0))
+                out[head] = blend(raw[head], tfidf[head], weight, settings.get("temperature", 1.0))
+        if "sections" in raw:  # the stack reads the pooled section before the confidence map
+            threshold = self.calibration.get("sections_threshold", 0.5)
+            tables = self.stack_tables(raw, out, tfidf) if stack else {}
+            if stack and all(name in tables for name in stack["features"]):
+                out["sections"] = stacked_sections(tables, stack)
+                threshold = stack["threshold"]
+            out["sections_threshold"] = np.full(len(texts), threshold)
+        section = self.calibration.get("section", {})
+        # The map was fitted on the full path's output: not on the LLM alone when TF-IDF is switched off.
+        full_path = tfidf.get("section") is not None or (section.get("llm_weight", 1.0) >= 1.0 and "weights" not in section)
+        if "confidence_map" in section and full_path:
+            out["section"] = apply_confidence_map(out["section"], section["confidence_map"])
         return out
+
+    def stack_tables(
+        self, raw: dict[str, np.ndarray], pooled: dict[str, np.ndarray], tfidf: dict[str, np.ndarray | None]
+    ) -> dict[str, np.ndarray]:
+        """The (rows, 9) tables the sections stack reads (see ``calibration.STACK_FEATURES``);
+        ``pooled["section"]`` is the pooled section before the confidence map. A table whose source
+        is missing (no TF-IDF partner, or use_tfidf=False) is left out."""
+        tables = {"sections": raw["sections"], "section": pooled["section"]}
+        for head, codes in (("class", self.layout.classes), ("subclass", self.layout.subclasses)):
+            if head in raw:
+                tables[head] = to_sections(raw[head], codes, list(CODES))
+            if tfidf.get(head) is not None:
+                tables[f"tfidf_{head}"] = to_sections(tfidf[head], codes, list(CODES))
+        if tfidf.get("section") is not None:
+            tables["tfidf"] = tfidf["section"]
+        return tables
 
     def section_sources(self, raw: dict[str, np.ndarray], tfidf: np.ndarray | None) -> dict[str, np.ndarray]:
         """What each part of the model says about the main section, as (rows, 9) tables: the LLM's
@@ -321,7 +356,7 @@ class Classifier:
         best = int(probs.argmax())
         confidence = round(float(probs[best]), 6)
         if "sections" in outputs:
-            threshold = self.calibration.get("sections_threshold", 0.5)
+            threshold = float(outputs["sections_threshold"][row])
             chosen = section_sets(outputs["sections"][row : row + 1], np.array([best]), threshold)[0]
             sections = [CODES[best]] + [code for i, code in enumerate(CODES) if chosen[i] and i != best]
             section_probabilities = {code: round(float(p), 6) for code, p in zip(CODES, outputs["sections"][row])}

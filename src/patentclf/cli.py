@@ -107,8 +107,13 @@ def train(
     console.print(f"[green]model bundle written to[/] {out}")
     peak = info.get("training", {}).get("peak_memory_mb", {})
     console.print("  peak memory while training: " + ", ".join(f"{k.replace('_', ' ')} {v:,} MB" for k, v in peak.items()))
+    _print_figures(info)
+
+
+def _print_figures(info: dict) -> None:
     for name, metrics in info.get("metrics", {}).items():
-        console.print(f"  {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f} (n={metrics['n']})")
+        ece = f", ECE {metrics['ece']:.3f}" if "ece" in metrics else ""
+        console.print(f"  {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}{ece} (n={metrics['n']})")
 
 
 @app.command()
@@ -116,24 +121,31 @@ def calibrate(
     model: Path = typer.Option(..., help="bundle folder to calibrate in place"),
     data: Optional[str] = typer.Option(None, help="training/validation data (default: the bundle's own)"),
     tfidf: bool = typer.Option(True, "--tfidf/--no-tfidf", help="fit the TF-IDF partner of the blend on the training rows"),
+    evaluate: bool = typer.Option(
+        True, "--evaluate/--no-evaluate", help="then measure validation and test again and rewrite the model card's figures"
+    ),
 ) -> None:
-    """Fit a bundle's TF-IDF partner, blend weights, temperatures and sections threshold on validation."""
+    """Fit a bundle's TF-IDF partner, blend weights, temperatures, confidence map and sections on validation."""
     from .bundle import read_info
     from .data import DataError
     from .models import ModelError
-    from .training import TrainConfig, load_training_data
+    from .training import TrainConfig, evaluate_bundle_into_info, load_training_data
     from .tuning import tune_bundle
 
     try:
         info = read_info(model)
         trained = info.get("training", {})
-        config = TrainConfig(data=data or trained.get("data", "bundled"), seed=trained.get("seed", 42), evaluate_test=False)
+        config = TrainConfig(data=data or trained.get("data", "bundled"), seed=trained.get("seed", 42), evaluate_test=evaluate)
         splits = load_training_data(config)
         with console.status(f"calibrating on {len(splits['validation'])} validation rows"):
             calibration = tune_bundle(model, splits["train"], splits["validation"], tfidf=tfidf)
+        console.print_json(data=calibration)
+        if evaluate:  # the card's figures were measured with the old calibration: measure them again
+            with console.status("measuring validation and test through the calibrated bundle"):
+                info = evaluate_bundle_into_info(model, splits)
+            _print_figures(info)
     except (DataError, ModelError, ValueError, OSError) as exc:
         _fail(str(exc))
-    console.print_json(data=calibration)
 
 
 def _read_input_split(

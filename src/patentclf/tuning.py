@@ -78,12 +78,25 @@ def tune_bundle(bundle_dir: str | Path, train: Split, validation: Split, *, tfid
             weights = cal.fit_combination(list(sources.values()), truth)
             calibration[head]["weights"] = dict(zip(sources, weights))
             main_section = cal.combine(list(sources.values()), weights).argmax(axis=1)
+    # The next fits read the classifier's own calibrated outputs, so serving computes what was fitted:
+    # first the sections stack (on the pooled section), then the confidence map (on the final section).
+    classifier.calibration = calibration
     if layout.hierarchical:
         rows = np.array([i for i, t in enumerate(found) if t is not None])
         if len(rows):
             main = main_section[rows]
             truth = np.array([[code in found[i].sections for code in CODES] for i in rows])
             calibration["sections_threshold"] = cal.fit_threshold(raw["sections"][rows], truth, main)
+            if "weights" in calibration["section"]:
+                tfidf_tables = {
+                    head: classifier.tfidf_probabilities(validation.texts, head, codes)
+                    for head, codes in (("section", list(CODES)), ("class", layout.classes), ("subclass", layout.subclasses))
+                }
+                tables = classifier.stack_tables(raw, classifier.calibrated(raw, validation.texts), tfidf_tables)
+                stack = cal.fit_sections_stack({name: table[rows] for name, table in tables.items()}, truth, main)
+                calibration["sections_stack"] = {**stack, "fitted_on": f"validation ({len(rows)} rows)"}
+    section = classifier.calibrated(raw, validation.texts)["section"]
+    calibration["section"]["confidence_map"] = cal.fit_confidence_map(section, np.array(validation.labels))
     info["calibration"] = calibration
     write_info(bundle_dir, info)
     return calibration
