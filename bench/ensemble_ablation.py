@@ -1,5 +1,9 @@
-"""What each part of the shipped model's answer adds: the LLM alone, with its temperature, TF-IDF
-alone, and the calibrated blend, on the same test rows (and the same rows cut to 200 characters).
+"""What each part of the shipped model's answer adds, on the same test rows (and the same rows cut to
+200 characters): for the section, the LLM alone, with its temperature, TF-IDF alone, the two-way
+blend, the pool with the finer heads, and the pool read through the confidence map (shipped); for
+the section set, the multi-label head at its threshold against the sections stack (shipped); for
+class and subclass, each model and their blend. Also the time the post-processing takes beside the
+LLM's own time for the same rows.
 
     .venv/bin/python bench/ensemble_ablation.py                 # the shipped model
     .venv/bin/python bench/ensemble_ablation.py --model DIR
@@ -11,6 +15,7 @@ text form; every row of the table is computed from the same model outputs.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import common  # noqa: F401
@@ -27,7 +32,7 @@ def main() -> None:
     import numpy as np
 
     from patentclf.bundle import default_model_dir
-    from patentclf.calibration import blend, expected_calibration_error
+    from patentclf.calibration import blend, combine, expected_calibration_error, section_sets
     from patentclf.classifier import Classifier
     from patentclf.data import load_split, stratified_subset
     from patentclf.evaluation import compute_metrics, short_text_form
@@ -44,17 +49,28 @@ def main() -> None:
         ("as published", rows.texts),
         ("first 200 characters, BIGPATENT form", [short_text_form(t) for t in rows.texts]),
     ):
+        started = time.perf_counter()
         raw = classifier.raw_outputs(texts)
+        llm_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        shipped = classifier.calibrated(raw, texts)
+        post_seconds = time.perf_counter() - started
         tfidf = classifier.tfidf_probabilities(texts, "section", list(CODES))
         section = calibration.get("section", {})
         variants = {
             "LLM alone, raw softmax": raw["section"],
             "LLM alone, temperature": blend(raw["section"], None, 1.0, section.get("llm_temperature", 1.0)),
             "TF-IDF alone": tfidf,
-            "blend + temperature (shipped)": blend(
+            "LLM + TF-IDF blend, temperature": blend(
                 raw["section"], tfidf, section.get("llm_weight", 1.0), section.get("temperature", 1.0)
             ),
         }
+        if "weights" in section:
+            sources = classifier.section_sources(raw, tfidf)
+            variants["pooled with the class / subclass heads"] = combine(
+                [sources[name] for name in section["weights"]], list(section["weights"].values())
+            )
+        variants["shipped (the above read through the confidence map)"] = shipped["section"]
         out = []
         for name, probs in variants.items():
             predicted = probs.argmax(axis=1)
@@ -63,6 +79,23 @@ def main() -> None:
             out.append([name, f"{metrics['accuracy']:.3f}", f"{metrics['macro_f1']:.3f}", f"{ece:.3f}"])
         print(f"\nsection, {form}")
         print(table(["answer", "accuracy", "macro-F1", "ECE"], out))
+        print(
+            f"time for {len(texts)} rows: the LLM {llm_seconds:.1f} s, everything after it (TF-IDF, pool, map, stack) "
+            f"{post_seconds:.2f} s ({post_seconds / llm_seconds:.1%} of the LLM's)"
+        )
+        if "sections" in raw and "sections_stack" in calibration:
+            found_rows = [i for i, t in enumerate(targets(c) for c in rows.codes) if t]
+            truth = np.array([[code in targets(rows.codes[i]).sections for code in CODES] for i in found_rows])
+            main = shipped["section"].argmax(axis=1)[found_rows]
+            out = []
+            for name, probs, threshold in (
+                ("multi-label head, its threshold", raw["sections"], calibration["sections_threshold"]),
+                ("sections stack (shipped)", shipped["sections"], calibration["sections_stack"]["threshold"]),
+            ):
+                chosen = section_sets(probs[found_rows], main, threshold)
+                f1 = 2 * (chosen & truth).sum() / (chosen.sum() + truth.sum())
+                out.append([name, f"{threshold:.3f}", f"{f1:.3f}", f"{chosen.sum(axis=1).mean():.2f}"])
+            print(table(["section set", "threshold", "micro-F1", "sections per patent"], out))
         found = [targets(c) for c in rows.codes]
         if classifier.layout.hierarchical:
             out = []

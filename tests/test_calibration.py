@@ -96,6 +96,13 @@ def test_confidence_map_bends_overconfidence_back_and_keeps_every_prediction():
     # Confidence keeps its order between rows (a monotone map), so needs_review thresholds still rank.
     order = np.argsort(probs[held].max(1))
     assert (np.diff(mapped.max(1)[order]) >= -1e-9).all()
+    # A row that was sure to the last bit: the rest of its probability is spread, and it still sums to 1.
+    certain = cal.apply_confidence_map(np.array([[1.0] + [0.0] * 8, [1 - 1e-12] + [1e-12 / 8] * 8]), confidence_map)
+    np.testing.assert_allclose(certain.sum(axis=1), 1.0, atol=1e-9)
+    assert (certain.argmax(axis=1) == 0).all() and (certain[:, 1:] > 0).all()
+    # Always right on validation still does not make it claim certainty (the review threshold needs < 1).
+    always_right = cal.fit_confidence_map(softmax(5.0 * np.eye(9)[labels[:800]]), labels[:800])
+    assert 0.99 < max(always_right["accuracy"]) < 1.0
     # A map that pulls the top down to the runner-up's share: the others are capped at the top.
     squashed = cal.apply_confidence_map(np.array([[0.6, 0.3, 0.1]]), {"confidence": [0, 1], "accuracy": [0.4, 0.4]})
     np.testing.assert_allclose(squashed[0], [0.4, 0.4, 0.2], atol=1e-5)
