@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/load_service.py --model shipped
 	$(BIN)/python bench/stats_latency.py
 	$(BIN)/python bench/shape_memory.py
+	$(BIN)/python bench/ensemble_ablation.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -65,3 +65,12 @@ def test_shape_memory_bench_runs_both_paddings_and_counts_their_shapes(tiny_bund
     now = table_row(out, "padded to a multiple of 32 (now)")
     assert int(now[-1]) <= int(before[-1])  # rounded lengths never make more shapes
     assert float(now[-2]) > 0 and "speed now/before" in out
+
+
+def test_ensemble_ablation_bench_shows_each_part_of_the_answer(tiny_hierarchy_bundle):
+    out = run_bench("ensemble_ablation.py", "--model", tiny_hierarchy_bundle, "--limit", 30)
+    for name in ("LLM alone, raw softmax", "TF-IDF alone", "pooled with the class / subclass heads"):
+        accuracy = float(table_row(out, name)[1])
+        assert 0.0 <= accuracy <= 1.0
+    assert table_row(out, "sections stack (shipped)")[2] != ""
+    assert "everything after it (TF-IDF, pool, map, stack)" in out
