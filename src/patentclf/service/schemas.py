@@ -101,7 +101,7 @@ class PredictionResponse(BaseModel):
     )
     section_probabilities: dict[str, float] = Field(
         default_factory=dict,
-        description="the probability of each section in sections, by letter",
+        description="by letter, the probability that the patent belongs to each section (each on its own: they need not sum to 1; a model trained on sections only gives its label with the confidence)",
         examples=[{"G": 0.93, "H": 0.58}],
     )
     classes: list[CodeSuggestion] = Field(
