@@ -1,11 +1,13 @@
-"""Confidence that means what it says: the LLM + TF-IDF blend, temperature scaling, the multi-label
-threshold, expected calibration error and the reliability diagram.
+"""Confidence that means what it says: the LLM + TF-IDF blend, the pool with the finer heads,
+temperature scaling, the confidence map, the sections stack and its threshold, expected calibration
+error and the reliability diagram.
 
 Everything here is fitted on the validation split and stored in ``patentclf.json`` as a few numbers
-(``calibration``: ``llm_weight``, ``temperature``, ``sections_threshold``, and for a hierarchical
-model the section head's ``weights``: the LLM's section head, the TF-IDF partner's, and the class and
-subclass heads summed up to sections, pooled log-linearly), so a bundle's
-probabilities are calibrated wherever it is loaded.
+(``calibration``: ``llm_weight``, ``temperature``, the section's ``confidence_map``; for a
+hierarchical model also the section head's ``weights`` (the LLM's section head, the TF-IDF
+partner's, and the class and subclass heads summed up to sections, pooled log-linearly),
+``sections_threshold`` and the ``sections_stack``), so a bundle's probabilities are calibrated
+wherever it is loaded.
 """
 
 from __future__ import annotations
