@@ -242,14 +242,12 @@ class Classifier:
         """The (rows, 9) tables the sections stack reads (see ``calibration.STACK_FEATURES``);
         ``pooled["section"]`` is the pooled section before the confidence map. A table whose source
         is missing (no TF-IDF partner, or use_tfidf=False) is left out."""
+        sources = self.section_sources(raw, tfidf.get("section"))  # its "tfidf", "class", "subclass"
         tables = {"sections": raw["sections"], "section": pooled["section"]}
+        tables.update({name: table for name, table in sources.items() if name != "llm"})
         for head, codes in (("class", self.layout.classes), ("subclass", self.layout.subclasses)):
-            if head in raw:
-                tables[head] = to_sections(raw[head], codes, list(CODES))
             if tfidf.get(head) is not None:
                 tables[f"tfidf_{head}"] = to_sections(tfidf[head], codes, list(CODES))
-        if tfidf.get("section") is not None:
-            tables["tfidf"] = tfidf["section"]
         return tables
 
     def section_sources(self, raw: dict[str, np.ndarray], tfidf: np.ndarray | None) -> dict[str, np.ndarray]:

@@ -78,9 +78,11 @@ def tune_bundle(bundle_dir: str | Path, train: Split, validation: Split, *, tfid
             weights = cal.fit_combination(list(sources.values()), truth)
             calibration[head]["weights"] = dict(zip(sources, weights))
             main_section = cal.combine(list(sources.values()), weights).argmax(axis=1)
-    # The next fits read the classifier's own calibrated outputs, so serving computes what was fitted:
-    # first the sections stack (on the pooled section), then the confidence map (on the final section).
+    # The next fits read the classifier's own calibrated outputs, so serving computes what was fitted.
+    # Neither the stack nor the map exists yet, so this section is the pooled one: what the stack reads,
+    # and (the stack leaves the section alone) what the map is fitted on.
     classifier.calibration = calibration
+    pooled = classifier.calibrated(raw, validation.texts)
     if layout.hierarchical:
         rows = np.array([i for i, t in enumerate(found) if t is not None])
         if len(rows):
@@ -92,11 +94,10 @@ def tune_bundle(bundle_dir: str | Path, train: Split, validation: Split, *, tfid
                     head: classifier.tfidf_probabilities(validation.texts, head, codes)
                     for head, codes in (("section", list(CODES)), ("class", layout.classes), ("subclass", layout.subclasses))
                 }
-                tables = classifier.stack_tables(raw, classifier.calibrated(raw, validation.texts), tfidf_tables)
+                tables = classifier.stack_tables(raw, pooled, tfidf_tables)
                 stack = cal.fit_sections_stack({name: table[rows] for name, table in tables.items()}, truth, main)
                 calibration["sections_stack"] = {**stack, "fitted_on": f"validation ({len(rows)} rows)"}
-    section = classifier.calibrated(raw, validation.texts)["section"]
-    calibration["section"]["confidence_map"] = cal.fit_confidence_map(section, np.array(validation.labels))
+    calibration["section"]["confidence_map"] = cal.fit_confidence_map(pooled["section"], np.array(validation.labels))
     info["calibration"] = calibration
     write_info(bundle_dir, info)
     return calibration
