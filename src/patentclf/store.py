@@ -17,7 +17,9 @@ Times are ISO 8601 UTC strings in both engines, so hour and minute buckets are s
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -135,7 +137,7 @@ def _sqlite_engine(url: sa.URL, busy_timeout_s: float) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        _set_wal(cursor, busy_timeout_s)
         cursor.execute("PRAGMA synchronous = FULL")
         cursor.close()
 
@@ -145,6 +147,21 @@ def _sqlite_engine(url: sa.URL, busy_timeout_s: float) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("patentclf_write") else "BEGIN")
 
     return engine
+
+
+def _set_wal(cursor, busy_timeout_s: float) -> None:
+    """``PRAGMA journal_mode = WAL``, retried for up to the busy timeout: switching a new database to
+    WAL needs a lock that SQLite's busy handler does not wait for, so replicas opening a fresh file
+    together could fail at once with "database is locked" (seen 2 times in 40 starts of 4 threads)."""
+    deadline = time.monotonic() + busy_timeout_s
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 def _postgres_engine(url: sa.URL, busy_timeout_s: float) -> Engine:
