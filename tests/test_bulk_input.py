@@ -104,6 +104,31 @@ def test_input_is_checked_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
     assert bulk.plan_input(str(data / "*.jsonl"), None)[1:] == ([str(data / "empty.jsonl"), str(data / "good.jsonl")], ("text",))
 
 
+def test_repeated_ids_refuse_the_job_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
+    """Rows are checkpointed and read back by id: a repeated id would silently lose a row, so it is an
+    error that names the ids and the files, across files and formats."""
+    model, data = fake_bundle("model"), tmp_path / "data"
+    write_jsonl(data / "a.jsonl", [{"id": "7", "text": "a sensor"}, {"id": 8, "text": "a lamp"}])
+    (data / "b.csv").write_text("id,text\n08,a door\n11,a hinge\n")  # "08" is not "8": ids are text
+    pq.write_table(pa.table({"id": ["9"], "text": ["a wheel"]}), data / "c.parquet")
+    (data / "empty.csv").write_text("")
+    fs = pafs.LocalFileSystem()
+    _, files, _ = bulk.plan_input(str(data), None)
+    assert bulk.check_unique_ids(fs, files) == 5
+
+    pq.write_table(pa.table({"id": [7, 8], "text": ["a gear", "a shaft"]}), data / "d.parquet")  # ints read as text
+    with pytest.raises(
+        bulk.BulkError, match=r"ids must be unique, and 2 repeat: '7' \(2 rows\), '8' \(2 rows\), in a.jsonl, d.parquet\."
+    ):
+        bulk.run_bulk(str(data), str(tmp_path / "out"), model=model)
+    assert not (tmp_path / "out").exists()  # refused before the output folder was made
+
+    write_jsonl(data / "e.jsonl", [{"id": "  ", "text": "a spring"}])
+    (data / "d.parquet").unlink()
+    with pytest.raises(bulk.DataError, match=r"e.jsonl: a row has no id"):
+        bulk.check_unique_ids(fs, bulk.plan_input(str(data), None)[1])
+
+
 def test_an_output_folder_holds_one_job(bulk, fake_bundle, tmp_path):
     model, other_model = fake_bundle("model"), fake_bundle("other", b"other weights")
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "a sensor"}])

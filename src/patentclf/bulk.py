@@ -10,7 +10,8 @@ reads it (ids and text fields as text).
 A rerun after an interruption finishes the rest: Ray Data's row checkpoints (``output/_checkpoint``,
 ids only) record which rows are written, with a two-phase commit, so the rerun removes any file
 whose write was cut short, skips the rows already written and classifies only the others. No row is
-written twice as long as ids are unique and one run writes to ``output`` at a time. An output folder
+written twice as long as one run writes to ``output`` at a time; ids must be unique, which is checked
+before the job starts (:func:`check_unique_ids`). An output folder
 belongs to one job (``_patentclf.json``: the model, the input and the options that change a
 prediction); a run with another model, input or text options is refused before anything starts.
 
@@ -203,16 +204,18 @@ def _text_columns(table: pa.Table, columns: tuple[str, ...], path: str) -> pa.Ta
 
 
 def check_columns(columns: set[str], fields: tuple[str, ...], path: str) -> None:
-    """Each file needs an ``id`` and at least one of the text fields."""
+    """Each file needs an ``id`` and at least one of the text fields (none when ``fields`` is empty:
+    the ids alone are read)."""
     if "id" not in columns:
         raise DataError(f"{path}: no 'id' column; bulk classification keys rows by id (columns: {sorted(columns)})")
-    if not columns & set(fields):
+    if fields and not columns & set(fields):
         raise DataError(f"{path}: no text column {' or '.join(map(repr, fields))} (columns: {sorted(columns)})")
 
 
 def read_rows(f, path: str, fields: tuple[str, ...]) -> Iterator[pa.Table]:
     """A file's rows as ``patentclf predict --input`` reads them, down to ``id`` and ``fields``, all as
-    strings, a few thousand rows at a time. ``f``: the file, open (seekable for Parquet)."""
+    strings, a few thousand rows at a time. ``f``: the file, open (seekable for Parquet). With no
+    ``fields``, only the ids are read (from Parquet, only that column)."""
     columns = ("id", *fields)
     kind = _format(path)
     if kind == "parquet":
@@ -309,6 +312,48 @@ def plan_input(spec: str, text_fields: tuple[str, ...] | None) -> tuple[pafs.Fil
     except DataError as exc:
         raise BulkError(str(exc)) from None
     return fs, files, fields
+
+
+MAX_NAMED_IDS = 3  # repeated ids an error names
+
+
+def _file_ids(fs: pafs.FileSystem, path: str) -> pa.ChunkedArray:
+    opener = fs.open_input_file if _format(path) == "parquet" else fs.open_input_stream
+    if fs.get_file_info(path).size == 0:  # an empty file adds no rows (and a CSV of 0 bytes has no header)
+        return pa.chunked_array([], pa.string())
+    try:
+        with opener(path) as f:
+            tables = list(read_rows(f, path, ()))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file: {exc}") from None
+    return pa.chunked_array([t["id"] for t in tables], pa.string())
+
+
+def check_unique_ids(fs: pafs.FileSystem, files: list[str]) -> int:
+    """Every row has an id and no id repeats, across all ``files``; the number of rows.
+
+    Rows are keyed by id: the checkpoints that let a rerun skip the rows already written, and
+    :func:`read_predictions`, would each keep one row of a repeated id and drop the other without a
+    word. So a repeated id refuses the job before it starts. Reads the id column of every file (for
+    JSONL and CSV, the whole file: a small cost beside classifying it)."""
+    with ThreadPoolExecutor(max_workers=16) as pool:  # remote stores are slow: read files side by side
+        per_file = list(pool.map(lambda path: _file_ids(fs, path), files))
+    for path, ids in zip(files, per_file):
+        if ids.null_count or pc.any(pc.equal(pc.utf8_trim_whitespace(ids), "")).as_py():
+            raise DataError(f"{path}: a row has no id; bulk classification keys every row by its 'id'")
+    counts = pc.value_counts(pa.chunked_array([chunk for ids in per_file for chunk in ids.chunks], pa.string()))
+    repeated = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(repeated):
+        named = repeated.slice(0, MAX_NAMED_IDS).to_pylist()
+        values = pa.array([item["values"] for item in named], pa.string())
+        where = [Path(path).name for path, ids in zip(files, per_file) if pc.any(pc.is_in(ids, value_set=values)).as_py()]
+        shown = ", ".join(f"{item['values']!r} ({item['counts']} rows)" for item in named)
+        more = f" and {len(repeated) - len(named)} more" if len(repeated) > len(named) else ""
+        raise DataError(
+            f"ids must be unique, and {len(repeated)} repeat: {shown}{more}, in {', '.join(where)}. Each row's "
+            "prediction is stored and resumed by its id, so a repeated id would lose a row"
+        )
+    return sum(len(ids) for ids in per_file)
 
 
 def batch_texts(batch: pa.Table, fields: tuple[str, ...], source: str) -> list[str]:
@@ -489,6 +534,10 @@ def run_bulk(
     model_path = Path(model) if model else default_model_dir()
     read_info(model_path)  # a wrong --model fails here, before any cluster starts (ModelError)
     in_fs, files, fields = plan_input(input, text_fields)
+    try:
+        check_unique_ids(in_fs, files)
+    except DataError as exc:
+        raise BulkError(str(exc)) from None
     out_fs, out = _filesystem(output)
     source = input if "://" in input else os.path.abspath(os.path.expanduser(input))
     manifest = {
