@@ -118,6 +118,10 @@ def section_sets(probabilities: np.ndarray, main: np.ndarray, threshold: float) 
 # 10 / 15 / 20 bins 0.028 / 0.031 / 0.032, no map 0.048 (centred isotonic regression: 0.026-0.031).
 CONFIDENCE_MAP_BINS = 8
 TIE_MARGIN = 1e-6
+# The map is flat where isotonic regression pooled groups (shipped: 0.60-0.72 all read 0.659), which
+# would tie a quarter of the rows; this share of the raw confidence keeps them in order (a user sorting
+# by confidence to review the least sure first). CV ECE on validation: 0.028 without, 0.028 with.
+ORDER_MIX = 0.02
 
 
 def fit_confidence_map(probabilities: np.ndarray, labels: np.ndarray, bins: int = CONFIDENCE_MAP_BINS) -> dict:
@@ -141,13 +145,16 @@ def fit_confidence_map(probabilities: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def apply_confidence_map(probabilities: np.ndarray, confidence_map: dict) -> np.ndarray:
-    """Each row's top probability read through the map (linear between its points); the other
-    sections share the rest in their old proportions, none above the top (the excess is spread over
-    the others), so the row still sums to 1 and its best section stays best."""
+    """Each row's top probability read through the map (linear between its points, mixed with
+    ``ORDER_MIX`` of itself so that a higher confidence stays higher); the other sections share the
+    rest in their old proportions, none above the top (the excess is spread over the others), so the
+    row still sums to 1 and its best section stays best."""
     out = probabilities.astype(float, copy=True)
     rows, width = np.arange(len(out)), out.shape[1]
     best = out.argmax(axis=1)
-    top = np.interp(out[rows, best], confidence_map["confidence"], confidence_map["accuracy"])
+    raw_top = out[rows, best]
+    mapped = np.interp(raw_top, confidence_map["confidence"], confidence_map["accuracy"])
+    top = (1.0 - ORDER_MIX) * mapped + ORDER_MIX * raw_top
     top = np.maximum(top, 1.0 / width + TIE_MARGIN)  # the best of ``width`` sections holds over 1/width
     cap = (top - TIE_MARGIN)[:, None]  # strictly below the top: a tie would let argmax pick another
     others = out.copy()
