@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/stats_latency.py
 	$(BIN)/python bench/shape_memory.py
 	$(BIN)/python bench/ensemble_ablation.py
+	$(BIN)/python bench/busy_machine.py
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache

@@ -74,3 +74,13 @@ def test_ensemble_ablation_bench_shows_each_part_of_the_answer(tiny_hierarchy_bu
         assert 0.0 <= accuracy <= 1.0
     assert table_row(out, "sections stack (shipped)")[2] != ""
     assert "everything after it (TF-IDF, pool, map, stack)" in out
+
+
+def test_busy_machine_bench_times_each_openmp_setting(tiny_bundle):
+    out = run_bench("busy_machine.py", "--model", tiny_bundle, "--rows", 16, "--runs", 1, "--busy", 0)
+    rows = [line for line in out.splitlines() if line.startswith("| 0 ")]
+    cells = [[c.strip() for c in line.strip().strip("|").split("|")] for line in rows]
+    assert len(cells) == 6 and all(float(c[4].split()[0]) > 0 for c in cells)
+    spins = {c[1]: c[2] for c in cells}  # what the timed process itself saw
+    assert spins["libgomp default"] == "300000" and spins["patentclf default (spin 1000)"] == "1000"
+    assert {c[3] for c in cells if c[1] == "1 thread"} == {"1"}

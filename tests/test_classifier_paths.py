@@ -109,3 +109,19 @@ def test_cli_compile_failure_is_one_clear_line(tiny_bundle, tmp_path):
     assert done.returncode != 0
     assert "--compile failed" in done.stderr and "run without --compile" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_import_sets_a_short_openmp_spin_unless_the_user_chose_one():
+    """libgomp's long spin collapses prediction on a busy machine (bench/busy_machine.py); patentclf
+    shortens it before torch loads, and leaves any OpenMP wait setting the user made."""
+    probe = "import patentclf, os, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
+
+    def seen(**settings) -> str:
+        env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+        done = subprocess.run([sys.executable, "-c", probe], env={**env, **settings}, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert seen() == "1000"
+    assert seen(GOMP_SPINCOUNT="300000") == "300000"
+    assert seen(OMP_WAIT_POLICY="PASSIVE") == "None"
