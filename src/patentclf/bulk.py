@@ -11,9 +11,9 @@ A rerun after an interruption finishes the rest: Ray Data's row checkpoints (``o
 ids only) record which rows are written, with a two-phase commit, so the rerun removes any file
 whose write was cut short, skips the rows already written and classifies only the others. No row is
 written twice as long as one run writes to ``output`` at a time; ids must be unique, which is checked
-before the job starts (:func:`check_unique_ids`). An output folder
-belongs to one job (``_patentclf.json``: the model, the input and the options that change a
-prediction); a run with another model, input or text options is refused before anything starts.
+before the job starts (:func:`check_unique_ids`). An output folder belongs to one job
+(``_patentclf.json``: the model, the input and the options that change a prediction); a run with
+another model, input or text options is refused before anything starts.
 
 Needs the ``ray`` extra (``pip install 'patentclf[ray]'``): importing this module imports Ray Data.
 """
