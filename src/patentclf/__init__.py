@@ -6,7 +6,7 @@ from .labels import CODES, SECTIONS, Section
 
 # Torch's CPU build on Linux runs its threads with GNU OpenMP, whose idle threads spin 300,000 rounds
 # before they sleep. Where another process holds a core, that spinning starves the working thread:
-# prediction ran 12x slower on 2 cores with one busy process (bench/busy_machine.py). A short spin
+# prediction ran 14x slower on 2 cores with one busy process (bench/busy_machine.py). A short spin
 # keeps nearly all of the quiet-machine speed. libgomp reads it when torch loads, so it is set here,
 # and only where the user chose no OpenMP wait setting of their own.
 OPENMP_SPIN_COUNT = 1000
