@@ -187,6 +187,8 @@ def write_model_card(bundle_dir: str | Path, info: dict) -> None:
         else "It answers the main section only."
     )
     calibration = info.get("calibration", {})
+    from .calibration import ORDER_MIX
+
     section = calibration.get("section", {})
     pooled = section.get("weights")
     calibration_text = (
@@ -194,7 +196,8 @@ def write_model_card(bundle_dir: str | Path, info: dict) -> None:
         "trained on the same rows, and the LLM's class and subclass heads summed up to sections, with weights "
         + ", ".join(f"{name} {weight:.2f}" for name, weight in pooled.items())
         + f"; the predicted section's probability is then read through a confidence map "
-        f"({len(section.get('confidence_map', {}).get('confidence', []))} equal-count bins, isotonic), so it matches "
+        f"({len(section.get('confidence_map', {}).get('confidence', []))} equal-count bins, isotonic, "
+        f"with {ORDER_MIX:.0%} of the raw value mixed in so that confidences keep their order), so it matches "
         "how often such answers are right. The sections come from a logistic regression "
         "over every head's view of each section (threshold "
         f"{calibration.get('sections_stack', {}).get('threshold', calibration.get('sections_threshold', '-'))}); "
