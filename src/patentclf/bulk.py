@@ -317,6 +317,12 @@ def plan_input(spec: str, text_fields: tuple[str, ...] | None) -> tuple[pafs.Fil
 MAX_NAMED_IDS = 3  # repeated ids an error names
 
 
+def require_ids(ids: pa.Array | pa.ChunkedArray, where: str) -> None:
+    """Every row has an id that is not blank."""
+    if ids.null_count or pc.any(pc.equal(pc.utf8_trim_whitespace(ids), "")).as_py():
+        raise DataError(f"{where}: a row has no id; bulk classification keys every row by its 'id'")
+
+
 def _file_ids(fs: pafs.FileSystem, path: str) -> pa.ChunkedArray:
     opener = fs.open_input_file if _format(path) == "parquet" else fs.open_input_stream
     if fs.get_file_info(path).size == 0:  # an empty file adds no rows (and a CSV of 0 bytes has no header)
@@ -339,8 +345,7 @@ def check_unique_ids(fs: pafs.FileSystem, files: list[str]) -> int:
     with ThreadPoolExecutor(max_workers=16) as pool:  # remote stores are slow: read files side by side
         per_file = list(pool.map(lambda path: _file_ids(fs, path), files))
     for path, ids in zip(files, per_file):
-        if ids.null_count or pc.any(pc.equal(pc.utf8_trim_whitespace(ids), "")).as_py():
-            raise DataError(f"{path}: a row has no id; bulk classification keys every row by its 'id'")
+        require_ids(ids, path)
     counts = pc.value_counts(pa.chunked_array([chunk for ids in per_file for chunk in ids.chunks], pa.string()))
     repeated = counts.filter(pc.greater(counts.field("counts"), 1))
     if len(repeated):
@@ -359,8 +364,7 @@ def check_unique_ids(fs: pafs.FileSystem, files: list[str]) -> int:
 def batch_texts(batch: pa.Table, fields: tuple[str, ...], source: str) -> list[str]:
     """The texts of a batch, built and checked the way `patentclf predict --input` builds them."""
     ids = batch["id"]
-    if ids.null_count or pc.any(pc.equal(pc.utf8_trim_whitespace(ids), "")).as_py():
-        raise DataError(f"{source}: a row has no id; bulk classification keys every row by its 'id'")
+    require_ids(ids, source)
     records = batch.select(list(fields)).to_pylist()
     try:
         return rows_to_split(records, source, text_fields=fields, require_labels=False).texts

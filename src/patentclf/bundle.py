@@ -169,6 +169,8 @@ def labels_line() -> str:
 
 
 def write_model_card(bundle_dir: str | Path, info: dict) -> None:
+    from .calibration import ORDER_MIX  # numpy: not needed to read a bundle's info
+
     rows = metrics_rows(info.get("metrics", {}), info.get("baselines"))
     hierarchy = hierarchy_rows(info.get("metrics", {}), info.get("baselines"))
     # The training log stays in patentclf.json; the card lists the settings that reproduce the run.
@@ -187,8 +189,6 @@ def write_model_card(bundle_dir: str | Path, info: dict) -> None:
         else "It answers the main section only."
     )
     calibration = info.get("calibration", {})
-    from .calibration import ORDER_MIX
-
     section = calibration.get("section", {})
     pooled = section.get("weights")
     calibration_text = (
