@@ -9,7 +9,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from patentclf.classifier import CodeSuggestion, Prediction
+from patentclf.prediction import CodeSuggestion, Prediction
 from patentclf.cli import app
 from patentclf.labels import CODES
 from patentclf.service.live import LiveServer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,7 @@ from .heads import HeadLayout, last_token_positions
 from .hierarchy import title
 from .labels import CODES, SECTIONS
 from .models import attention_implementation, pick_device, supports_bf16
+from .prediction import CodeSuggestion, Prediction
 
 LONG_TEXT_MODES = ("truncate", "chunk")
 CHUNK_STRIDE = 64  # tokens shared by neighbouring windows in chunk mode
@@ -42,36 +42,6 @@ def chunk_overlap(max_length: int) -> int:
     """Tokens shared by neighbouring windows: ``CHUNK_STRIDE``, at most a quarter of the window
     (a window of 64 tokens or fewer would otherwise never advance)."""
     return min(CHUNK_STRIDE, max_length // 4)
-
-
-@dataclass
-class CodeSuggestion:
-    """A CPC class (``G06``) or subclass (``G06F``) suggestion with its English title."""
-
-    code: str
-    title: str
-    probability: float
-
-
-@dataclass
-class Prediction:
-    label: str  # the main section: the one the patent's first code is in
-    label_id: int
-    name: str
-    confidence: float
-    probabilities: dict[str, float]
-    truncated: bool  # the text was longer than the window and only its start was read
-    chunks: int = 1  # windows read (chunk mode)
-    # Every section the patent is predicted to belong to (multi-label; always holds ``label``), with
-    # each one's own probability. A bundle trained on section labels only answers ``[label]``.
-    sections: list[str] = field(default_factory=list)
-    section_probabilities: dict[str, float] = field(default_factory=dict)
-    # The top 5 main CPC classes and subclasses, best first (empty for a section-only bundle).
-    classes: list[CodeSuggestion] = field(default_factory=list)
-    subclasses: list[CodeSuggestion] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class Classifier:

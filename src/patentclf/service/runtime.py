@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..bundle import default_model_dir, read_info
-from ..classifier import Classifier, Prediction
+from ..classifier import Classifier
+from ..prediction import Prediction
 from ..feedback import FeedbackStore
 from ..monitoring import LoggedPrediction, Metrics, PredictionLog, new_log_row, new_prediction_id, prediction_id_age_s
 from ..store import open_store
