@@ -9,9 +9,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from patentclf.prediction import CodeSuggestion, Prediction
 from patentclf.cli import app
 from patentclf.labels import CODES
+from patentclf.prediction import CodeSuggestion, Prediction
 from patentclf.service.live import LiveServer
 from patentclf.service.runtime import ServedPrediction
 from patentclf.service.schemas import PredictionResponse

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from ..bundle import default_model_dir, read_info
 from ..classifier import Classifier
-from ..prediction import Prediction
 from ..feedback import FeedbackStore
 from ..monitoring import LoggedPrediction, Metrics, PredictionLog, new_log_row, new_prediction_id, prediction_id_age_s
+from ..prediction import Prediction
 from ..store import open_store
 from .batching import MicroBatcher
 from .config import ServiceConfig
