@@ -4,8 +4,8 @@
 ``map_batches`` over a pool of actors that each load the bundle once with :class:`Classifier` (a GPU
 each where the cluster has GPUs), and writes Parquet files under ``output`` with the fields of
 ``patentclf predict --input``'s JSONL lines, keyed by each row's ``id``. It adds no prediction logic:
-every row's fields come from ``Classifier.predict``, and each file is read as ``patentclf predict``
-reads it (ids and text fields as text).
+every row's fields come from ``Classifier.predict``, and each file is read by the rules of
+``patentclf predict`` (:mod:`patentclf.inputs`: ids and text fields as text).
 
 A rerun after an interruption finishes the rest: Ray Data's row checkpoints (``output/_checkpoint``,
 ids only) record which rows are written, with a two-phase commit, so the rerun removes any file
@@ -20,27 +20,27 @@ Needs the ``ray`` extra (``pip install 'patentclf[ray]'``): importing this modul
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-import io
 import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, get_args, get_origin, get_type_hints
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.data.datasource import FileBasedDatasource
 
-from .data import DataError, _text_fields_for, json_row, rows_to_split
+from .data import rows_to_split
+from .inputs import FORMATS, DataError, check_columns, file_format, peek_columns, read_rows, text_fields_for
 from .labels import CODES
+from .prediction import FILE_FIELDS, FILE_NAMES, EverySection, PredictionRecord, file_record, prediction_record
 
-FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 CHECKPOINT_DIR = "_checkpoint"  # a leading "_": pandas / pyarrow readers of the folder skip it
 MANIFEST = "_patentclf.json"
 # Ray counts CPUs as scheduling slots. Reading and writing are light next to the model, so their
@@ -51,24 +51,30 @@ LIGHT_CPUS = 0.25
 # pool, held at one actor (a binary search per row is plenty fast); more would take slots the model
 # actors need and can stall the run.
 FILTER_CPUS = 1.0
-CHUNK_ROWS = 4096  # rows per block a read yields, so that a big file streams
 
-_SUGGESTION = pa.struct([("code", pa.string()), ("title", pa.string()), ("probability", pa.float64())])
-# The fields of `patentclf predict --input`'s JSONL lines (after ``id``). The nine section probabilities
-# are a struct (``probabilities.G`` in SQL engines); ``section_probabilities`` holds only the predicted
-# sections, so it is a map.
-PREDICTION_SCHEMA = pa.schema(
-    [
-        ("prediction", pa.string()),
-        ("confidence", pa.float64()),
-        ("probabilities", pa.struct([(code, pa.float64()) for code in CODES])),
-        ("truncated", pa.bool_()),
-        ("sections", pa.list_(pa.string())),
-        ("section_probabilities", pa.map_(pa.string(), pa.float64())),
-        ("classes", pa.list_(_SUGGESTION)),
-        ("subclasses", pa.list_(_SUGGESTION)),
-    ]
-)
+
+def arrow_type(annotation, metadata: list = ()) -> pa.DataType:
+    """The Arrow type of a field of the prediction record, from its Python type."""
+    if any(isinstance(m, EverySection) for m in metadata):
+        return pa.struct([(code, pa.float64()) for code in CODES])
+    if get_origin(annotation) is list:
+        return pa.list_(arrow_type(*get_args(annotation)))
+    if get_origin(annotation) is dict:
+        return pa.map_(*(arrow_type(kind) for kind in get_args(annotation)))
+    if dataclasses.is_dataclass(annotation):
+        return pa.struct([(name, arrow_type(kind)) for name, kind in get_type_hints(annotation).items()])
+    return {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}[annotation]
+
+
+def _prediction_schema() -> pa.Schema:
+    fields = PredictionRecord.model_fields
+    return pa.schema([(FILE_NAMES.get(n, n), arrow_type(fields[n].annotation, fields[n].metadata)) for n in FILE_FIELDS])
+
+
+# The fields of `patentclf predict --input`'s JSONL lines (after ``id``): the file part of the
+# prediction record, so the nine section probabilities are a struct and ``section_probabilities``
+# (the predicted sections only) a map.
+PREDICTION_SCHEMA = _prediction_schema()
 
 
 class BulkError(ValueError):
@@ -83,15 +89,8 @@ class BulkResult:
     seconds: float
 
 
-def prediction_record(prediction) -> dict:
-    """One output row's prediction fields, from ``Prediction.to_dict()``."""
-    fields = prediction.to_dict()
-    fields["prediction"] = fields.pop("label")
-    return {name: fields[name] for name in PREDICTION_SCHEMA.names}
-
-
 def prediction_table(ids: pa.Array | pa.ChunkedArray, predictions: list) -> pa.Table:
-    table = pa.Table.from_pylist([prediction_record(p) for p in predictions], schema=PREDICTION_SCHEMA)
+    table = pa.Table.from_pylist([file_record(prediction_record(p)) for p in predictions], schema=PREDICTION_SCHEMA)
     return table.add_column(0, "id", ids)
 
 
@@ -110,10 +109,6 @@ def _filesystem(spec: str) -> tuple[pafs.FileSystem, str]:
 
 def _exists(fs: pafs.FileSystem, path: str) -> pafs.FileType:
     return fs.get_file_info(path).type
-
-
-def _format(path: str) -> str:
-    return FORMATS[Path(path).suffix.lower()]
 
 
 def list_input_files(spec: str) -> tuple[pafs.FileSystem, list[str]]:
@@ -156,109 +151,8 @@ def list_input_files(spec: str) -> tuple[pafs.FileSystem, list[str]]:
 # --- reading -----------------------------------------------------------------------------------
 
 
-def _json_rows(f, path: str) -> Iterator[dict]:
-    """The objects of a JSON lines file (or of one JSON array), with the local engine's errors."""
-    text = io.TextIOWrapper(f, encoding="utf-8")
-    try:
-        first = True
-        for number, line in enumerate(text, start=1):
-            if not line.strip():
-                continue
-            if first and line.lstrip().startswith("["):  # a plain JSON array is accepted too
-                try:
-                    rows = json.loads(line + text.read())
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}: not valid JSON: {exc}") from None
-                if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
-                    raise DataError(f"{path}: a JSON array must hold objects")
-                yield from rows
-                return
-            first = False
-            yield json_row(path, number, line)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: cannot read the file: {exc}") from None
-    finally:
-        text.detach()  # the file stays Ray's to close
-
-
-def _as_text(value) -> str | None:
-    """A JSON value as ``patentclf predict`` reads it: ``str(value)``, None stays None."""
-    return value if value is None or isinstance(value, str) else str(value)
-
-
-def _text_columns(table: pa.Table, columns: tuple[str, ...], path: str) -> pa.Table:
-    """``columns`` of ``table`` as strings; a text column a file lacks is all nulls."""
-    arrays = []
-    for name in columns:
-        if name not in table.column_names:
-            arrays.append(pa.nulls(table.num_rows, pa.string()))
-            continue
-        column = table[name]
-        if not pa.types.is_string(column.type):
-            try:
-                column = pc.cast(column, pa.string())
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise DataError(f"{path}: column {name!r} holds {column.type}, not text") from None
-        arrays.append(column)
-    return pa.table(arrays, names=list(columns))
-
-
-def check_columns(columns: set[str], fields: tuple[str, ...], path: str) -> None:
-    """Each file needs an ``id`` and at least one of the text fields (none when ``fields`` is empty:
-    the ids alone are read)."""
-    if "id" not in columns:
-        raise DataError(f"{path}: no 'id' column; bulk classification keys rows by id (columns: {sorted(columns)})")
-    if fields and not columns & set(fields):
-        raise DataError(f"{path}: no text column {' or '.join(map(repr, fields))} (columns: {sorted(columns)})")
-
-
-def read_rows(f, path: str, fields: tuple[str, ...]) -> Iterator[pa.Table]:
-    """A file's rows as ``patentclf predict --input`` reads them, down to ``id`` and ``fields``, all as
-    strings, a few thousand rows at a time. ``f``: the file, open (seekable for Parquet). With no
-    ``fields``, only the ids are read (from Parquet, only that column)."""
-    columns = ("id", *fields)
-    kind = _format(path)
-    if kind == "parquet":
-        try:
-            parquet = pq.ParquetFile(f)
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise DataError(f"{path}: cannot read the file: {exc}") from None
-        present = set(parquet.schema_arrow.names)
-        check_columns(present, fields, path)
-        for batch in parquet.iter_batches(batch_size=CHUNK_ROWS, columns=[c for c in columns if c in present]):
-            yield _text_columns(pa.Table.from_batches([batch]), columns, path)
-    elif kind == "csv":
-        # Every column as text, as `patentclf predict` reads CSV: an id such as 00123 stays "00123".
-        data = f.read_buffer()
-        try:
-            present = set(pacsv.open_csv(pa.BufferReader(data)).schema.names) if data.size else set()
-            check_columns(present, fields, path)
-            wanted = [c for c in columns if c in present]
-            convert = pacsv.ConvertOptions(
-                include_columns=wanted, column_types={c: pa.string() for c in wanted}, strings_can_be_null=False
-            )
-            for batch in pacsv.open_csv(pa.BufferReader(data), convert_options=convert):
-                yield _text_columns(pa.Table.from_batches([batch]), columns, path)
-        except pa.ArrowInvalid as exc:
-            raise DataError(f"{path}: cannot read the file: {exc}") from None
-    else:
-        rows: list[dict] = []
-        for row in _json_rows(f, path):
-            rows.append(row)
-            if len(rows) == CHUNK_ROWS:
-                yield _json_table(rows, columns, path)
-                rows = []
-        if rows:
-            yield _json_table(rows, columns, path)
-
-
-def _json_table(rows: list[dict], columns: tuple[str, ...], path: str) -> pa.Table:
-    check_columns(set().union(*(r.keys() for r in rows)), columns[1:], path)
-    return pa.table({c: pa.array([_as_text(r.get(c)) for r in rows], pa.string()) for c in columns})
-
-
 class PatentFiles(FileBasedDatasource):
-    """JSONL / CSV / Parquet files as one Ray Data source, each read by :func:`read_rows`. One source,
+    """JSONL / CSV / Parquet files as one Ray Data source, each read by :func:`inputs.read_rows`. One source,
     so one read operator: Ray Data puts a checkpoint filter behind each read operator, and each
     filter holds a CPU slot."""
 
@@ -267,7 +161,7 @@ class PatentFiles(FileBasedDatasource):
         self.fields = fields
 
     def _open_input_source(self, filesystem, path: str, **open_args):
-        if _format(path) == "parquet":  # the footer first: Parquet needs a file it can seek in
+        if file_format(path) == "parquet":  # the footer first: Parquet needs a file it can seek in
             return filesystem.open_input_file(path)
         return super()._open_input_source(filesystem, path, **open_args)
 
@@ -275,37 +169,14 @@ class PatentFiles(FileBasedDatasource):
         yield from read_rows(f, path, self.fields)
 
 
-def _peek_columns(fs: pafs.FileSystem, path: str) -> set[str]:
-    """The columns of a file, from its head only: a Parquet footer, a CSV header, the first JSON lines."""
-    kind = _format(path)
-    try:
-        if kind == "parquet":
-            with fs.open_input_file(path) as f:
-                return set(pq.ParquetFile(f).schema_arrow.names)
-        with fs.open_input_stream(path) as f:
-            if kind == "csv":
-                head = f.read(1 << 20)
-                return set(pacsv.open_csv(pa.BufferReader(head)).schema.names) if head else set()
-            columns: set[str] = set()
-            rows = _json_rows(f, path)
-            for _, row in zip(range(100), rows):
-                columns.update(row)
-            rows.close()
-            return columns
-    except DataError:
-        raise
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"{path}: cannot read the file: {exc}") from None
-
-
 def plan_input(spec: str, text_fields: tuple[str, ...] | None) -> tuple[pafs.FileSystem, list[str], tuple[str, ...]]:
     """The input's files and the text fields to read, checked before any cluster starts: every file
     has an ``id`` and a text column (``text``, or ``title`` + ``abstract``, or ``text_fields``)."""
     fs, files = list_input_files(spec)
     with ThreadPoolExecutor(max_workers=16) as pool:  # one small read per file; remote stores are slow
-        found = list(pool.map(lambda f: _peek_columns(fs, f), files))
+        found = list(pool.map(lambda f: peek_columns(fs, f), files))
     try:
-        fields = _text_fields_for(set().union(*found), tuple(text_fields) if text_fields else None, spec)
+        fields = text_fields_for(set().union(*found), tuple(text_fields) if text_fields else None, spec)
         for path, columns in zip(files, found):
             if columns:  # an empty file adds no rows
                 check_columns(columns, fields, path)
@@ -324,7 +195,7 @@ def require_ids(ids: pa.Array | pa.ChunkedArray, where: str) -> None:
 
 
 def _file_ids(fs: pafs.FileSystem, path: str) -> pa.ChunkedArray:
-    opener = fs.open_input_file if _format(path) == "parquet" else fs.open_input_stream
+    opener = fs.open_input_file if file_format(path) == "parquet" else fs.open_input_stream
     if fs.get_file_info(path).size == 0:  # an empty file adds no rows (and a CSV of 0 bytes has no header)
         return pa.chunked_array([], pa.string())
     try:

@@ -355,16 +355,12 @@ def predict(
             snippet = text if len(text) <= 60 else text[:57] + "..."
             console.print(f"[bold]{p.label}[/] {p.name}  confidence {p.confidence:.3f}  [dim]{snippet}[/]")
         return
+    from .prediction import file_record, prediction_record
+
     lines = []
     for row_id, p in zip(ids, predictions):
         record = {"id": row_id} if row_id is not None else {}
-        record.update(
-            {"prediction": p.label, "confidence": p.confidence, "probabilities": p.probabilities, "truncated": p.truncated}
-        )
-        # The hierarchy, in the same shape as the API's answer (classes: [{"code", "title", "probability"}]).
-        answer = p.to_dict()
-        record.update({key: answer[key] for key in ("sections", "section_probabilities", "classes", "subclasses")})
-        lines.append(json.dumps(record))
+        lines.append(json.dumps(record | file_record(prediction_record(p))))
     if output:
         output = Path(output)
         output.parent.mkdir(parents=True, exist_ok=True)

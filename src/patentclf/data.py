@@ -7,13 +7,12 @@ A data spec is one of:
 * a Hugging Face hub dataset name such as ``ccdv/patent-classification`` (with a config name).
 
 Text comes from ``text`` or from ``title`` + ``abstract``; the label from ``label`` (0..8, ccdv order)
-or ``section`` (a letter). Bad rows stop loading with a :class:`DataError` naming file, row and problem.
+or ``section`` (a letter). Files are read by :mod:`patentclf.inputs`, by the rules that every reader
+of patents follows. Bad rows stop loading with a :class:`DataError` naming file, row and problem.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import random
 import re
 from collections import Counter, defaultdict
@@ -22,10 +21,10 @@ from importlib import resources
 from pathlib import Path
 
 from .hierarchy import parse_code_list
+from .inputs import SUFFIXES, DataError, clean, read_local_records, row_id, row_text, text_fields_for
 from .labels import CODES, parse_label
 
 HUB_DATASET = "ccdv/patent-classification"
-SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 SPLIT_ALIASES = {
     "train": ("train",),
     "validation": ("validation", "valid", "val", "dev"),
@@ -36,10 +35,6 @@ SPLIT_ALIASES = {
 # Columns that may hold a row's classification codes (main code first, ";"-separated): ``ipc``, as
 # in the USPTO data and in ``patentclf feedback export``'s rows, or ``codes`` as another name for it.
 CODE_FIELDS = ("ipc", "codes")
-
-
-class DataError(ValueError):
-    """A data file cannot be used; the message names the file, the row and the problem."""
 
 
 @dataclass
@@ -102,70 +97,6 @@ def to_bigpatent_form(text: str) -> str:
 # --- reading files -----------------------------------------------------------------------------
 
 
-def _read_records(path: Path) -> list[dict]:
-    """Read a JSONL / CSV / Parquet file into a list of dicts, with readable errors."""
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use one of {', '.join(SUFFIXES)}")
-    try:
-        if suffix in (".jsonl", ".json"):
-            return _read_jsonl(path)
-        import pandas as pd
-
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False) if suffix == ".csv" else pd.read_parquet(path)
-        return frame.to_dict(orient="records")
-    except DataError:
-        raise
-    except Exception as exc:  # pandas / pyarrow raise many types for unreadable files
-        raise DataError(f"{path}: cannot read the file: {exc}") from exc
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read the file: {exc}") from exc
-    stripped = text.lstrip()
-    if stripped.startswith("["):  # a plain JSON array is accepted too
-        try:
-            rows = json.loads(stripped)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}: not valid JSON: {exc}") from exc
-        if not all(isinstance(r, dict) for r in rows):
-            raise DataError(f"{path}: a JSON array must hold objects")
-        return rows
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        rows.append(json_row(path, number, line))
-    return rows
-
-
-def json_row(path, number: int, line: str) -> dict:
-    """One JSON-lines row as a dict, or a DataError naming the file and row."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: row {number}: not valid JSON ({exc.msg})") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{path}: row {number}: expected a JSON object, got {type(row).__name__}")
-    return row
-
-
-def _text_fields_for(columns: set[str], text_fields: tuple[str, ...] | None, where: str) -> tuple[str, ...]:
-    if text_fields:
-        missing = [f for f in text_fields if f not in columns]
-        if missing:
-            raise DataError(f"{where}: missing text column(s) {missing}; columns are {sorted(columns)}")
-        return text_fields
-    if "text" in columns:
-        return ("text",)
-    if "abstract" in columns:
-        return ("title", "abstract") if "title" in columns else ("abstract",)
-    raise DataError(f"{where}: no text column: expected 'text' or 'title' + 'abstract'; columns are {sorted(columns)}")
-
-
 def _label_field_for(columns: set[str], label_field: str | None, where: str) -> str:
     if label_field:
         if label_field not in columns:
@@ -175,12 +106,6 @@ def _label_field_for(columns: set[str], label_field: str | None, where: str) -> 
         if name in columns:
             return name
     raise DataError(f"{where}: no label column: expected 'label' (0..8) or 'section' (A..Y); columns are {sorted(columns)}")
-
-
-def _clean(value: object) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value).strip()
 
 
 def rows_to_split(
@@ -195,18 +120,17 @@ def rows_to_split(
     if not records:
         raise DataError(f"{where}: no rows")
     columns = set().union(*(r.keys() for r in records))
-    fields = _text_fields_for(columns, text_fields, where)
+    fields = text_fields_for(columns, text_fields, where)
     label_name = _label_field_for(columns, label_field, where) if require_labels else None
     texts, labels, ids, codes = [], [], [], []
     code_field = next((name for name in CODE_FIELDS if name in columns), None)
     for number, record in enumerate(records, start=1):
-        text = "\n".join(part for part in (_clean(record.get(f)) for f in fields) if part)
+        text = row_text(record, fields)
         if not text:
             raise DataError(f"{where}: row {number}: empty text in {'+'.join(fields)}")
         texts.append(text)
-        raw_id = record.get("id")
-        ids.append(None if raw_id is None or _clean(raw_id) == "" else str(raw_id))
-        codes.append(parse_code_list(_clean(record.get(code_field))) if code_field else [])
+        ids.append(row_id(record.get("id")))
+        codes.append(parse_code_list(clean(record.get(code_field))) if code_field else [])
         if label_name:
             raw = record.get(label_name)
             try:
@@ -220,7 +144,7 @@ def read_file(path: str | Path, **options) -> Split:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    return rows_to_split(_read_records(path), str(path), **options)
+    return rows_to_split(read_local_records(path), str(path), **options)
 
 
 # --- data specs --------------------------------------------------------------------------------

@@ -1,17 +1,29 @@
-"""What a prediction is: the section, its confidence, the section set and the CPC codes below it."""
+"""What a prediction is: the section, its confidence, the section set and the CPC codes below it.
+
+Two shapes: :class:`Prediction`, the object the classifier makes, and :class:`PredictionRecord`, the
+one declaration of a prediction as every output writes it. :func:`prediction_record` turns the first
+into the second. The API answers the record (its schema is the record's) and the web UI's downloads
+hold it; the files of ``patentclf predict --input`` hold :func:`file_record`'s part of it: the JSONL
+lines, and the bulk job's Parquet files (their Arrow schema is derived from the record). A new field
+is a field of both classes, and every output has it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Annotated
+
+from pydantic import BaseModel, Field
 
 
 @dataclass
 class CodeSuggestion:
-    """A CPC class (``G06``) or subclass (``G06F``) suggestion with its English title."""
+    """A CPC class or subclass the patent may belong to."""
 
-    code: str
-    title: str
-    probability: float
+    # The Field()s give the API's schema (pydantic reads them); at run time this is a plain dataclass.
+    code: Annotated[str, Field(description="class (G06) or subclass (G06F) code", examples=["G06F"])]
+    title: Annotated[str, Field(description="its English title in the CPC scheme (empty when the scheme has none)")]
+    probability: Annotated[float, Field(ge=0, le=1)]
 
 
 @dataclass
@@ -33,3 +45,61 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class EverySection:
+    """Marks a field that holds all nine sections: a struct in Parquet (``probabilities.G`` in SQL
+    engines), where a dict of some sections is a map."""
+
+
+class PredictionRecord(BaseModel):
+    """A prediction as the API answers it, field by field, in order."""
+
+    id: str = Field(..., description="prediction id (uuid hex): send it back with POST /feedback")
+    label: str = Field(..., description="CPC section letter")
+    name: str = Field(..., description="the section's name")
+    label_id: int = Field(..., ge=0, le=8)
+    confidence: float = Field(..., description="probability of the predicted section")
+    probabilities: Annotated[dict[str, float], EverySection()] = Field(..., description="all nine sections, by letter")
+    truncated: bool = Field(..., description="the text was longer than the model's window; only its start was read")
+    chunks: int = Field(1, description="windows read: more than 1 when the service runs with long_text=chunk")
+    needs_review: bool = Field(..., description="confidence is below the service's review threshold")
+    model_version: str
+    sections: list[str] = Field(
+        default_factory=list,
+        description="every section the patent is predicted to belong to (multi-label), always including label; "
+        "a model trained on section labels only answers [label]",
+        examples=[["G", "H"]],
+    )
+    section_probabilities: dict[str, float] = Field(
+        default_factory=dict,
+        description="by letter, the probability that the patent belongs to each section (each on its own: they need not sum to 1; a model trained on sections only gives its label with the confidence)",
+        examples=[{"G": 0.93, "H": 0.58}],
+    )
+    classes: list[CodeSuggestion] = Field(
+        default_factory=list, description="the top 5 main CPC classes, best first (empty for a model trained on sections only)"
+    )
+    subclasses: list[CodeSuggestion] = Field(
+        default_factory=list, description="the top 5 main CPC subclasses, best first (empty for a model trained on sections only)"
+    )
+
+
+RECORD_FIELDS = tuple(PredictionRecord.model_fields)
+# What the service adds to a prediction (the other fields are the Prediction's own).
+SERVICE_FIELDS = ("id", "needs_review", "model_version")
+# A file row holds every field but these (a file keys its rows by the input's own ``id``), and calls
+# the section ``prediction``.
+FILE_FIELDS = tuple(name for name in RECORD_FIELDS if name not in (*SERVICE_FIELDS, "name", "label_id", "chunks"))
+FILE_NAMES = {"label": "prediction"}
+
+
+def prediction_record(prediction: Prediction, **added) -> dict:
+    """The record of ``prediction``: its fields (suggestions as dicts) and those ``added`` (the service
+    adds ``id``, ``needs_review`` and ``model_version``), in the record's order, as plain JSON values."""
+    values = {**prediction.to_dict(), **added}
+    return {name: values[name] for name in RECORD_FIELDS if name in values}
+
+
+def file_record(record: dict) -> dict:
+    """The part of a record that a file row holds, named as files name it."""
+    return {FILE_NAMES.get(name, name): record[name] for name in FILE_FIELDS}

@@ -11,14 +11,14 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..bundle import default_model_dir, read_info
 from ..classifier import Classifier
 from ..feedback import FeedbackStore
 from ..monitoring import LoggedPrediction, Metrics, PredictionLog, new_log_row, new_prediction_id, prediction_id_age_s
-from ..prediction import Prediction
+from ..prediction import Prediction, prediction_record
 from ..store import open_store
 from .batching import MicroBatcher
 from .config import ServiceConfig
@@ -80,23 +80,7 @@ class ServedPrediction:
     model_version: str
 
     def to_response(self) -> dict:
-        p = self.prediction
-        return {
-            "id": self.id,
-            "label": p.label,
-            "name": p.name,
-            "label_id": p.label_id,
-            "confidence": p.confidence,
-            "probabilities": p.probabilities,
-            "truncated": p.truncated,
-            "chunks": p.chunks,
-            "needs_review": self.needs_review,
-            "model_version": self.model_version,
-            "sections": p.sections,
-            "section_probabilities": p.section_probabilities,
-            "classes": [asdict(c) for c in p.classes],
-            "subclasses": [asdict(c) for c in p.subclasses],
-        }
+        return prediction_record(self.prediction, id=self.id, needs_review=self.needs_review, model_version=self.model_version)
 
 
 class ServiceRuntime:

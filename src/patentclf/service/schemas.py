@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from ..feedback import feedback_code
 from ..labels import CODES
+from ..prediction import PredictionRecord
 
 _TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated, or read in overlapping windows with long_text=chunk)"
 
@@ -74,42 +75,8 @@ class BatchPredictRequest(BaseModel):
     texts: list[Text] = Field(..., min_length=1, description="texts to classify; answers keep this order")
 
 
-class CodeSuggestion(BaseModel):
-    """A CPC class or subclass the patent may belong to."""
-
-    code: str = Field(..., description="class (G06) or subclass (G06F) code", examples=["G06F"])
-    title: str = Field(..., description="its English title in the CPC scheme (empty when the scheme has none)")
-    probability: float = Field(..., ge=0, le=1)
-
-
-class PredictionResponse(BaseModel):
-    id: str = Field(..., description="prediction id (uuid hex): send it back with POST /feedback")
-    label: str = Field(..., description="CPC section letter")
-    name: str = Field(..., description="the section's name")
-    label_id: int = Field(..., ge=0, le=8)
-    confidence: float = Field(..., description="probability of the predicted section")
-    probabilities: dict[str, float] = Field(..., description="all nine sections, by letter")
-    truncated: bool = Field(..., description="the text was longer than the model's window; only its start was read")
-    chunks: int = Field(1, description="windows read: more than 1 when the service runs with long_text=chunk")
-    needs_review: bool = Field(..., description="confidence is below the service's review threshold")
-    model_version: str
-    sections: list[str] = Field(
-        default_factory=list,
-        description="every section the patent is predicted to belong to (multi-label), always including label; "
-        "a model trained on section labels only answers [label]",
-        examples=[["G", "H"]],
-    )
-    section_probabilities: dict[str, float] = Field(
-        default_factory=dict,
-        description="by letter, the probability that the patent belongs to each section (each on its own: they need not sum to 1; a model trained on sections only gives its label with the confidence)",
-        examples=[{"G": 0.93, "H": 0.58}],
-    )
-    classes: list[CodeSuggestion] = Field(
-        default_factory=list, description="the top 5 main CPC classes, best first (empty for a model trained on sections only)"
-    )
-    subclasses: list[CodeSuggestion] = Field(
-        default_factory=list, description="the top 5 main CPC subclasses, best first (empty for a model trained on sections only)"
-    )
+class PredictionResponse(PredictionRecord):
+    pass  # the record of a prediction (patentclf.prediction), under the API's name
 
 
 class BatchPredictionResponse(BaseModel):

@@ -1,23 +1,31 @@
 """Batch mode: read an uploaded CSV/JSONL file into texts, and turn predictions into a table and downloads.
 
-Uploads are read by the same loader as training data (``text``, or ``title`` + ``abstract``), so a
-file that works with ``patentclf predict --input`` works here too.
+Uploads are read by the rules of every file of patents (``patentclf.inputs``: ``text``, or ``title`` +
+``abstract``), so a file that works with ``patentclf predict --input`` works here too. The table and
+its downloads hold the API's answers field by field (``patentclf.prediction.PredictionRecord``).
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
-from ..data import DataError, read_file
+from ..data import rows_to_split
+from ..inputs import DataError, read_records
 from ..labels import CODES
+from ..prediction import PredictionRecord
 
 UPLOAD_TYPES = ("csv", "jsonl", "json")
 MAX_ROWS = 1000  # a browser upload is for a quick look; larger jobs belong to `patentclf predict --input`
+# What a field of the answer is when an older API leaves it out (None where the record requires it).
+DEFAULTS = {
+    name: None if field.is_required() else field.get_default(call_default_factory=True)
+    for name, field in PredictionRecord.model_fields.items()
+}
 
 
 @dataclass
@@ -28,17 +36,9 @@ class Upload:
 
 def read_upload(name: str, content: bytes) -> Upload:
     """Parse an uploaded file; raises :class:`DataError` with a message fit for the page."""
-    suffix = Path(name).suffix.lower()
-    if suffix.lstrip(".") not in UPLOAD_TYPES:
+    if Path(name).suffix.lower().lstrip(".") not in UPLOAD_TYPES:
         raise DataError(f"{name}: unsupported file type; upload a {', '.join(UPLOAD_TYPES)} file")
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"upload{suffix}"
-        path.write_bytes(content)
-        try:
-            split = read_file(path, require_labels=False)
-        except DataError as exc:
-            # Name the user's file, not the temporary copy.
-            raise DataError(str(exc).replace(str(path), name)) from None
+    split = rows_to_split(read_records(pa.BufferReader(content), name), name, require_labels=False)
     if len(split) > MAX_ROWS:
         raise DataError(f"{name}: {len(split)} rows; the UI takes up to {MAX_ROWS} (use `patentclf predict --input` for more)")
     ids = [row_id if row_id is not None else str(number) for number, row_id in enumerate(split.ids, start=1)]
@@ -46,26 +46,15 @@ def read_upload(name: str, content: bytes) -> Upload:
 
 
 def results_table(upload: Upload, predictions: list[dict]) -> pd.DataFrame:
-    """One row per text: the answer, its confidence, flags, the hierarchy (as the API's lists and
-    dicts) and the probability of each section."""
+    """One row per text: the upload's id and text, then every field of the API's answer (its id as
+    ``prediction_id``), the hierarchy as the API's lists and dicts."""
     rows = []
-    for row_id, text, p in zip(upload.ids, upload.texts, predictions):
-        row = {
-            "id": row_id,
-            "text": text,
-            "label": p["label"],
-            "name": p["name"],
-            "confidence": p["confidence"],
-            "needs_review": bool(p.get("needs_review", False)),
-            "truncated": bool(p.get("truncated", False)),
-            "prediction_id": p.get("id"),
-            # An API from before the hierarchy answers the main section only.
-            "sections": list(p.get("sections") or [p["label"]]),
-            "section_probabilities": dict(p.get("section_probabilities") or {p["label"]: p["confidence"]}),
-            "classes": list(p.get("classes") or []),
-            "subclasses": list(p.get("subclasses") or []),
-        }
-        row.update({f"p_{code}": p["probabilities"].get(code, 0.0) for code in CODES})
+    for row_id, text, answer in zip(upload.ids, upload.texts, predictions):
+        row = {"id": row_id, "text": text}
+        row.update({"prediction_id" if name == "id" else name: answer.get(name, DEFAULTS[name]) for name in DEFAULTS})
+        # An API from before the hierarchy answers the main section only.
+        row["sections"] = row["sections"] or [answer["label"]]
+        row["section_probabilities"] = row["section_probabilities"] or {answer["label"]: answer["confidence"]}
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -83,23 +72,26 @@ def scored_codes(items: list[dict] | dict[str, float]) -> str:
     return "; ".join(f"{code} ({probability:.3f})" for code, probability in pairs)
 
 
+def _cell(value):
+    """A list or dict of the answer in one CSV cell: codes as ``G;H``, scored codes as ``CODE (p); ...``."""
+    if isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], dict)):
+        return scored_codes(value)
+    return ";".join(value) if isinstance(value, list) else value
+
+
 def to_csv(table: pd.DataFrame) -> bytes:
-    """Flat cells: ``sections`` as ``G;H``; section probabilities, classes and subclasses as ``CODE (p); ...``
-    (titles are in the JSONL download)."""
-    flat = table.assign(
-        sections=table["sections"].map(";".join),
-        section_probabilities=table["section_probabilities"].map(scored_codes),
-        classes=table["classes"].map(scored_codes),
-        subclasses=table["subclasses"].map(scored_codes),
-    )
-    return flat.to_csv(index=False).encode("utf-8")
+    """Flat cells: the nine probabilities as ``p_A`` ... ``p_Y``; ``sections`` as ``G;H``; section
+    probabilities, classes and subclasses as ``CODE (p); ...`` (titles are in the JSONL download)."""
+    columns = {}
+    for name in table.columns:
+        if name == "probabilities":
+            columns.update({f"p_{code}": table[name].map(lambda p, code=code: p.get(code, 0.0)) for code in CODES})
+        else:
+            columns[name] = table[name].map(_cell)
+    return pd.DataFrame(columns).to_csv(index=False).encode("utf-8")
 
 
 def to_jsonl(table: pd.DataFrame) -> bytes:
-    """JSONL with the probabilities nested and the hierarchy as the API answers it (classes and
-    subclasses as ``{"code", "title", "probability"}``)."""
-    lines = []
-    for record in table.to_dict(orient="records"):
-        record["probabilities"] = {code: record.pop(f"p_{code}") for code in CODES}
-        lines.append(json.dumps(record, ensure_ascii=False))
+    """JSONL: each row as the API answers it (with the upload's id and text)."""
+    lines = [json.dumps(record, ensure_ascii=False) for record in table.to_dict(orient="records")]
     return ("\n".join(lines) + "\n").encode("utf-8")
