@@ -1,5 +1,6 @@
-"""`--engine ray` without a cluster: what it reads, what it refuses before any cluster starts, and the
-error when Ray is not installed. The runs on a real cluster are in test_bulk_ray.py."""
+"""`--engine ray` without a cluster: what it refuses before any cluster starts, the rows it writes, and
+the error when Ray is not installed. How files are read is in test_inputs.py; the runs on a real
+cluster are in test_bulk_ray.py."""
 
 from __future__ import annotations
 
@@ -46,34 +47,6 @@ def fake_bundle(tmp_path):
     return make
 
 
-def read(bulk, path, fields=("text",)) -> list[dict]:
-    """What the Ray read tasks make of one file."""
-    with pafs.LocalFileSystem().open_input_file(str(path)) as f:
-        return pa.concat_tables(bulk.read_rows(f, str(path), fields)).to_pylist()
-
-
-def test_each_format_is_read_as_the_local_engine_reads_it(bulk, tmp_path):
-    jsonl = write_jsonl(tmp_path / "a.jsonl", [{"id": 7, "text": "a sensor", "n": 1}, {"id": "x", "title": "no text"}])
-    assert read(bulk, jsonl) == [{"id": "7", "text": "a sensor"}, {"id": "x", "text": None}]
-    array = tmp_path / "b.json"
-    array.write_text(json.dumps([{"id": "j", "text": "a lamp"}]))
-    assert read(bulk, array) == [{"id": "j", "text": "a lamp"}]
-    csv = tmp_path / "c.csv"
-    csv.write_text("id,text,count\n00123,a valve,1\n00124,,2\n")
-    assert read(bulk, csv) == [{"id": "00123", "text": "a valve"}, {"id": "00124", "text": ""}]  # ids stay text
-    parquet = tmp_path / "d.parquet"
-    pq.write_table(pa.table({"id": [1, 2], "title": ["t", None], "abstract": ["a", "b"]}), parquet)
-    assert read(bulk, parquet, ("title", "abstract")) == [
-        {"id": "1", "title": "t", "abstract": "a"},
-        {"id": "2", "title": None, "abstract": "b"},
-    ]
-
-    broken = tmp_path / "e.jsonl"
-    broken.write_text('{"id": "1", "text": "fine"}\n\n{"id": "3", "text": \n')
-    with pytest.raises(bulk.DataError, match=r"e.jsonl: row 3: not valid JSON"):
-        read(bulk, broken)
-
-
 def test_input_is_checked_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
     model = fake_bundle("model")
 
@@ -102,6 +75,33 @@ def test_input_is_checked_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
         run(data / "good.jsonl", text_fields=("claims",))
     (data / "empty.jsonl").write_text("")  # an empty file adds no rows and needs no columns
     assert bulk.plan_input(str(data / "*.jsonl"), None)[1:] == ([str(data / "empty.jsonl"), str(data / "good.jsonl")], ("text",))
+
+
+def test_the_parquet_rows_are_the_jsonl_lines(bulk):
+    """The Parquet schema is derived from the prediction record: each row holds what a line of
+    `patentclf predict --input` holds, the nine probabilities as a struct, the predicted sections' as a map."""
+    from patentclf.labels import CODES
+    from patentclf.prediction import CodeSuggestion, Prediction, file_record, prediction_record
+
+    prediction = Prediction(
+        label="H",
+        label_id=7,
+        name="Electricity",
+        confidence=0.7,
+        probabilities={code: (0.7 if code == "H" else 0.0375) for code in CODES},
+        truncated=False,
+        sections=["H", "G"],
+        section_probabilities={"H": 0.88, "G": 0.57},
+        classes=[CodeSuggestion("H04", "ELECTRIC COMMUNICATION TECHNIQUE", 0.62)],
+    )
+    table = bulk.prediction_table(pa.array(["US1"]), [prediction])
+    line = file_record(prediction_record(prediction))
+    assert table.schema.names == ["id", *line]
+    assert table.schema.field("probabilities").type == pa.struct([(code, pa.float64()) for code in CODES])
+    assert pa.types.is_map(table.schema.field("section_probabilities").type)
+    row = table.to_pylist()[0]
+    row["section_probabilities"] = dict(row["section_probabilities"])
+    assert row == {"id": "US1", **line}
 
 
 def test_repeated_ids_refuse_the_job_before_a_cluster_starts(bulk, fake_bundle, tmp_path):

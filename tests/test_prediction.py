@@ -1,0 +1,93 @@
+"""The prediction record: one declaration that the API's schema, the CLI's JSONL lines, the bulk
+Parquet files and the UI's downloads are derived from."""
+
+from __future__ import annotations
+
+import json
+
+from patentclf.labels import CODES
+from patentclf.prediction import (
+    FILE_FIELDS,
+    RECORD_FIELDS,
+    CodeSuggestion,
+    Prediction,
+    PredictionRecord,
+    file_record,
+    prediction_record,
+)
+from patentclf.service.schemas import PredictionResponse
+
+
+def _prediction() -> Prediction:
+    return Prediction(
+        label="G",
+        label_id=6,
+        name="Physics",
+        confidence=0.8,
+        probabilities={code: (0.8 if code == "G" else 0.025) for code in CODES},
+        truncated=True,
+        chunks=2,
+        sections=["G", "H"],
+        section_probabilities={"G": 0.93, "H": 0.58},
+        classes=[CodeSuggestion("G06", "COMPUTING; CALCULATING; COUNTING", 0.7)],
+        subclasses=[CodeSuggestion("G06F", "ELECTRIC DIGITAL DATA PROCESSING", 0.41)],
+    )
+
+
+def test_the_api_answers_the_record_with_the_same_fields_as_before():
+    schema = PredictionResponse.model_json_schema()
+    assert list(schema["properties"]) == [
+        "id",
+        "label",
+        "name",
+        "label_id",
+        "confidence",
+        "probabilities",
+        "truncated",
+        "chunks",
+        "needs_review",
+        "model_version",
+        "sections",
+        "section_probabilities",
+        "classes",
+        "subclasses",
+    ]
+    assert schema["required"] == [
+        "id",
+        "label",
+        "name",
+        "label_id",
+        "confidence",
+        "probabilities",
+        "truncated",
+        "needs_review",
+        "model_version",
+    ]
+    assert schema["title"] == "PredictionResponse" and "description" not in schema
+    suggestion = schema["$defs"]["CodeSuggestion"]
+    assert suggestion["description"] == "A CPC class or subclass the patent may belong to."
+    assert suggestion["properties"]["probability"] == {"maximum": 1, "minimum": 0, "title": "Probability", "type": "number"}
+
+
+def test_a_prediction_becomes_the_record_and_a_file_row():
+    record = prediction_record(_prediction(), id="0" * 32, needs_review=False, model_version="m@1")
+    assert list(record) == list(RECORD_FIELDS)
+    assert PredictionRecord.model_validate(record).model_dump() == record
+    assert record["classes"] == [{"code": "G06", "title": "COMPUTING; CALCULATING; COUNTING", "probability": 0.7}]
+    json.dumps(record)  # plain JSON
+
+    # The keys of `patentclf predict --input`'s lines (README), the section named "prediction".
+    row = file_record(record)
+    assert list(row) == [
+        "prediction",
+        "confidence",
+        "probabilities",
+        "truncated",
+        "sections",
+        "section_probabilities",
+        "classes",
+        "subclasses",
+    ]
+    assert row["prediction"] == "G" and row["classes"] == record["classes"]
+    assert file_record(prediction_record(_prediction())) == row  # a file needs none of the service's fields
+    assert len(FILE_FIELDS) == len(row)
