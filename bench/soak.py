@@ -1,15 +1,22 @@
 """Soak test of the HTTP service on loopback: mixed traffic (good and bad input, feedback, monitoring)
-for a bounded time, with a SIGKILL of the server and a restart half-way through.
+for a bounded time, with a SIGKILL of a server and its restart, and (on PostgreSQL) a database restart.
 
 It reports what a careful operator would want to know afterwards:
 
 * unexpected 5xx: any 5xx except a 503 with Retry-After (load shedding, a passed deadline, or the model
   loading after the restart), and any good request refused with a 4xx;
 * lost acknowledged feedback: feedback answered 201 that is missing from the database at the end;
-* the server's memory (RSS) over time, before and after the restart.
+* each server's memory (RSS) over time, before and after the restart, with the load average;
+* latency percentiles per window (default 20 minutes) for predictions, batches and feedback.
 
     python bench/soak.py                         # 10 minutes, the tiny random model (service overhead)
     python bench/soak.py --minutes 3 --model shipped --clients 8 --json soak.json
+    python bench/soak.py --minutes 100 --model shipped --replicas 2 --database postgres \
+        --db-restart-at 0.3 --kill-at 0.6 --clients 4 --think-s 0.2 --json soak.json
+
+With ``--database postgres`` a throwaway PostgreSQL server is started (tests/pg_server.py, the
+Debian binaries); ``--db-restart-at`` stops it for ``--db-down-s`` seconds and starts it again.
+With several replicas, client i talks to replica i mod N, and replica 0 is the one SIGKILLed.
 
 Exit status 1 when there were unexpected 5xx or lost feedback.
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import statistics
 import sys
@@ -44,6 +52,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", default="tiny", help="tiny (random two-layer model) | shipped | a bundle folder")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients")
     parser.add_argument("--kill-at", type=float, default=0.5, help="when to SIGKILL the server, as a fraction of the run")
+    parser.add_argument("--replicas", type=int, default=1, help="servers on the one database (more than 1: --database postgres)")
+    parser.add_argument("--database", default="sqlite", choices=["sqlite", "postgres"])
+    parser.add_argument("--db-restart-at", type=float, help="when to restart PostgreSQL, as a fraction of the run")
+    parser.add_argument("--db-down-s", type=float, default=8.0, help="how long PostgreSQL stays stopped (default 8)")
+    parser.add_argument("--think-s", type=float, default=0.0, help="each client's pause between two requests")
+    parser.add_argument("--window-min", type=float, default=20.0, help="latency percentiles per this many minutes")
     parser.add_argument("--sample-s", type=float, default=5.0, help="seconds between two memory samples")
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp32"])
     parser.add_argument("--seed", type=int, default=0)
@@ -51,6 +65,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.clients < 1 or not 0 < args.kill_at < 1:
         parser.error("--minutes must be > 0, --clients >= 1 and --kill-at between 0 and 1")
+    if args.replicas < 1 or (args.replicas > 1 and args.database != "postgres"):
+        parser.error("--replicas must be >= 1; several replicas need --database postgres")
+    if args.db_restart_at is not None and (args.database != "postgres" or not 0 < args.db_restart_at < 1):
+        parser.error("--db-restart-at needs --database postgres and a fraction between 0 and 1")
     return args
 
 
@@ -65,6 +83,10 @@ class Tally:
     prediction_ids: list[str] = field(default_factory=list)
     down_errors: int = 0  # connection errors while the server was down (expected)
     other_transport_errors: int = 0
+    latencies: list[tuple[float, str, float]] = field(default_factory=list)  # (t, kind, seconds) of good answers
+    db_down: bool = False  # PostgreSQL is being restarted
+    during_db_restart: Counter = field(default_factory=Counter)  # (kind, status) while PostgreSQL was down
+    started: float = field(default_factory=time.monotonic)
 
     def wrong(self, kind: str, response: httpx.Response) -> None:
         self.unexpected_count += 1
@@ -146,6 +168,7 @@ class Traffic:
         body = make() if make else None
         content = body if isinstance(body, bytes) else (json.dumps(body) if body is not None else None)
         headers = {"content-type": "application/json", **self.headers.get(kind, {})}
+        sent = time.monotonic()
         try:
             response = await http.request(method, url + path, content=content, headers=headers)
         except httpx.WriteError:
@@ -155,8 +178,12 @@ class Traffic:
             raise
         code = response.status_code
         self.tally.outcomes[(kind, code)] += 1
+        if self.tally.db_down:
+            self.tally.during_db_restart[(kind, code)] += 1
         if code in allowed:
             self.record(kind, body, response)
+            if kind in ("predict", "batch", "feedback by id", "feedback by text"):
+                self.tally.latencies.append((sent - self.tally.started, kind, time.monotonic() - sent))
         elif not (code == 503 and "retry-after" in response.headers):  # shed load or a deadline: allowed, said so
             self.tally.wrong(kind, response)
 
@@ -183,65 +210,132 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
+def load_average() -> float | None:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def start_postgres(workdir: Path):
+    """A throwaway PostgreSQL server (tests/pg_server.py) and a new database on it."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.pg_server import PostgresServer, find_bindir
+
+    bindir = find_bindir()
+    if bindir is None:
+        sys.exit("--database postgres: no initdb / pg_ctl (apt-get install postgresql)")
+    pg = PostgresServer(bindir).start()
+    return pg, pg.create_database()
+
+
 async def soak(args: argparse.Namespace, model: Path, workdir: Path) -> dict:
     texts = load_split("bundled", "test", require_labels=False).texts
     tally = Tally()
-    db = workdir / "feedback.db"
-    options = dict(env={"PATENTCLF_API_KEY": API_KEY}, feedback_db=db, precision=args.precision, **SETTINGS)
-    server = await asyncio.to_thread(LiveServer(model, log_path=workdir / "server.log", **options).start)
-    port = server.port
-    started = time.monotonic()
+    pg, db = None, workdir / "feedback.db"
+    env = {"PATENTCLF_API_KEY": API_KEY}
+    if args.database == "postgres":
+        pg, db = await asyncio.to_thread(start_postgres, workdir)
+        env["PATENTCLF_DATABASE_URL"] = db
+    options = dict(env=env, feedback_db=workdir / "feedback.db", precision=args.precision, **SETTINGS)
+    servers = [LiveServer(model, log_path=workdir / f"server-{i}.log", **options) for i in range(args.replicas)]
+    for server in servers:  # one after the other: two model loads at once would only slow both
+        await asyncio.to_thread(server.start)
+    replicas = [{"server": s, "up": True, "generation": 1, "port": s.port} for s in servers]
+    tally.started = started = time.monotonic()
     ends = started + args.minutes * 60
-    kill_at = started + args.minutes * 60 * args.kill_at
     memory: list[dict] = []
-    state = {"up": True, "server": server, "generation": 1, "restart_s": None}
+    events: list[dict] = []
+    state = {"restart_s": None, "db_down_s": None, "db_back_first_201_s": None}
+
+    def note(what: str, **fields) -> None:
+        events.append({"t": round(time.monotonic() - started, 1), "event": what, **fields})
+        print(f"  {time.monotonic() - started:.0f} s: {what} {fields or ''}", file=sys.stderr)
 
     async def client(index: int) -> None:
         traffic = Traffic(texts, tally, random.Random(args.seed * 1000 + index))
+        replica = replicas[index % len(replicas)]
         async with httpx.AsyncClient(timeout=SETTINGS["request_timeout_s"] + 30) as http:
             while time.monotonic() < ends:
                 try:
-                    await traffic.one(http, state["server"].url)
+                    await traffic.one(http, replica["server"].url)
                 except httpx.TransportError:
-                    if state["up"]:
+                    if replica["up"]:
                         tally.other_transport_errors += 1
                     else:
                         tally.down_errors += 1
                     await asyncio.sleep(0.2)
+                if args.think_s:
+                    await asyncio.sleep(args.think_s)
 
     async def sampler() -> None:
         while time.monotonic() < ends:
-            process = state["server"].process
-            if state["up"] and process and process.poll() is None:
-                value = rss_mb(process.pid)
-                if value is not None:
-                    memory.append(
-                        {"t": round(time.monotonic() - started, 1), "server": state["generation"], "rss_mb": round(value, 1)}
-                    )
+            sample = {"t": round(time.monotonic() - started, 1), "load": load_average()}
+            for i, replica in enumerate(replicas):
+                process = replica["server"].process
+                if replica["up"] and process and process.poll() is None:
+                    value = rss_mb(process.pid)
+                    if value is not None:
+                        sample[f"r{i}"] = {"server": replica["generation"], "rss_mb": round(value, 1)}
+            memory.append(sample)
             await asyncio.sleep(args.sample_s)
 
     async def killer() -> None:
-        await asyncio.sleep(max(0.0, kill_at - time.monotonic()))
-        state["up"] = False
-        state["server"].kill()  # SIGKILL: no shutdown code runs
-        tally.prediction_ids.clear()  # the new server has no memory of their texts
-        print(f"  {time.monotonic() - started:.0f} s: server killed (SIGKILL); restarting", file=sys.stderr)
+        await asyncio.sleep(max(0.0, started + args.minutes * 60 * args.kill_at - time.monotonic()))
+        replica = replicas[0]
+        replica["up"] = False
+        replica["server"].kill()  # SIGKILL: no shutdown code runs
+        tally.prediction_ids.clear()  # the new server has no memory of their texts (and unflushed ids are gone)
+        note("replica 0 killed (SIGKILL); restarting")
         down = time.monotonic()
-        fresh = LiveServer(model, log_path=workdir / "server-2.log", **options)
-        fresh.port, fresh.url = port, f"http://127.0.0.1:{port}"
-        state["server"] = await asyncio.to_thread(fresh.start)
-        state["generation"], state["up"] = 2, True
+        fresh = LiveServer(model, log_path=workdir / "server-0-restarted.log", **options)
+        fresh.port, fresh.url = replica["port"], f"http://127.0.0.1:{replica['port']}"
+        replica["server"] = await asyncio.to_thread(fresh.start)
+        replica["generation"], replica["up"] = 2, True
         state["restart_s"] = round(time.monotonic() - down, 1)
-        print(f"  {time.monotonic() - started:.0f} s: server ready again after {state['restart_s']} s", file=sys.stderr)
+        note("replica 0 ready again", after_s=state["restart_s"])
+
+    async def db_restarter() -> None:
+        if pg is None or args.db_restart_at is None:
+            return
+        await asyncio.sleep(max(0.0, started + args.minutes * 60 * args.db_restart_at - time.monotonic()))
+        tally.db_down = True
+        down = time.monotonic()
+        note("PostgreSQL stopping (pg_ctl stop -m fast)")
+        await asyncio.to_thread(pg.stop_server)
+        await asyncio.sleep(args.db_down_s)
+        await asyncio.to_thread(pg.start_server)
+        state["db_down_s"] = round(time.monotonic() - down, 1)
+        note("PostgreSQL started again", down_s=state["db_down_s"])
+        acknowledged = len(tally.acknowledged)
+        while len(tally.acknowledged) == acknowledged and time.monotonic() < ends:
+            await asyncio.sleep(0.05)
+        tally.db_down = False
+        state["db_back_first_201_s"] = round(time.monotonic() - down - state["db_down_s"], 1)
+        note("feedback acknowledged again", after_start_s=state["db_back_first_201_s"])
 
     try:
-        await asyncio.gather(sampler(), killer(), *(client(i) for i in range(args.clients)))
+        await asyncio.gather(sampler(), killer(), db_restarter(), *(client(i) for i in range(args.clients)))
+        return figures(args, tally, memory, events, db, state, time.monotonic() - started)
     finally:
-        await asyncio.to_thread(state["server"].stop)
-    return figures(args, tally, memory, db, state, time.monotonic() - started)
+        for replica in replicas:
+            await asyncio.to_thread(replica["server"].stop)
+        if pg is not None:
+            pg.stop()
 
 
-def figures(args, tally: Tally, memory: list[dict], db: Path, state: dict, seconds: float) -> dict:
+def percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
+
+    return {"n": len(ordered), "p50_ms": at(0.5), "p95_ms": at(0.95), "p99_ms": at(0.99), "max_ms": round(ordered[-1] * 1000, 1)}
+
+
+def figures(args, tally: Tally, memory: list[dict], events: list[dict], db, state: dict, seconds: float) -> dict:
     store = FeedbackStore(db)
     lost = []
     for feedback_id, sent in tally.acknowledged.items():
@@ -249,26 +343,44 @@ def figures(args, tally: Tally, memory: list[dict], db: Path, state: dict, secon
         if row is None or row["label"] != sent["label"] or (sent["text"] and row["text"] != sent["text"]):
             lost.append(feedback_id)
 
-    def rss_summary(generation: int) -> dict:
-        values = [m["rss_mb"] for m in memory if m["server"] == generation]
-        if len(values) < 2:
-            return {"samples": len(values)}
+    def rss_summary(replica: int, generation: int) -> dict:
+        points = [(m["t"], m[f"r{replica}"]["rss_mb"]) for m in memory if m.get(f"r{replica}", {}).get("server") == generation]
+        if len(points) < 2:
+            return {"samples": len(points)}
+        values = [v for _, v in points]
         half = values[len(values) // 2 :]  # after the warm-up half
+        by_10_min = {}
+        for t, v in points:  # the last sample of each 10 minutes since the start of the run
+            by_10_min[f"{int(t // 600) * 10 + 10} min"] = v
         return {
             "samples": len(values),
             "first_mb": values[0],
             "max_mb": max(values),
             "last_mb": values[-1],
             "second_half_growth_mb": round(half[-1] - half[0], 1),
-            "second_half_median_mb": statistics.median(half),
+            "second_half_minutes": round((points[-1][0] - points[len(points) // 2][0]) / 60, 1),
+            "by_10_min": by_10_min,
         }
+
+    window = args.window_min * 60
+    windows = {}
+    for t, kind, latency in tally.latencies:
+        name = f"{int(t // window) * args.window_min:g}-{int(t // window) * args.window_min + args.window_min:g} min"
+        windows.setdefault(name, {}).setdefault("feedback" if kind.startswith("feedback") else kind, []).append(latency)
+    loads = [m["load"] for m in memory if m.get("load") is not None]
 
     by_kind: dict[str, dict[str, int]] = {}
     for (kind, code), count in sorted(tally.outcomes.items()):
         by_kind.setdefault(kind, {})[str(code)] = count
+    during: dict[str, dict[str, int]] = {}
+    for (kind, code), count in sorted(tally.during_db_restart.items()):
+        during.setdefault(kind, {})[str(code)] = count
     return {
         "minutes": round(seconds / 60, 2),
         "clients": args.clients,
+        "replicas": args.replicas,
+        "database": args.database,
+        "think_s": args.think_s,
         "requests": sum(tally.outcomes.values()),
         "by_kind": by_kind,
         "unexpected_5xx_or_refusals": tally.unexpected_count,
@@ -276,20 +388,35 @@ def figures(args, tally: Tally, memory: list[dict], db: Path, state: dict, secon
         "connection_errors_while_down": tally.down_errors,
         "connection_errors_while_up": tally.other_transport_errors,
         "restart_seconds": state["restart_s"],
+        "db_down_seconds": state["db_down_s"],
+        "db_first_201_after_start_s": state["db_back_first_201_s"],
+        "answers_during_db_restart": during,
+        "events": events,
         "feedback_acknowledged": len(tally.acknowledged),
         "feedback_lost": len(lost),
         "feedback_rows_in_db": store.count(),
-        "rss_first_server": rss_summary(1),
-        "rss_second_server": rss_summary(2),
+        "load_average": {"min": min(loads), "median": statistics.median(loads), "max": max(loads)} if loads else None,
+        "rss": {
+            f"replica {r}, server {g}": rss_summary(r, g) for r in range(args.replicas) for g in ((1, 2) if r == 0 else (1,))
+        },
+        "latency_by_window": {
+            name: {kind: percentiles(values) for kind, values in sorted(kinds.items())} for name, kinds in windows.items()
+        },
         "memory": memory,
     }
 
 
 def report(result: dict) -> None:
     print(
-        f"\nsoak: {result['minutes']} min, {result['clients']} clients, {result['requests']} requests, SIGKILL + restart "
+        f"\nsoak: {result['minutes']} min, {result['replicas']} replica(s) on {result['database']}, {result['clients']} clients "
+        f"(think {result['think_s']} s), {result['requests']} requests; SIGKILL + restart of replica 0 "
         f"({result['restart_seconds']} s to ready again)"
     )
+    if result["db_down_seconds"] is not None:
+        print(
+            f"PostgreSQL down {result['db_down_seconds']} s; first 201 {result['db_first_201_after_start_s']} s after it "
+            f"started; answers meanwhile: {result['answers_during_db_restart']}"
+        )
     for kind, codes in result["by_kind"].items():
         print(f"  {kind:<18} " + ", ".join(f"{code}: {n}" for code, n in codes.items()))
     print(f"unexpected 5xx / refusals of good input: {result['unexpected_5xx_or_refusals']}")
@@ -299,8 +426,11 @@ def report(result: dict) -> None:
     print(f"connection errors: {down} while the server was down, {up} while up")
     acknowledged, lost, rows = result["feedback_acknowledged"], result["feedback_lost"], result["feedback_rows_in_db"]
     print(f"feedback: {acknowledged} acknowledged, {lost} lost ({rows} rows in the database)")
-    for name in ("rss_first_server", "rss_second_server"):
-        print(f"{name.replace('_', ' ')}: {result[name]}")
+    print(f"load average (1 min) during the run: {result['load_average']}")
+    for name, summary in result["rss"].items():
+        print(f"RSS {name}: {summary}")
+    for name, kinds in result["latency_by_window"].items():
+        print(f"latency {name}: " + "; ".join(f"{kind} {p}" for kind, p in kinds.items()))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -310,7 +440,10 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="patentclf-soak-"))
     model = resolve_model(args.model, workdir)
-    print(f"soak for {args.minutes:g} min; server logs and database in {workdir}", file=sys.stderr)
+    print(
+        f"soak for {args.minutes:g} min; server logs and database in {workdir}; patentclf from {os.path.dirname(sys.modules['patentclf'].__file__)}",
+        file=sys.stderr,
+    )
     result = asyncio.run(soak(args, model, workdir))
     report(result)
     if args.json:

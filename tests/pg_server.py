@@ -69,10 +69,18 @@ class PostgresServer:
             os.chown(self.folder, user.pw_uid, user.pw_gid)
         # --no-sync only speeds up initdb itself; the server runs with fsync on, as in production.
         self._run("initdb", "-D", str(self.data), "-U", USER, "--auth=trust", "-E", "UTF8", "--no-sync", "--no-instructions")
+        self.start_server()
+        return self
+
+    def start_server(self) -> None:
+        """Start the server on its data folder (again, after :meth:`stop_server`)."""
         options = f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.folder} -c fsync=on"
         log = str(self.folder / "server.log")
         self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "-t", "120", "start")
-        return self
+
+    def stop_server(self, mode: str = "fast") -> None:
+        """Stop the server, keeping its data (``fast``: open connections are closed, as in a restart)."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "120", "stop")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{USER}@127.0.0.1:{self.port}/{database}"
