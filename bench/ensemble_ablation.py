@@ -29,10 +29,12 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
 
+    from dataclasses import replace
+
     import numpy as np
 
     from patentclf.bundle import default_model_dir
-    from patentclf.calibration import blend, combine, expected_calibration_error, section_sets
+    from patentclf.calibration import blend, expected_calibration_error, section_sets, section_sources
     from patentclf.classifier import Classifier
     from patentclf.data import load_split, stratified_subset
     from patentclf.evaluation import compute_metrics, short_text_form
@@ -56,26 +58,23 @@ def main() -> None:
         shipped = classifier.calibrated(raw, texts)
         post_seconds = time.perf_counter() - started
         # The same without the confidence map and the sections stack: what those two cost.
-        classifier.calibration = {k: v for k, v in calibration.items() if k != "sections_stack"}
-        classifier.calibration["section"] = {k: v for k, v in calibration["section"].items() if k != "confidence_map"}
+        classifier.calibration = replace(calibration, stack=None, confidence_map=None)
         started = time.perf_counter()
         classifier.calibrated(raw, texts)
         older_seconds = time.perf_counter() - started
         classifier.calibration = calibration
-        tfidf = classifier.tfidf_probabilities(texts, "section", list(CODES))
-        section = calibration.get("section", {})
+        partners = classifier.tfidf_outputs(texts)
+        tfidf = partners["section"]
+        section = calibration.heads["section"]
         variants = {
             "LLM alone, raw softmax": raw["section"],
-            "LLM alone, temperature": blend(raw["section"], None, 1.0, section.get("llm_temperature", 1.0)),
+            "LLM alone, temperature": blend(raw["section"], None, 1.0, section.llm_temperature),
             "TF-IDF alone": tfidf,
-            "LLM + TF-IDF blend, temperature": blend(
-                raw["section"], tfidf, section.get("llm_weight", 1.0), section.get("temperature", 1.0)
-            ),
+            "LLM + TF-IDF blend, temperature": section.apply(raw["section"], tfidf),
         }
-        if "weights" in section:
-            sources = classifier.section_sources(raw, tfidf)
-            variants["pooled with the class / subclass heads"] = combine(
-                [sources[name] for name in section["weights"]], list(section["weights"].values())
+        if calibration.pool:
+            variants["pooled with the class / subclass heads"] = calibration.pool.apply(
+                section_sources(raw, tfidf, classifier.layout)
             )
         variants["shipped (the above read through the confidence map)"] = shipped["section"]
         out = []
@@ -91,14 +90,14 @@ def main() -> None:
             f"{post_seconds:.2f} s ({post_seconds / llm_seconds:.1%} of the LLM's); without the map and the stack "
             f"{older_seconds:.2f} s"
         )
-        if "sections" in raw and "sections_stack" in calibration:
+        if "sections" in raw and calibration.stack:
             found_rows = [i for i, t in enumerate(targets(c) for c in rows.codes) if t]
             truth = np.array([[code in targets(rows.codes[i]).sections for code in CODES] for i in found_rows])
             main = shipped["section"].argmax(axis=1)[found_rows]
             out = []
             for name, probs, threshold in (
-                ("multi-label head, its threshold", raw["sections"], calibration["sections_threshold"]),
-                ("sections stack (shipped)", shipped["sections"], calibration["sections_stack"]["threshold"]),
+                ("multi-label head, its threshold", raw["sections"], calibration.sections_threshold),
+                ("sections stack (shipped)", shipped["sections"], calibration.stack.threshold),
             ):
                 chosen = section_sets(probs[found_rows], main, threshold)
                 f1 = 2 * (chosen & truth).sum() / (chosen.sum() + truth.sum())
@@ -111,15 +110,11 @@ def main() -> None:
                 ("class", classifier.layout.classes, "main_class"),
                 ("subclass", classifier.layout.subclasses, "main_subclass"),
             ):
-                settings = calibration.get(head, {})
-                partner = classifier.tfidf_probabilities(texts, head, codes)
+                partner = partners[head]
                 for name, probs in (
                     ("LLM alone", raw[head]),
                     ("TF-IDF alone", partner),
-                    (
-                        "blend (shipped)",
-                        blend(raw[head], partner, settings.get("llm_weight", 1.0), settings.get("temperature", 1.0)),
-                    ),
+                    ("blend (shipped)", calibration.heads[head].apply(raw[head], partner)),
                 ):
                     if probs is None:
                         continue

@@ -105,10 +105,10 @@ def child_serve(model_dir: str, rows: int) -> dict:
     loaded = rss_mb()
     texts = stratified_subset(load_split("bundled", "test"), rows, seed=0).texts
     classifier.predict(texts)
-    dtype = weights_dtype(classifier.model)
+    dtype = weights_dtype(classifier.engine.model)
     return {
         "what": "serve",
-        "detail": f"Classifier.load + predict {rows} texts (default batches), {dtype}, {classifier.device.type}",
+        "detail": f"Classifier.load + predict {rows} texts (default batches), {dtype}, {classifier.engine.device.type}",
         "after_load_mb": loaded,
         "peak_rss_mb": peak_rss_mb(),
         "cuda_peak_mb": _cuda_peak(),

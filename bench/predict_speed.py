@@ -122,8 +122,8 @@ def main() -> None:
             return rates, predictions
 
         classifier = Classifier.load(model_dir)
-        dtype = weights_dtype(classifier.model)
-        device = classifier.device.type
+        dtype = weights_dtype(classifier.engine.model)
+        device = classifier.engine.device.type
         classifier.predict(texts[:4], batch_size=args.batch_size)
         new_rates, predictions = timed(classifier)
         print(f"new: {', '.join(f'{r:.2f}' for r in new_rates)} samples/s", flush=True)

@@ -28,17 +28,19 @@ from common import machine, median, other_load, rss_mb, table
 
 
 def child(model: str, pad_multiple: int, batches: int, seed: int) -> dict:
-    from patentclf import classifier as classifier_module
     from patentclf.classifier import Classifier
     from patentclf.data import load_split
+    from patentclf.engines import torch as engine_module
 
-    classifier_module.PAD_MULTIPLE = pad_multiple  # 1: each batch padded to its longest row, as before
+    engine_module.PAD_MULTIPLE = pad_multiple  # 1: each batch padded to its longest row, as before
     classifier = Classifier.load(model or None)
     texts = load_split("bundled", "validation", require_labels=False).texts
     rng = random.Random(seed)
     work = [[rng.choice(texts) for _ in range(rng.randint(1, 8))] for _ in range(batches)]
     shapes: set = set()
-    classifier.backbone.register_forward_pre_hook(lambda m, a, kw: shapes.add(tuple(kw["input_ids"].shape)), with_kwargs=True)
+    classifier.engine.backbone.register_forward_pre_hook(
+        lambda m, a, kw: shapes.add(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
     classifier.predict(work[0])
     samples = [round(rss_mb())]
     started, done = time.perf_counter(), 0

@@ -8,7 +8,9 @@ import sys
 
 import torch
 
-from patentclf.classifier import CPU_BATCH_TOKENS, PAD_MULTIPLE, Classifier, padded_length
+from patentclf.classifier import Classifier
+from patentclf.engines.torch import CPU_BATCH_TOKENS, PAD_MULTIPLE, padded_length
+from patentclf.windows import make_windows
 
 TEXTS = [
     "a polymer compound",
@@ -21,14 +23,14 @@ TEXTS = [
 
 def test_unmasked_fast_path_gives_the_logits_of_the_masked_model(tiny_bundle):
     classifier = Classifier.load(tiny_bundle, precision="fp32")
-    assert classifier.backbone is not None  # a Llama classifier takes the fast path
-    windows, _, _ = classifier._windows(TEXTS, chunk=False)
+    assert classifier.engine.backbone is not None  # a Llama classifier takes the fast path
+    windows = make_windows(classifier.tokenizer, TEXTS, classifier.max_length, normalize=classifier.normalize, chunk=False).ids
     assert len({len(w) for w in windows}) == len(windows)  # every row is padded differently
     batch = classifier.tokenizer.pad({"input_ids": windows}, return_tensors="pt")
     assert batch["attention_mask"].min() == 0
     with torch.inference_mode():
-        masked = classifier.model(**batch).logits  # transformers' own masked forward and pooling
-        fast = classifier._logits(windows)
+        masked = classifier.engine.model(**batch).logits  # transformers' own masked forward and pooling
+        fast = classifier.engine.forward(windows)
     torch.testing.assert_close(fast, masked, atol=1e-5, rtol=1e-5)
 
 
@@ -45,7 +47,7 @@ def test_predictions_do_not_depend_on_how_texts_are_batched(tiny_bundle):
 def test_batches_hold_similar_lengths_within_the_row_and_token_limits(tiny_bundle):
     classifier = Classifier.load(tiny_bundle, precision="fp32", device="cpu")
     lengths = [300, 5, 120, 7, 100, 6, 110, 90, 800, 95]
-    groups = classifier.batches(lengths, batch_size=3)
+    groups = classifier.engine.batches(lengths, batch_size=3)
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
     flat = [lengths[i] for g in groups for i in g]
     assert flat == sorted(lengths)  # shortest first, so each batch pads little
@@ -54,7 +56,7 @@ def test_batches_hold_similar_lengths_within_the_row_and_token_limits(tiny_bundl
         padded = len(group) * padded_length(max(lengths[i] for i in group))
         assert padded <= CPU_BATCH_TOKENS or len(group) == 1  # a row over the budget goes alone
     assert [800] in [[lengths[i] for i in g] for g in groups]
-    assert [len(g) for g in classifier.batches([10] * 20, batch_size=8)] == [8, 8, 4]
+    assert [len(g) for g in classifier.engine.batches([10] * 20, batch_size=8)] == [8, 8, 4]
 
 
 def test_batches_come_in_few_shapes_whatever_the_text_lengths(tiny_bundle):
@@ -62,7 +64,7 @@ def test_batches_come_in_few_shapes_whatever_the_text_lengths(tiny_bundle):
     # the model must see lengths rounded to PAD_MULTIPLE, not one shape per batch.
     classifier = Classifier.load(tiny_bundle, precision="fp32")
     shapes = []
-    hook = classifier.backbone.register_forward_pre_hook(
+    hook = classifier.engine.backbone.register_forward_pre_hook(
         lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
     )
     try:

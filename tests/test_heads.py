@@ -56,7 +56,7 @@ def test_training_and_prediction_read_the_same_token_even_when_eos_is_appended(t
         classifier.tokenizer("a turbine engine valve")["input_ids"] + [eos],
         classifier.tokenizer("an acid")["input_ids"] + [eos],
     ]
-    serving = classifier._logits(windows)
+    serving = classifier.engine.forward(windows)
 
     model, tokenizer, info = load_bundle(tiny_hierarchy_bundle, dtype=torch.float32, merge=False)
     batch = tokenizer.pad({"input_ids": windows}, return_tensors="pt")
@@ -98,14 +98,17 @@ def test_pooled_section_probabilities_follow_the_stored_weights(tiny_hierarchy_b
     classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32")
     texts = data.load_split(str(toy_hierarchy_data), "test").texts[:12]
     raw = classifier.raw_outputs(texts)
-    sources = classifier.section_sources(raw, classifier.tfidf_probabilities(texts, "section", list(CODES)))
-    weights = classifier.calibration["section"]["weights"]
-    confidence_map = classifier.calibration["section"]["confidence_map"]
+    sources = cal.section_sources(raw, classifier.tfidf_outputs(texts)["section"], classifier.layout)
+    weights = classifier.calibration.pool.weights
+    confidence_map = {
+        "confidence": classifier.calibration.confidence_map.confidence,
+        "accuracy": classifier.calibration.confidence_map.accuracy,
+    }
     expected = cal.apply_confidence_map(cal.combine([sources[name] for name in weights], list(weights.values())), confidence_map)
     got = np.array([[p.probabilities[c] for c in CODES] for p in classifier.predict(texts)])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     # Only the weights decide: the LLM section head alone would answer otherwise.
-    classifier.calibration["section"]["weights"] = {"llm": 1.0}
+    classifier.calibration.pool = cal.SectionPool({"llm": 1.0})
     alone = np.array([[p.probabilities[c] for c in CODES] for p in classifier.predict(texts)])
     np.testing.assert_allclose(alone, cal.apply_confidence_map(cal.combine([raw["section"]], [1.0]), confidence_map), atol=1e-5)
 
@@ -122,19 +125,12 @@ def test_sections_come_from_the_stored_stack_and_fall_back_to_the_raw_head_witho
     classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32")
     texts = data.load_split(str(toy_hierarchy_data), "test").texts[:12]
     raw = classifier.raw_outputs(texts)
-    tfidf = {
-        head: classifier.tfidf_probabilities(texts, head, codes)
-        for head, codes in (
-            ("section", list(CODES)),
-            ("class", classifier.layout.classes),
-            ("subclass", classifier.layout.subclasses),
-        )
-    }
+    tfidf = classifier.tfidf_outputs(texts)
     # The stack reads the pooled section as it is before the confidence map.
     weights = calibration["section"]["weights"]
-    sources = classifier.section_sources(raw, tfidf["section"])
-    pooled = {"section": cal.combine([sources[name] for name in weights], list(weights.values()))}
-    expected = cal.stacked_sections(classifier.stack_tables(raw, pooled, tfidf), stack)
+    sources = cal.section_sources(raw, tfidf["section"], classifier.layout)
+    pooled = cal.combine([sources[name] for name in weights], list(weights.values()))
+    expected = cal.stacked_sections(cal.stack_tables(raw, pooled, tfidf, classifier.layout), stack)
     predictions = classifier.predict(texts)
     got = np.array([[p.section_probabilities[c] for c in CODES] for p in predictions])
     np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -8,9 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from patentclf.classifier import Classifier, chunk_overlap
+from patentclf.classifier import Classifier
 from patentclf.cli import app
 from patentclf.labels import CODES
+from patentclf.windows import chunk_overlap, make_windows
 
 from .conftest import FILLER, TOY_WORDS  # the toy task: filler carries no section, each section its own words
 
@@ -42,7 +43,8 @@ def test_windows_cover_every_token_and_overlap(classifier, monkeypatch, max_leng
     overlap = chunk_overlap(max_length)
     assert 0 < overlap < max_length
 
-    windows, owners, truncated = classifier._windows([text], chunk=True)
+    found = make_windows(classifier.tokenizer, [text], classifier.max_length, normalize=classifier.normalize, chunk=True)
+    windows, owners, truncated = found.ids, found.owners, found.truncated
     assert owners == [0] * len(windows) and truncated == [False]
     assert all(len(w) == max_length for w in windows[:-1])
     assert overlap < len(windows[-1]) <= max_length  # the last window reads something new
@@ -51,7 +53,8 @@ def test_windows_cover_every_token_and_overlap(classifier, monkeypatch, max_leng
     # Without the shared tokens, the windows are the text: every token, in order, once.
     assert windows[0] + [t for w in windows[1:] for t in w[overlap:]] == ids
 
-    [start], _, [was_truncated] = classifier._windows([text], chunk=False)
+    found = make_windows(classifier.tokenizer, [text], classifier.max_length, normalize=classifier.normalize, chunk=False)
+    [start], [was_truncated] = found.ids, found.truncated
     assert start == ids[:max_length] and was_truncated
 
 
@@ -74,10 +77,11 @@ def test_chunk_reads_the_end_of_a_long_text_that_truncate_never_sees(classifier)
 
 def test_chunk_probabilities_are_the_mean_of_the_windows(classifier):
     text = _filler(60) + " polymer acid " + _filler(60) + " engine valve turbine"
-    windows, _, _ = classifier._windows([text], chunk=True)
+    windows = make_windows(classifier.tokenizer, [text], classifier.max_length, normalize=classifier.normalize, chunk=True).ids
     assert len(windows) > 1
+    section = classifier.layout.slices()["section"]
     per_window = torch.cat(
-        [classifier._head_probabilities([w], batch_size=1, progress=None)["section"] for w in windows]
+        [torch.softmax(torch.from_numpy(classifier.engine.logits([w]))[:, section], dim=-1) for w in windows]
     )  # each on its own
     combined = classifier.predict([text], long_text="chunk")[0]
     assert combined.chunks == len(windows)

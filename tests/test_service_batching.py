@@ -210,5 +210,54 @@ def test_a_dead_worker_fails_every_waiting_request_and_says_so():
             await batcher.stop()
 
     answers = run(scenario())
-    assert all(isinstance(a, WorkerDied) for a in answers)  # none hangs
+    # The first text was answered as its call handed it over, before the bug; the others fail, none hangs.
+    assert answers[0] == ["T0"]
+    assert all(isinstance(a, WorkerDied) for a in answers[1:])
     assert len(deaths) == 1 and "KeyError" in deaths[0]
+
+
+def test_a_short_text_sharing_a_call_with_long_ones_is_answered_when_its_own_texts_are(tiny_bundle):
+    """A one-liner sent while a batch of long texts runs shares the batch's next model call; the
+    classifier runs that call as length-sorted sub-batches, so the one-liner's answer is handed over
+    after the first of them, not when the whole call (or the batch) ends."""
+    from patentclf.classifier import Classifier
+
+    classifier = Classifier.load(tiny_bundle, precision="fp32")
+    long_text = " ".join(f"turbine valve engine pump {i}" for i in range(40))
+    finished: dict[str, float] = {}
+    calls: list[int] = []
+    ended: dict[str, float] = {}  # when the call that held the one-liner ended
+
+    def parts(texts):
+        calls.append(len(texts))
+        # Two texts per sub-batch, so a call of 16 hands over its texts in eight parts.
+        yield from classifier.iter_predictions(texts, batch_size=2)
+        if "a polymer" in texts:
+            ended["one's call"] = time.monotonic()  # the clock of asyncio's loop.time()
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher(parts, streams=True, max_queue=10, max_batch_texts=16, max_wait_s=0.0)
+        batcher.start()
+
+        async def timed(name, texts):
+            result = await batcher.submit(texts)
+            finished[name] = loop.time()
+            return result
+
+        try:
+            batch = asyncio.create_task(timed("batch", [long_text] * 48))
+            while not calls:  # the batch's first call is running
+                await asyncio.sleep(0.001)
+            one = await timed("one", ["a polymer"])
+            return one, await batch
+        finally:
+            await batcher.stop()
+
+    one, batch = run(scenario())
+    assert one[0].label == classifier.predict(["a polymer"])[0].label
+    for got, expected in zip(batch, classifier.predict([long_text] * 48)):
+        assert got.probabilities == pytest.approx(expected.probabilities, abs=1e-6)
+    assert len(calls) >= 3 and max(calls) == 16
+    # Answered while its call still ran the long texts, not when the call (15 long texts) ended.
+    assert finished["one"] < ended["one's call"] < finished["batch"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
@@ -38,6 +39,15 @@ def read_info(bundle_dir: str | Path) -> dict:
         raise ModelError(f"{path}: unreadable: {exc}") from exc
     if [s["code"] for s in info.get("labels", [])] != [s.code for s in SECTIONS]:
         raise ModelError(f"{path}: its label table differs from the nine CPC sections A..H, Y")
+    # Bundles written before the format was recorded read as format 1.
+    found = info.get("format", 1)
+    if not isinstance(found, int) or found < 1:
+        raise ModelError(f"{path}: unreadable bundle format {found!r}")
+    if found > FORMAT_VERSION:
+        raise ModelError(
+            f"{path}: bundle format {found} was written by a newer patentclf; this one reads formats up to "
+            f"{FORMAT_VERSION}: upgrade patentclf (pip install -U patentclf)"
+        )
     return info
 
 
@@ -56,8 +66,12 @@ def model_version(bundle_dir: str | Path) -> str:
     return f"{bundle_dir.resolve().name}@{digest}"
 
 
-def save_bundle(peft_model, tokenizer, info: dict, out_dir: str | Path) -> Path:
-    """Write adapter + head, tokenizer, info and card; replaces ``out_dir`` only once all is written."""
+def save_bundle(
+    peft_model, tokenizer, info: dict, out_dir: str | Path, *, finish: Callable[[Path, dict], dict] | None = None
+) -> Path:
+    """Write adapter + head, tokenizer, info and card; replaces ``out_dir`` only once all is written.
+    ``finish(folder, info) -> info`` runs on the written folder before the card (training calibrates
+    and measures the bundle there), so the card is written once, with the final figures."""
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -69,6 +83,9 @@ def save_bundle(peft_model, tokenizer, info: dict, out_dir: str | Path) -> Path:
     name_base_model(staging, info["base_model"])
     info = {"format": FORMAT_VERSION, "labels": label_table(), **info}
     write_info(staging, info)
+    if finish is not None:
+        info = finish(staging, info)
+        write_info(staging, info)
     write_model_card(staging, info)
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -86,17 +103,33 @@ def name_base_model(bundle_dir: Path, reference: str) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool = True):
-    """Load (model, tokenizer, info); the LoRA weights are merged into the base for fast inference."""
+def recorded_quantization(info: dict) -> str | None:
+    """The quantization a bundle's adapter was trained over (4bit | 8bit), or None."""
+    return info.get("quantize") or info.get("training", {}).get("quantize")
+
+
+def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool = True, quantize: str | None = None):
+    """Load (model, tokenizer, info); the LoRA weights are merged into the base for fast inference.
+
+    ``quantize``: 4bit | 8bit loads the base through bitsandbytes, "none" loads it in full
+    precision, None (the default) does what the bundle recorded (a QLoRA bundle's base is quantized
+    again, as in training). Over a quantized base the adapter stays unmerged (merging would round it
+    into 4/8-bit weights): ``merge`` then returns the base model with the adapter layers in place,
+    and ``dtype`` is left to the quantization's compute dtype."""
     import torch
     from peft import PeftModel
     from transformers import AutoTokenizer
 
     from .heads import HeadLayout
-    from .models import load_classification_model, load_tokenizer, quiet_transformers
+    from .models import NO_QUANTIZE, QUANTIZE_KINDS, load_classification_model, load_tokenizer, pick_device, quiet_transformers
 
     bundle_dir = Path(bundle_dir)
     info = read_info(bundle_dir)
+    kind = recorded_quantization(info) if quantize is None else quantize
+    if kind not in (*QUANTIZE_KINDS, NO_QUANTIZE, None):
+        raise ModelError(f"unknown quantization {kind!r}: use 4bit, 8bit or none")
+    kind = None if kind == NO_QUANTIZE else kind
+    target = torch.device(device) if device is not None else (pick_device() if kind else None)
     if (bundle_dir / "tokenizer_config.json").is_file():
         tokenizer = AutoTokenizer.from_pretrained(bundle_dir)
     else:  # an embedded base model's own tokenizer (see save_bundle)
@@ -107,155 +140,35 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
             pad_token_id=tokenizer.pad_token_id,
             dtype=torch.float32,
             num_labels=HeadLayout.from_info(info).size,
+            quantize=kind,
+            device=target,
         )
     model = PeftModel.from_pretrained(base, bundle_dir)
+    if kind:  # bitsandbytes placed the weights on the device; they cannot be cast
+        model = model.get_base_model() if merge else model
+        return model.eval(), tokenizer, info
     if merge:
         model = model.merge_and_unload()
     model.eval()
     if dtype is not None:
         model = model.to(dtype)
-    if device is not None:
-        model = model.to(device)
+    if target is not None:
+        model = model.to(target)
     return model, tokenizer, info
 
 
-def metrics_rows(metrics: dict, baselines: dict | None = None) -> str:
-    """Markdown rows ``| split | n | accuracy | macro-F1 | ECE | TF-IDF accuracy | TF-IDF macro-F1 |``."""
-    baselines = baselines or {}
-    rows = []
-    for name, m in metrics.items():
-        if not m:
-            rows.append(f"| {name} | - | - | - | - | - | - |")
-            continue
-        base = baselines.get(name, {})
-        cells = [
-            name,
-            str(m["n"]),
-            f"{m['accuracy']:.3f}",
-            f"{m['macro_f1']:.3f}",
-            f"{m['ece']:.3f}" if "ece" in m else "-",
-            f"{base['accuracy']:.3f}" if base else "-",
-            f"{base['macro_f1']:.3f}" if base else "-",
-        ]
-        rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows) or "| (not evaluated) | | | | | | |"
+def load_bundle_tokenizer(bundle_dir: str | Path, info: dict):
+    """The bundle's tokenizer: its own copy, or an embedded base model's (see save_bundle)."""
+    from transformers import AutoTokenizer
 
+    from .models import load_tokenizer
 
-HIERARCHY_FIGURES = (
-    ("top_section_in_sections", "top section is one of the patent's sections"),
-    ("sections_micro_f1", "micro-F1 of the predicted section set"),
-    ("class_top1", "main class top-1"),
-    ("class_top5", "main class in the top 5"),
-    ("subclass_top1", "main subclass top-1"),
-    ("subclass_top5", "main subclass in the top 5"),
-    ("subclass_any_top5", "any of the patent's subclasses in the top 5"),
-)
-
-
-def hierarchy_rows(metrics: dict, baselines: dict | None = None) -> str:
-    """Markdown rows of the hierarchy figures on the test split, beside the TF-IDF baseline."""
-    test, base = metrics.get("test") or {}, (baselines or {}).get("test") or {}
-    rows = []
-    for key, label in HIERARCHY_FIGURES:
-        if key in test:
-            theirs = f"{base[key]:.3f}" if key in base else "-"
-            rows.append(f"| {label} | {test[key]:.3f} | {theirs} |")
-    return "\n".join(rows)
-
-
-def labels_line() -> str:
-    """The label table in one line, for model cards."""
-    return ", ".join(f"{s.id} {s.code} {s.name}" for s in SECTIONS)
+    if (Path(bundle_dir) / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(bundle_dir)
+    return load_tokenizer(info["base_model"])
 
 
 def write_model_card(bundle_dir: str | Path, info: dict) -> None:
-    from .calibration import ORDER_MIX  # numpy: not needed to read a bundle's info
+    from .cards import bundle_card
 
-    rows = metrics_rows(info.get("metrics", {}), info.get("baselines"))
-    hierarchy = hierarchy_rows(info.get("metrics", {}), info.get("baselines"))
-    # The training log stays in patentclf.json; the card lists the settings that reproduce the run.
-    training = info.get("training", {})
-    hyper = {k: v for k, v in training.items() if k not in ("log_history", "resumed_from")}
-    commands = [info.get("command", "(unknown)")]
-    previous = training.get("resumed_from")
-    while previous:  # a continued run: its earlier runs' commands come first
-        commands.insert(0, f"{previous.get('command')}   # then continued by:")
-        previous = previous.get("training", {}).get("resumed_from")
-    heads = info.get("heads")
-    heads_text = (
-        f"Besides the main section it answers every section the patent belongs to (multi-label), and the top 5 main CPC "
-        f"classes ({len(heads['classes'])} known) and subclasses ({len(heads['subclasses'])} known)."
-        if heads
-        else "It answers the main section only."
-    )
-    calibration = info.get("calibration", {})
-    section = calibration.get("section", {})
-    pooled = section.get("weights")
-    calibration_text = (
-        "Section probabilities pool, log-linearly, the LLM's section head, a TF-IDF + logistic regression model "
-        "trained on the same rows, and the LLM's class and subclass heads summed up to sections, with weights "
-        + ", ".join(f"{name} {weight:.2f}" for name, weight in pooled.items())
-        + f"; the predicted section's probability is then read through a confidence map "
-        f"({len(section.get('confidence_map', {}).get('confidence', []))} equal-count bins, isotonic, "
-        f"with {ORDER_MIX:.0%} of the raw value mixed in so that confidences keep their order), so it matches "
-        "how often such answers are right. The sections come from a logistic regression "
-        "over every head's view of each section (threshold "
-        f"{calibration.get('sections_stack', {}).get('threshold', calibration.get('sections_threshold', '-'))}); "
-        "class and subclass probabilities blend the LLM with TF-IDF and a temperature. All of these were fitted on "
-        "the validation split."
-        if pooled
-        else f"Section probabilities are a log-linear blend of the LLM ({section.get('llm_weight', 1.0):.2f}) and a TF-IDF + "
-        f"logistic regression model trained on the same rows ({1 - section.get('llm_weight', 1.0):.2f}), divided by a "
-        f"temperature of {section.get('temperature', 1.0):.2f}; weights, temperatures and the sections threshold "
-        f"({calibration.get('sections_threshold', '-')}) were fitted on the validation split."
-        if section
-        else "Probabilities are the model's own softmax (not calibrated)."
-    )
-    card = f"""---
-library_name: peft
-base_model: {info.get("base_model")}
-pipeline_tag: text-classification
-tags: [patentclf, lora, patents, cpc]
----
-
-# patentclf model: CPC classifier
-
-LoRA adapter (with its trained `score` head) over `{info.get("base_model")}` that puts a patent's text
-into one of the nine CPC sections A-H, Y. {heads_text} Load it with `patentclf predict --model <this
-folder>` or `patentclf.Classifier.load("<this folder>")`.
-
-Base weights: {info.get("base_model_weights", info.get("base_model"))}.
-
-Inputs are normalised before tokenizing (lowercased, punctuation spaced out: BIGPATENT's form), so
-mixed-case abstracts and BIGPATENT's lowercased text are classified alike. At most
-{info.get("max_length")} tokens are read; longer text is truncated unless `--long-text chunk` is used.
-{calibration_text}
-
-## Results
-
-Measured on data the model did not train on (`n` rows each; ECE: expected calibration error of the
-predicted section, 15 bins). TF-IDF: 1-2 grams + logistic regression trained on the same rows.
-
-| split | n | accuracy | macro-F1 | ECE | TF-IDF accuracy | TF-IDF macro-F1 |
-|---|---|---|---|---|---|---|
-{rows}
-
-{"Hierarchy, test split (against each patent's own IPC codes):" if hierarchy else ""}
-
-{"| figure | model | TF-IDF |" if hierarchy else ""}
-{"|---|---|---|" if hierarchy else ""}
-{hierarchy}
-
-## Training
-
-- data: `{json.dumps(info.get("data", {}))}`
-- hyperparameters: `{json.dumps(hyper)}`
-- library versions: `{json.dumps(info.get("versions", {}))}`
-
-Reproduce:
-
-```
-{chr(10).join(commands)}
-```
-"""
-    (Path(bundle_dir) / "README.md").write_text(card)
+    (Path(bundle_dir) / "README.md").write_text(bundle_card(info))

@@ -12,9 +12,14 @@ wherever it is loaded.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
+
+from .heads import HeadLayout
+from .hierarchy import targets
+from .labels import CODES
 
 EPS = 1e-9
 ECE_BINS = 15
@@ -279,3 +284,282 @@ def plot_reliability(table: list[dict], ece: float, path: str | Path, title: str
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
+
+
+# -- the fitted post-processing, as one typed object ------------------------------------------------
+#
+# ``Calibration`` turns the model's raw head probabilities (and the TF-IDF partner's, aligned to the
+# same codes) into the answer: each softmax head blended with TF-IDF, the section pooled with the finer
+# heads, the sections stack, and the confidence map, in that order. ``fit`` and ``apply`` sit side by
+# side here, so a new stage is one class below plus a line in each of them.
+
+HEADS = ("section", "class", "subclass")  # the softmax heads, each blended on its own
+
+
+@dataclass
+class HeadBlend:
+    """A softmax head blended log-linearly with its TF-IDF partner and divided by a temperature; with
+    no partner (none in the bundle, or switched off), the LLM alone with its own temperature."""
+
+    llm_weight: float = 1.0
+    temperature: float = 1.0
+    llm_temperature: float = 1.0
+    fitted_on: str = ""
+
+    @classmethod
+    def fit(cls, llm: np.ndarray, tfidf: np.ndarray | None, labels: np.ndarray) -> "HeadBlend":
+        weight, temperature = fit_blend(llm, tfidf, labels)
+        return cls(weight, temperature, fit_temperature(llm, None, labels, 1.0), f"validation ({len(labels)} rows)")
+
+    def apply(self, llm: np.ndarray, tfidf: np.ndarray | None) -> np.ndarray:
+        if tfidf is None:
+            return blend(llm, None, 1.0, self.llm_temperature)
+        return blend(llm, tfidf, self.llm_weight, self.temperature)
+
+
+def section_sources(raw: dict[str, np.ndarray], tfidf: np.ndarray | None, layout: HeadLayout) -> dict[str, np.ndarray]:
+    """What each part of the model says about the main section, as (rows, 9) tables: the LLM's section
+    head, the TF-IDF partner's, and the LLM's class and subclass heads summed up to sections (a
+    patent's main subclass names its main section, and those heads learnt it from finer labels)."""
+    sources = {"llm": raw["section"]}
+    if tfidf is not None:
+        sources["tfidf"] = tfidf
+    for head, codes in (("class", layout.classes), ("subclass", layout.subclasses)):
+        if head in raw:
+            sources[head] = to_sections(raw[head], codes, list(CODES))
+    return sources
+
+
+@dataclass
+class SectionPool:
+    """The main section as a log-linear pool of :func:`section_sources` (weights fitted for NLL)."""
+
+    weights: dict[str, float]
+
+    @classmethod
+    def fit(cls, sources: dict[str, np.ndarray], labels: np.ndarray) -> "SectionPool":
+        return cls(dict(zip(sources, fit_combination(list(sources.values()), labels))))
+
+    def apply(self, sources: dict[str, np.ndarray]) -> np.ndarray:
+        return combine([sources[name] for name in self.weights], list(self.weights.values()))
+
+
+@dataclass
+class ConfidenceMap:
+    """The predicted section's probability read through what validation showed (see
+    :func:`fit_confidence_map`); never changes which section is best."""
+
+    confidence: list[float]
+    accuracy: list[float]
+
+    @classmethod
+    def fit(cls, probabilities: np.ndarray, labels: np.ndarray) -> "ConfidenceMap":
+        return cls(**fit_confidence_map(probabilities, labels))
+
+    def apply(self, probabilities: np.ndarray) -> np.ndarray:
+        return apply_confidence_map(probabilities, asdict(self))
+
+
+def stack_tables(
+    raw: dict[str, np.ndarray], pooled_section: np.ndarray, tfidf: dict[str, np.ndarray | None], layout: HeadLayout
+) -> dict[str, np.ndarray]:
+    """The (rows, 9) tables the sections stack reads (see ``STACK_FEATURES``); ``pooled_section`` is the
+    pooled section before the confidence map. A table whose source is missing is left out."""
+    sources = section_sources(raw, tfidf.get("section"), layout)  # its "tfidf", "class", "subclass"
+    tables = {"sections": raw["sections"], "section": pooled_section}
+    tables.update({name: table for name, table in sources.items() if name != "llm"})
+    for head, codes in (("class", layout.classes), ("subclass", layout.subclasses)):
+        if tfidf.get(head) is not None:
+            tables[f"tfidf_{head}"] = to_sections(tfidf[head], codes, list(CODES))
+    return tables
+
+
+@dataclass
+class SectionsStack:
+    """Every section the patent belongs to: a logistic regression over each source's view of a section
+    (see :func:`fit_sections_stack`) and the threshold on its probabilities."""
+
+    features: list[str]
+    coefficients: list[float]
+    intercept: float
+    threshold: float
+    fitted_on: str = ""
+
+    @classmethod
+    def fit(cls, tables: dict[str, np.ndarray], truth: np.ndarray, main: np.ndarray) -> "SectionsStack":
+        return cls(**fit_sections_stack(tables, truth, main), fitted_on=f"validation ({len(truth)} rows)")
+
+    def apply(self, tables: dict[str, np.ndarray]) -> np.ndarray:
+        return stacked_sections(tables, asdict(self))
+
+
+@dataclass
+class Truth:
+    """What calibration is fitted against, one entry per validation row: the main section id, the
+    index of the main class / subclass in the model's vocabulary (None: unknown), and the set of the
+    patent's sections (None: the row has no codes)."""
+
+    section: np.ndarray
+    classes: list[int | None]
+    subclasses: list[int | None]
+    sections: list[frozenset[str] | None]
+
+    @classmethod
+    def from_split(cls, labels: list[int], codes: list[list[str]], layout: HeadLayout) -> "Truth":
+        found = [targets(row) for row in codes]
+        class_index = {c: i for i, c in enumerate(layout.classes)}
+        subclass_index = {c: i for i, c in enumerate(layout.subclasses)}
+        return cls(
+            section=np.asarray(labels),
+            classes=[class_index.get(t.main_class) if t else None for t in found],
+            subclasses=[subclass_index.get(t.main_subclass) if t else None for t in found],
+            sections=[frozenset(t.sections) if t else None for t in found],
+        )
+
+    def head(self, name: str) -> list[int | None]:
+        return {"section": list(self.section), "class": self.classes, "subclass": self.subclasses}[name]
+
+
+@dataclass
+class Calibration:
+    """A bundle's fitted post-processing: ``apply(raw, tfidf)`` maps each head's raw probabilities
+    (rows x codes) and the TF-IDF partner's (``None`` where there is none) to the answer's tables;
+    ``fit`` learns it on validation; ``to_dict`` / ``from_dict`` are its form in ``patentclf.json``.
+    An empty Calibration passes the model's own probabilities through."""
+
+    layout: HeadLayout = field(default_factory=HeadLayout)
+    heads: dict[str, HeadBlend] = field(default_factory=dict)
+    pool: SectionPool | None = None
+    sections_threshold: float | None = None
+    stack: SectionsStack | None = None
+    confidence_map: ConfidenceMap | None = None
+
+    def tfidf_heads(self) -> set[str]:
+        """The heads whose TF-IDF probabilities ``apply`` reads (the others are not worth computing)."""
+        stacked = set(self.stack.features) if self.stack else set()
+        wanted = {"section"} if self.pool else set()
+        for head in HEADS:
+            if self.heads.get(head, HeadBlend()).llm_weight < 1.0 or {"tfidf", f"tfidf_{head}"} & stacked:
+                wanted.add(head)
+        return wanted
+
+    def apply(self, raw: dict[str, np.ndarray], tfidf: dict[str, np.ndarray | None]) -> dict[str, np.ndarray]:
+        """The answer's tables: each softmax head, ``sections`` (with ``sections_threshold``, one per row)."""
+        used = self.tfidf_heads()
+        tfidf = {head: tfidf.get(head) if head in used else None for head in HEADS}
+        out = dict(raw)
+        for head in HEADS:
+            if head not in raw:
+                continue
+            if head == "section" and self.pool and tfidf["section"] is not None:
+                out[head] = self.pool.apply(section_sources(raw, tfidf["section"], self.layout))
+            else:
+                out[head] = self.heads.get(head, HeadBlend()).apply(raw[head], tfidf[head])
+        if "sections" in raw:  # the stack reads the pooled section, before the confidence map
+            threshold = 0.5 if self.sections_threshold is None else self.sections_threshold
+            if self.stack:
+                tables = stack_tables(raw, out["section"], tfidf, self.layout)
+                if all(name in tables for name in self.stack.features):
+                    out["sections"] = self.stack.apply(tables)
+                    threshold = self.stack.threshold
+            out["sections_threshold"] = np.full(len(raw["section"]), threshold)
+        # The map was fitted on the full path's output: not on the LLM alone when TF-IDF is switched off.
+        section = self.heads.get("section", HeadBlend())
+        full_path = tfidf["section"] is not None or (section.llm_weight >= 1.0 and not self.pool)
+        if self.confidence_map and full_path:
+            out["section"] = self.confidence_map.apply(out["section"])
+        return out
+
+    @classmethod
+    def fit(
+        cls, raw: dict[str, np.ndarray], tfidf: dict[str, np.ndarray | None], truth: Truth, layout: HeadLayout
+    ) -> "Calibration":
+        """Fit every stage on validation, each on the output of the stages before it."""
+        calibration = cls(layout=layout)
+        main_section = None
+        for head in HEADS:
+            if head not in raw:
+                continue
+            labels = truth.head(head)
+            rows = np.array([i for i, label in enumerate(labels) if label is not None])
+            if len(rows) == 0:
+                continue
+            y = np.array([labels[i] for i in rows])
+            llm, partner = raw[head][rows], None if tfidf.get(head) is None else tfidf[head][rows]
+            fitted = calibration.heads[head] = HeadBlend.fit(llm, partner, y)
+            if head != "section":
+                continue
+            # The main predictions the sections threshold and stack are fitted with.
+            uses_partner = partner is not None and fitted.llm_weight < 1.0
+            main_section = blend(llm, partner if uses_partner else None, fitted.llm_weight if uses_partner else 1.0, 1.0)
+            if layout.hierarchical and partner is not None:
+                sources = section_sources({name: values[rows] for name, values in raw.items()}, partner, layout)
+                calibration.pool = SectionPool.fit(sources, y)
+                main_section = calibration.pool.apply(sources)
+        # Neither the stack nor the map exists yet, so this section is the pooled one: what the stack
+        # reads and (the stack leaves the section alone) what the map is fitted on.
+        pooled = calibration.apply(raw, tfidf)
+        rows = np.array([i for i, found in enumerate(truth.sections) if found is not None])
+        if layout.hierarchical and "sections" in raw and len(rows) and main_section is not None:
+            main = main_section.argmax(axis=1)[rows]
+            members = np.array([[code in truth.sections[i] for code in CODES] for i in rows])
+            calibration.sections_threshold = fit_threshold(raw["sections"][rows], members, main)
+            if calibration.pool:
+                tables = stack_tables(raw, pooled["section"], tfidf, layout)
+                calibration.stack = SectionsStack.fit({name: table[rows] for name, table in tables.items()}, members, main)
+        if "section" in calibration.heads:
+            calibration.confidence_map = ConfidenceMap.fit(pooled["section"], truth.section)
+        return calibration
+
+    def to_dict(self) -> dict:
+        out: dict = {head: asdict(fitted) for head, fitted in self.heads.items()}
+        if "section" in out:
+            if self.pool:
+                out["section"]["weights"] = dict(self.pool.weights)
+            if self.confidence_map:
+                out["section"]["confidence_map"] = asdict(self.confidence_map)
+        if self.sections_threshold is not None:
+            out["sections_threshold"] = self.sections_threshold
+        if self.stack:
+            out["sections_stack"] = asdict(self.stack)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict | None, layout: HeadLayout | None = None) -> "Calibration":
+        data = data or {}
+        known = {f.name for f in fields(HeadBlend)}
+        heads = {head: HeadBlend(**{k: v for k, v in data[head].items() if k in known}) for head in HEADS if head in data}
+        section = data.get("section", {})
+        return cls(
+            layout=layout or HeadLayout(),
+            heads=heads,
+            pool=SectionPool(dict(section["weights"])) if "weights" in section else None,
+            sections_threshold=data.get("sections_threshold"),
+            stack=SectionsStack(**data["sections_stack"]) if "sections_stack" in data else None,
+            confidence_map=ConfidenceMap(**section["confidence_map"]) if "confidence_map" in section else None,
+        )
+
+    def describe(self) -> str:
+        """What the calibration does, in a sentence or three (for model cards)."""
+        section = self.heads.get("section")
+        if section is None:
+            return "Probabilities are the model's own softmax (not calibrated)."
+        if not self.pool:
+            return (
+                f"Section probabilities are a log-linear blend of the LLM ({section.llm_weight:.2f}) and a TF-IDF + "
+                f"logistic regression model trained on the same rows ({1 - section.llm_weight:.2f}), divided by a "
+                f"temperature of {section.temperature:.2f}; weights, temperatures and the sections threshold "
+                f"({'-' if self.sections_threshold is None else self.sections_threshold}) were fitted on the validation split."
+            )
+        bins = len(self.confidence_map.confidence) if self.confidence_map else 0
+        threshold = self.stack.threshold if self.stack else self.sections_threshold
+        return (
+            "Section probabilities pool, log-linearly, the LLM's section head, a TF-IDF + logistic regression model "
+            "trained on the same rows, and the LLM's class and subclass heads summed up to sections, with weights "
+            + ", ".join(f"{name} {weight:.2f}" for name, weight in self.pool.weights.items())
+            + f"; the predicted section's probability is then read through a confidence map ({bins} equal-count bins, "
+            f"isotonic, with {ORDER_MIX:.0%} of the raw value mixed in so that confidences keep their order), so it "
+            "matches how often such answers are right. The sections come from a logistic regression over every head's "
+            f"view of each section (threshold {'-' if threshold is None else threshold}); class and subclass "
+            "probabilities blend the LLM with TF-IDF and a temperature. All of these were fitted on the validation split."
+        )

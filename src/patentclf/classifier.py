@@ -1,92 +1,53 @@
-"""Classifier: load a bundle once, predict batches of texts with probabilities for all nine sections."""
+"""Classifier: load a bundle once, predict batches of texts with probabilities for all nine sections.
+
+A prediction is four steps, each owned elsewhere: text to token windows (``windows.py``), windows to
+raw logits (an engine: ``engines/torch.py`` in this process, ``engines/vllm.py`` on a vLLM server),
+raw head probabilities to the answer's tables (the bundle's fitted ``calibration.Calibration`` with
+its TF-IDF partner, ``ensemble.py``), and tables to ``Prediction`` records with titles (here).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .bundle import default_model_dir, load_bundle, model_version
-from .calibration import apply_confidence_map, blend, combine, section_sets, stacked_sections, to_sections
+from .bundle import default_model_dir, load_bundle, load_bundle_tokenizer, model_version, read_info
+from .calibration import Calibration, section_sets
 from .data import to_bigpatent_form
 from .ensemble import TfidfModels
-from .heads import HeadLayout, last_token_positions
+from .heads import HeadLayout
 from .hierarchy import title
 from .labels import CODES, SECTIONS
-from .models import attention_implementation, pick_device, supports_bf16
+from .models import pick_device, supports_bf16
 from .prediction import CodeSuggestion, Prediction
+from .windows import LONG_TEXT_MODES, Windows, chunk_overlap, make_windows
 
-LONG_TEXT_MODES = ("truncate", "chunk")
-CHUNK_STRIDE = 64  # tokens shared by neighbouring windows in chunk mode
-# On CPU a batch holds at most this many (padded) tokens: larger batches spill the activations out of
-# the cache and run slower per token (on the 2-core EPYC dev machine, SmolLM2 ran 3x256 tokens 27%
-# faster per token than 4x256, and 8x138 faster than 12x138).
-CPU_BATCH_TOKENS = 800
-# Batches are padded to a multiple of this many tokens. oneDNN (bf16 on CPU) builds and caches a kernel
-# for every input shape it meets: with exact-length padding every batch is a new shape, and a service's
-# memory grew by ~3.5 MB per new shape (tiny model) without levelling off. Rounded lengths keep the
-# shapes few (8 rows x 8 lengths at 256 tokens), so the caches fill once and then hit.
-PAD_MULTIPLE = 32
+__all__ = ["Classifier", "CodeSuggestion", "Prediction", "LONG_TEXT_MODES", "chunk_overlap", "ENGINES"]
+
+ENGINES = ("torch", "vllm")
 WARM_UP_TEXT = "warm-up: a device with a sensor"
 TOP_CODES = 5  # class and subclass suggestions per prediction
-
-
-def padded_length(length: int) -> int:
-    """The length a row of ``length`` tokens is padded to in a batch (a multiple of ``PAD_MULTIPLE``)."""
-    return -(-length // PAD_MULTIPLE) * PAD_MULTIPLE
-
-
-def chunk_overlap(max_length: int) -> int:
-    """Tokens shared by neighbouring windows: ``CHUNK_STRIDE``, at most a quarter of the window
-    (a window of 64 tokens or fewer would otherwise never advance)."""
-    return min(CHUNK_STRIDE, max_length // 4)
 
 
 class Classifier:
     """A loaded model bundle. ``Classifier.load(path).predict(texts)``."""
 
-    def __init__(
-        self,
-        model,
-        tokenizer,
-        info: dict,
-        *,
-        version: str,
-        path: Path,
-        device: torch.device,
-        compile: bool = False,
-        use_tfidf: bool = True,
-    ):
-        self.model = model
+    def __init__(self, engine, tokenizer, info: dict, *, version: str, path: Path, use_tfidf: bool = True):
+        self.engine = engine
         self.tokenizer = tokenizer
-        self.tokenizer.padding_side = "right"  # the unmasked fast path below relies on it
         self.info = info
         self.version = version
         self.path = path
-        self.device = device
         self.max_length = int(info.get("max_length", 256))
         self.normalize = info.get("normalize", "bigpatent") == "bigpatent"
         self.layout = HeadLayout.from_info(info)
-        self.calibration = info.get("calibration", {})
+        self.calibration = Calibration.from_dict(info.get("calibration"), self.layout)
         # The TF-IDF partner of the blend, stored in the bundle without pickle (see ensemble.py).
         self.tfidf = TfidfModels.load(path) if use_tfidf else None
-        self.batch_tokens = CPU_BATCH_TOKENS if device.type == "cpu" else None
-        self.default_batch_size = 8 if device.type == "cpu" else 32
-        # Decoder classifiers (Llama, Mistral, Qwen, ... *ForSequenceClassification) are a causal
-        # backbone `.model` plus a linear `.score` read at the last real token.
-        self.backbone = model.model if hasattr(model, "model") and hasattr(model, "score") else None
-        if hasattr(model, "set_attn_implementation"):
-            model.set_attn_implementation(attention_implementation(device))
-        if compile:
-            if self.backbone is not None:
-                self.backbone = torch.compile(self.backbone, dynamic=True)
-            else:
-                self.model = torch.compile(model, dynamic=True)
-            # torch.compile works on the first call: make it here, so its cost and any failure (such
-            # as no C++ compiler) come at load time, never with a caller's texts.
-            self.warm_up()
 
     @classmethod
     def load(
@@ -97,21 +58,56 @@ class Classifier:
         precision: str = "auto",
         compile: bool = False,
         use_tfidf: bool = True,
+        engine: str = "torch",
+        vllm_url: str | None = None,
+        quantize: str | None = None,
     ) -> "Classifier":
         """Load a bundle (default: the shipped model). ``precision``: auto (bf16 where the hardware
         has native bf16), bf16 or fp32. ``compile``: torch.compile the model now, with one warm-up
         prediction (30-80 s on a CPU); predictions then run ~20% faster: worth it for thousands of texts.
         ``use_tfidf``: blend with the bundle's TF-IDF model where it has one (False: the LLM alone,
-        with its own temperature)."""
+        with its own temperature). ``engine="vllm"`` with ``vllm_url``: the forward pass runs on a vLLM
+        server serving this bundle's merged export (no model is loaded here). ``quantize``: 4bit or
+        8bit base weights (bitsandbytes; default: what the bundle was trained with)."""
         path = Path(path) if path else default_model_dir()
-        target = torch.device(device) if device else pick_device()
+        if engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
         if precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+        if engine == "vllm":
+            from .engines.vllm import VllmEngine
+
+            if not vllm_url:
+                raise ValueError("engine 'vllm' needs vllm_url, the address of a `vllm serve` of the bundle's merged export")
+            info = read_info(path)
+            tokenizer = load_bundle_tokenizer(path, info)
+            backend = VllmEngine(vllm_url, outputs=HeadLayout.from_info(info).size)
+            return cls(backend, tokenizer, info, version=model_version(path), path=path, use_tfidf=use_tfidf)
+        from .engines.torch import TorchEngine
+
+        target = torch.device(device) if device else pick_device()
         use_bf16 = precision == "bf16" or (precision == "auto" and supports_bf16(target))
-        model, tokenizer, info = load_bundle(path, dtype=torch.bfloat16 if use_bf16 else torch.float32, device=target)
-        return cls(
-            model, tokenizer, info, version=model_version(path), path=path, device=target, compile=compile, use_tfidf=use_tfidf
+        dtype = torch.bfloat16 if use_bf16 else torch.float32
+        options = {"quantize": quantize} if quantize else {}
+        model, tokenizer, info = load_bundle(path, dtype=dtype, device=target, **options)
+        classifier = cls(
+            TorchEngine(model, tokenizer, target, compile=compile),
+            tokenizer,
+            info,
+            version=model_version(path),
+            path=path,
+            use_tfidf=use_tfidf,
         )
+        if compile:
+            # torch.compile works on the first call: make it here, so its cost and any failure (such
+            # as no C++ compiler) come at load time, never with a caller's texts.
+            classifier.warm_up()
+        return classifier
+
+    @property
+    def device(self) -> str:
+        """Where the model runs: a torch device (``cpu``, ``cuda``), or the engine's own description."""
+        return str(getattr(self.engine, "device", type(self.engine).__name__))
 
     def warm_up(self) -> None:
         """Run the shapes that predictions will: batches of one row and of several, windows of one token,
@@ -121,7 +117,7 @@ class Classifier:
         for length in (1, 2, self.max_length):
             window = (ids * self.max_length)[:length]
             for rows in (1, 2):
-                self._head_probabilities([window] * rows, batch_size=rows, progress=None)
+                self.engine.logits([window] * rows)
 
     # -- prediction -----------------------------------------------------------------------------
 
@@ -135,189 +131,100 @@ class Classifier:
     ) -> list[Prediction]:
         """Predict each text; the output keeps the input order. ``progress(n)`` is told of finished rows.
         ``batch_size``: most texts per model call (default 8 on CPU, 32 on a GPU)."""
+        windows = self._windows(texts, long_text)
+        raw = self._gather(self._document_outputs(windows, len(texts), batch_size, progress), len(texts))
+        outputs = self.calibrated(raw, texts)
+        chunks = Counter(windows.owners)
+        return [self._prediction(outputs, i, windows.truncated[i], chunks[i]) for i in range(len(texts))]
+
+    def iter_predictions(
+        self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate"
+    ) -> Iterator[list[tuple[int, Prediction]]]:
+        """Like ``predict``, but hands over each text's prediction as soon as its model call is done, as
+        ``(index, prediction)`` pairs per call, shortest texts first: a caller that batched several
+        requests together can answer the short ones while the long ones still run. The predictions are
+        the same as ``predict``'s (calibration reads each row on its own)."""
+        windows = self._windows(texts, long_text)
+        chunks = Counter(windows.owners)
+        for documents, raw in self._document_outputs(windows, len(texts), batch_size, None):
+            outputs = self.calibrated(raw, [texts[i] for i in documents])
+            yield [
+                (doc, self._prediction(outputs, row, windows.truncated[doc], chunks[doc])) for row, doc in enumerate(documents)
+            ]
+
+    def raw_outputs(
+        self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate"
+    ) -> dict[str, np.ndarray]:
+        """The model's own probabilities per head (before the TF-IDF partner and calibration), one row
+        per text: what calibration is fitted on."""
+        windows = self._windows(texts, long_text)
+        return self._gather(self._document_outputs(windows, len(texts), batch_size, None), len(texts))
+
+    def tfidf_outputs(self, texts: Sequence[str], heads: set[str] | None = None) -> dict[str, np.ndarray | None]:
+        """The TF-IDF partner's probabilities per head, aligned to the model's codes (``None`` for a head
+        it lacks, or for every head with ``use_tfidf=False``); ``heads``: only these."""
+        codes = {"section": list(CODES), "class": self.layout.classes, "subclass": self.layout.subclasses}
+        wanted = set(codes) if heads is None else heads
+        return {
+            head: self.tfidf.aligned(list(texts), head, head_codes) if self.tfidf is not None and head in wanted else None
+            for head, head_codes in codes.items()
+        }
+
+    def calibrated(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """The bundle's calibration applied to raw head probabilities of ``texts`` (reading TF-IDF only
+        for the heads the calibration uses)."""
+        return self.calibration.apply(raw, self.tfidf_outputs(texts, self.calibration.tfidf_heads()))
+
+    def _windows(self, texts: Sequence[str], long_text: str) -> Windows:
         if long_text not in LONG_TEXT_MODES:
             raise ValueError(f"long_text must be one of {LONG_TEXT_MODES}, not {long_text!r}")
         for position, text in enumerate(texts):
             if not isinstance(text, str) or not text.strip():
                 raise ValueError(f"text {position} is empty")
-        raw, truncated, counts = self._raw_outputs(texts, batch_size, long_text, progress)
-        outputs = self.calibrated(raw, texts)
-        return [self._prediction(outputs, i, truncated[i], counts[i]) for i in range(len(texts))]
+        return make_windows(self.tokenizer, texts, self.max_length, normalize=self.normalize, chunk=long_text == "chunk")
 
-    def raw_outputs(
-        self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate"
-    ) -> dict[str, np.ndarray]:
-        """The model's own probabilities per head (before the TF-IDF blend and temperature), one row
-        per text: what calibration is fitted on."""
-        return self._raw_outputs(texts, batch_size, long_text, None)[0]
-
-    def _raw_outputs(self, texts, batch_size, long_text, progress) -> tuple[dict[str, np.ndarray], list[bool], list[int]]:
-        windows, owners, truncated = self._windows(texts, chunk=long_text == "chunk")
-        window_outputs = self._head_probabilities(windows, batch_size, progress if long_text == "truncate" else None)
-        # Chunk mode: a document's probabilities are the unweighted mean of its windows' probabilities
-        # (windows of max_length tokens, neighbours sharing chunk_overlap() tokens), so a long
-        # description is judged on all of its text.
-        index = torch.tensor(owners)
-        counts = torch.bincount(index, minlength=len(texts)).clamp(min=1)
-        documents = {}
-        for head, values in window_outputs.items():
-            totals = torch.zeros(len(texts), values.shape[1])
-            totals.index_add_(0, index, values)
-            documents[head] = (totals / counts.unsqueeze(1)).numpy()
-        if long_text == "chunk" and progress:
-            progress(len(texts))
-        return documents, truncated, [int(c) for c in counts]
-
-    def calibrated(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Blend each softmax head with the bundle's TF-IDF model and apply its temperature (both
-        fitted on validation; a bundle without them passes the model's probabilities through). For a
-        hierarchical bundle the section is pooled with the finer heads, the sections come from the
-        fitted stack, and the section's top confidence is read through the fitted confidence map.
-        ``sections_threshold`` (one per row) is the threshold the sections are chosen at."""
-        out = dict(raw)
-        tfidf: dict[str, np.ndarray | None] = {}
-        stack = self.calibration.get("sections_stack")
-        stacked = set(stack["features"]) if stack else set()
-        for head, codes in (("section", list(CODES)), ("class", self.layout.classes), ("subclass", self.layout.subclasses)):
-            if head not in raw:
-                continue
-            settings = self.calibration.get(head, {})
-            weight = settings.get("llm_weight", 1.0)
-            wanted = weight < 1.0 or "weights" in settings or {"tfidf", f"tfidf_{head}"} & stacked
-            tfidf[head] = self.tfidf_probabilities(texts, head, codes) if wanted else None
-            if tfidf[head] is None:  # the LLM alone (no TF-IDF partner, or use_tfidf=False): its own temperature
-                out[head] = blend(raw[head], None, 1.0, settings.get("llm_temperature", 1.0))
-            elif "weights" in settings:  # the section pooled with the finer heads (see section_sources)
-                sources = self.section_sources(raw, tfidf[head])
-                out[head] = combine([sources[name] for name in settings["weights"]], list(settings["weights"].values()))
-            else:
-                out[head] = blend(raw[head], tfidf[head], weight, settings.get("temperature", 1.0))
-        if "sections" in raw:  # the stack reads the pooled section before the confidence map
-            threshold = self.calibration.get("sections_threshold", 0.5)
-            tables = self.stack_tables(raw, out, tfidf) if stack else {}
-            if stack and all(name in tables for name in stack["features"]):
-                out["sections"] = stacked_sections(tables, stack)
-                threshold = stack["threshold"]
-            out["sections_threshold"] = np.full(len(texts), threshold)
-        section = self.calibration.get("section", {})
-        # The map was fitted on the full path's output: not on the LLM alone when TF-IDF is switched off.
-        full_path = tfidf.get("section") is not None or (section.get("llm_weight", 1.0) >= 1.0 and "weights" not in section)
-        if "confidence_map" in section and full_path:
-            out["section"] = apply_confidence_map(out["section"], section["confidence_map"])
-        return out
-
-    def stack_tables(
-        self, raw: dict[str, np.ndarray], pooled: dict[str, np.ndarray], tfidf: dict[str, np.ndarray | None]
-    ) -> dict[str, np.ndarray]:
-        """The (rows, 9) tables the sections stack reads (see ``calibration.STACK_FEATURES``);
-        ``pooled["section"]`` is the pooled section before the confidence map. A table whose source
-        is missing (no TF-IDF partner, or use_tfidf=False) is left out."""
-        sources = self.section_sources(raw, tfidf.get("section"))  # its "tfidf", "class", "subclass"
-        tables = {"sections": raw["sections"], "section": pooled["section"]}
-        tables.update({name: table for name, table in sources.items() if name != "llm"})
-        for head, codes in (("class", self.layout.classes), ("subclass", self.layout.subclasses)):
-            if tfidf.get(head) is not None:
-                tables[f"tfidf_{head}"] = to_sections(tfidf[head], codes, list(CODES))
-        return tables
-
-    def section_sources(self, raw: dict[str, np.ndarray], tfidf: np.ndarray | None) -> dict[str, np.ndarray]:
-        """What each part of the model says about the main section, as (rows, 9) tables: the LLM's
-        section head, the TF-IDF partner's, and the LLM's class and subclass heads summed up to
-        sections (a patent's main subclass names its main section, and those heads learnt it from
-        finer labels)."""
-        sources = {"llm": raw["section"]}
-        if tfidf is not None:
-            sources["tfidf"] = tfidf
-        for head, codes in (("class", self.layout.classes), ("subclass", self.layout.subclasses)):
-            if head in raw:
-                sources[head] = to_sections(raw[head], codes, list(CODES))
-        return sources
-
-    def tfidf_probabilities(self, texts: Sequence[str], head: str, codes: Sequence[str]) -> np.ndarray | None:
-        """The bundle's TF-IDF model's probabilities for ``head``, in the order of ``codes`` (a code
-        it never saw gets ~0)."""
-        if self.tfidf is None or head not in self.tfidf.models:
-            return None
-        probs = self.tfidf.predict_proba(list(texts), head)
-        aligned = np.full((len(texts), len(codes)), 1e-9)
-        position = {code: i for i, code in enumerate(codes)}
-        for column, known in enumerate(self.tfidf.classes(head)):
-            key = CODES[known] if head == "section" else known
-            if key in position:
-                aligned[:, position[key]] = probs[:, column]
-        return aligned / aligned.sum(axis=1, keepdims=True)
-
-    def predict_proba(self, texts: Sequence[str], *, batch_size: int | None = None) -> torch.Tensor:
-        return torch.stack(
-            [torch.tensor([p.probabilities[c] for c in CODES]) for p in self.predict(texts, batch_size=batch_size)]
-        )
-
-    def _windows(self, texts: Sequence[str], chunk: bool) -> tuple[list[list[int]], list[int], list[bool]]:
-        """Token id windows for each text, the text each window belongs to, and which were truncated."""
-        # Lone surrogates (JSON allows "\ud800") are not text the tokenizer can encode: replace them.
-        prepared = [t.encode("utf-8", "replace").decode("utf-8") for t in texts]
-        prepared = [to_bigpatent_form(t) if self.normalize else t for t in prepared]
-        encoded = self.tokenizer(prepared, add_special_tokens=True, truncation=False)["input_ids"]
-        windows, owners, truncated = [], [], []
-        overlap = chunk_overlap(self.max_length)
-        step = self.max_length - overlap
-        for index, ids in enumerate(encoded):
-            too_long = len(ids) > self.max_length
-            truncated.append(too_long and not chunk)
-            if not too_long or not chunk:
-                windows.append(ids[: self.max_length])
-                owners.append(index)
-                continue
-            for start in range(0, max(1, len(ids) - overlap), step):
-                windows.append(ids[start : start + self.max_length])
-                owners.append(index)
-        return windows, owners, truncated
-
-    def batches(self, lengths: Sequence[int], batch_size: int | None = None) -> list[list[int]]:
-        """Indices grouped into batches of similar length, shortest first: at most ``batch_size`` rows
-        and, on CPU, at most ``CPU_BATCH_TOKENS`` padded tokens (a single longer row goes alone)."""
-        batch_size = batch_size or self.default_batch_size
-        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-        groups: list[list[int]] = []
-        for index in order:
-            group = groups[-1] if groups else None
-            # Rows come shortest first, so the newcomer sets the padded length of its group.
-            fits = (
-                group is not None
-                and len(group) < batch_size
-                and (self.batch_tokens is None or (len(group) + 1) * padded_length(lengths[index]) <= self.batch_tokens)
-            )
-            if fits:
-                group.append(index)
-            else:
-                groups.append([index])
-        return groups
-
-    @torch.inference_mode()
-    def _head_probabilities(self, windows: list[list[int]], batch_size: int | None, progress) -> dict[str, torch.Tensor]:
-        """Each head's probabilities for each window: softmax for the single-label heads (section,
-        class, subclass), independent sigmoids for the multi-label ``sections``."""
+    def _document_outputs(
+        self, windows: Windows, count: int, batch_size: int | None, progress: Callable[[int], None] | None
+    ) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """Per engine call, the texts whose windows are all done and their head probabilities: softmax
+        for the single-label heads (section, class, subclass), independent sigmoids for the
+        multi-label ``sections``. Chunk mode: a text's probabilities are the unweighted mean of its
+        windows' (windows of max_length tokens, neighbours sharing chunk_overlap() tokens), so a long
+        description is judged on all of its text."""
         parts = self.layout.slices()
-        out = {head: torch.empty(len(windows), part.stop - part.start) for head, part in parts.items()}
-        for chosen in self.batches([len(w) for w in windows], batch_size):
-            logits = self._logits([windows[i] for i in chosen]).float().cpu()
-            for head, part in parts.items():
-                values = logits[:, part]
-                out[head][chosen] = torch.sigmoid(values) if head == "sections" else torch.softmax(values, dim=-1)
-            if progress:
-                progress(len(chosen))
-        return out
+        left = Counter(windows.owners)
+        counts = dict(left)
+        sums: dict[int, dict[str, np.ndarray]] = {}
+        for chosen in self.engine.batches([len(w) for w in windows.ids], batch_size):
+            logits = torch.from_numpy(self.engine.logits([windows.ids[i] for i in chosen]))
+            probs = {
+                head: (torch.sigmoid(logits[:, part]) if head == "sections" else torch.softmax(logits[:, part], dim=-1)).numpy()
+                for head, part in parts.items()
+            }
+            done = []
+            for row, window in enumerate(chosen):
+                doc = windows.owners[window]
+                total = sums.setdefault(doc, {head: np.zeros(values.shape[1], np.float32) for head, values in probs.items()})
+                for head, values in probs.items():
+                    total[head] += values[row]
+                left[doc] -= 1
+                if left[doc] == 0:
+                    done.append(doc)
+            if done:
+                yield done, {head: np.stack([sums[d][head] / np.float32(counts[d]) for d in done]) for head in parts}
+                for doc in done:
+                    del sums[doc]
+                if progress:
+                    progress(len(done))
 
-    def _logits(self, windows: list[list[int]]) -> torch.Tensor:
-        batch = self.tokenizer.pad({"input_ids": windows}, pad_to_multiple_of=PAD_MULTIPLE, return_tensors="pt")
-        if self.backbone is None:
-            return self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
-        # Padding is on the right and attention is causal, so no real token ever attends to a pad:
-        # the attention mask can be left out (same numbers; SDPA then takes its causal kernel and no
-        # mask is built), and each row is read at its own last token, as transformers' classifier does.
-        hidden = self.backbone(input_ids=batch["input_ids"].to(self.device)).last_hidden_state
-        last = last_token_positions(torch.tensor([len(w) for w in windows], device=self.device))
-        return self.model.score(hidden[torch.arange(len(windows), device=self.device), last])
+    @staticmethod
+    def _gather(parts: Iterator[tuple[list[int], dict[str, np.ndarray]]], count: int) -> dict[str, np.ndarray]:
+        """The per-call outputs put back in the texts' order."""
+        out: dict[str, np.ndarray] = {}
+        for documents, values in parts:
+            for head, table in values.items():
+                out.setdefault(head, np.empty((count, table.shape[1]), np.float32))[documents] = table
+        return out
 
     def _prediction(self, outputs: dict[str, np.ndarray], row: int, truncated: bool, chunks: int) -> Prediction:
         probs = outputs["section"][row]

@@ -126,24 +126,28 @@ def calibrate(
     ),
 ) -> None:
     """Fit a bundle's TF-IDF partner, blend weights, temperatures, confidence map and sections on validation."""
-    from .bundle import read_info
+    from .bundle import read_info, write_info, write_model_card
+    from .classifier import Classifier
     from .data import DataError
     from .models import ModelError
-    from .training import TrainConfig, evaluate_bundle_into_info, load_training_data
-    from .tuning import tune_bundle
+    from .training import TrainConfig, load_training_data, measure_into_info
+    from .tuning import calibrate_classifier
 
     try:
         info = read_info(model)
         trained = info.get("training", {})
         config = TrainConfig(data=data or trained.get("data", "bundled"), seed=trained.get("seed", 42), evaluate_test=evaluate)
         splits = load_training_data(config)
+        classifier = Classifier.load(model)
         with console.status(f"calibrating on {len(splits['validation'])} validation rows"):
-            calibration = tune_bundle(model, splits["train"], splits["validation"], tfidf=tfidf)
-        console.print_json(data=calibration)
+            info["calibration"] = calibrate_classifier(classifier, splits["train"], splits["validation"], tfidf=tfidf)
+        console.print_json(data=info["calibration"])
         if evaluate:  # the card's figures were measured with the old calibration: measure them again
             with console.status("measuring validation and test through the calibrated bundle"):
-                info = evaluate_bundle_into_info(model, splits)
+                info = measure_into_info(classifier, splits, info)
             _print_figures(info)
+        write_info(model, info)
+        write_model_card(model, info)
     except (DataError, ModelError, ValueError, OSError) as exc:
         _fail(str(exc))
 

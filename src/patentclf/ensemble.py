@@ -49,6 +49,22 @@ class TfidfModels:
         found = self.targets[target]
         return found.model.predict_proba(found.vectorizer.transform([to_bigpatent_form(t) for t in texts]))
 
+    def aligned(self, texts: list[str], target: str, codes: list[str]) -> np.ndarray | None:
+        """``target``'s probabilities in the order of ``codes`` (section codes ``A``..``Y`` for the
+        section); a code the model never saw gets ~0. ``None`` when there is no model for ``target``."""
+        from .labels import CODES
+
+        if target not in self.targets:
+            return None
+        probs = self.predict_proba(list(texts), target)
+        aligned = np.full((len(texts), len(codes)), 1e-9)
+        position = {code: i for i, code in enumerate(codes)}
+        for column, known in enumerate(self.classes(target)):
+            key = CODES[known] if target == "section" else known
+            if key in position:
+                aligned[:, position[key]] = probs[:, column]
+        return aligned / aligned.sum(axis=1, keepdims=True)
+
     # -- storage ----------------------------------------------------------------------------------
 
     def save(self, folder: str | Path) -> None:

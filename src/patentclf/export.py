@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from .bundle import INFO_FILE, labels_line, load_bundle, metrics_rows, model_version, read_info
+from .bundle import INFO_FILE, load_bundle, model_version, read_info
+from .cards import labels_line, metrics_rows
 from .heads import HeadLayout
 
 EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

@@ -29,7 +29,7 @@ from .models import (
     supports_bf16,
     upcast_trainable,
 )
-from .tuning import tune_bundle
+from .tuning import calibrate_classifier
 
 ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -371,12 +371,9 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
         "command": config.command or " ".join(sys.argv),
     }
     try:
-        out = save_bundle(trainer.model, tokenizer, info, config.output_dir)
+        return save_bundle(trainer.model, tokenizer, info, config.output_dir, finish=calibrate_and_measure)
     finally:
         trainer.accelerator.wait_for_everyone()
-    tune_bundle(out, splits["train"], splits["validation"], tfidf=config.tfidf_ensemble)
-    evaluate_bundle_into_info(out, splits)
-    return out
 
 
 # --- the loss over every head ------------------------------------------------------------------
@@ -418,6 +415,15 @@ class HeadTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         """With ``head_learning_rate``, the score layer gets its own rate (a new, randomly initialised
+
+    def calibrate_and_measure(folder: Path, info: dict) -> dict:
+        """One classifier, loaded once: calibrated on validation, then measured on validation and test."""
+        from .classifier import Classifier
+
+        classifier = Classifier.load(folder)
+        info["calibration"] = calibrate_classifier(classifier, splits["train"], splits["validation"], tfidf=config.tfidf_ensemble)
+        return measure_into_info(classifier, splits, info)
+
         layer often wants a larger one than the adapters)."""
         if self.config.head_learning_rate is None or self.optimizer is not None:
             return super().create_optimizer()
@@ -522,8 +528,15 @@ def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split
     """Evaluate the saved bundle through the real inference path and record the figures in it."""
     from .classifier import Classifier
 
-    classifier = Classifier.load(bundle_dir)
-    info = read_info(bundle_dir)
+    info = measure_into_info(Classifier.load(bundle_dir), splits, read_info(bundle_dir))
+    write_info(bundle_dir, info)
+    write_model_card(bundle_dir, info)
+    return info
+
+
+def measure_into_info(classifier, splits: dict[str, data_mod.Split], info: dict) -> dict:
+    """``info`` with the classifier's figures on validation and test (and TF-IDF's beside them)."""
+    info.setdefault("metrics", {})
     for name in ("validation", "test"):
         if name not in splits:
             continue
@@ -538,6 +551,4 @@ def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split
             if classifier.tfidf is not None:  # its TF-IDF partner is the baseline, trained on the same rows
                 rows = data_mod.Split(texts=list(texts), labels=split.labels, codes=split.codes)
                 info.setdefault("baselines", {})[label] = headline(baseline_metrics(classifier.tfidf, rows))
-    write_info(bundle_dir, info)
-    write_model_card(bundle_dir, info)
     return info

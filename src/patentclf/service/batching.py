@@ -7,8 +7,10 @@ everything waiting for it; a request that finds it full is refused at once (:cla
 
 Fairness: a model call takes at most ``max_batch_texts`` texts, shared round-robin between the
 waiting requests, so a one-text request never waits behind all of a large batch, only behind the
-model call already running. A request whose caller went away (disconnected, or past its deadline)
-is dropped before its next texts reach the model.
+model call already running. Within a call, each request is answered as soon as its own texts are
+done (the classifier runs a call as length-sorted sub-batches and hands over each one's texts), so a
+short text that shares a call with long ones does not wait for them. A request whose caller went
+away (disconnected, or past its deadline) is dropped before its next texts reach the model.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +46,7 @@ class _Job:
     sent: int = 0  # texts handed to the model so far
     done: int = 0  # texts with an answer
     results: list[Any] = field(default_factory=list)
+    answered: list[bool] = field(default_factory=list)
 
     @property
     def unsent(self) -> int:
@@ -52,11 +55,16 @@ class _Job:
 
 # (job, start, stop): texts[start:stop] of one request, within one model call.
 _Slice = tuple[_Job, int, int]
+# What a model call hands over as it goes: (position in the call's texts, output) pairs.
+Parts = Iterable[list[tuple[int, Any]]]
 
 
 class MicroBatcher:
     """``await batcher.submit(texts)`` -> the model's outputs for ``texts``, in order.
 
+    * ``predict(texts)``: the outputs of one call, in order; or, with ``streams=True``, an iterable of
+      parts, each a list of ``(index, output)`` pairs handed over as soon as they are done (e.g.
+      ``Classifier.iter_predictions``), so each request is answered when its own texts are.
     * ``enabled``: coalesce queued requests into one call of at most ``max_batch_texts`` texts,
       waiting at most ``max_wait_s`` after the oldest request arrived for others to join;
       off: each model call holds texts of one request only (the baseline the benchmark compares
@@ -67,8 +75,9 @@ class MicroBatcher:
 
     def __init__(
         self,
-        predict: Callable[[list[str]], Sequence[Any]],
+        predict: Callable[[list[str]], Sequence[Any] | Parts],
         *,
+        streams: bool = False,
         max_queue: int,
         max_batch_texts: int,
         max_wait_s: float,
@@ -76,7 +85,7 @@ class MicroBatcher:
         on_batch: Callable[[int, float], None] | None = None,
         on_death: Callable[[str], None] | None = None,
     ):
-        self._predict = predict
+        self._parts: Callable[[list[str]], Parts] = predict if streams else (lambda texts: [list(enumerate(predict(texts)))])
         self.max_queue = max_queue
         self.max_batch_texts = max_batch_texts
         self.max_wait_s = max_wait_s
@@ -116,7 +125,7 @@ class MicroBatcher:
         if len(self._queue) >= self.max_queue:
             raise QueueFull(f"{len(self._queue)} requests are waiting for the model")
         loop = asyncio.get_running_loop()
-        job = _Job(list(texts), loop.create_future(), loop.time(), results=[None] * len(texts))
+        job = _Job(list(texts), loop.create_future(), loop.time(), results=[None] * len(texts), answered=[False] * len(texts))
         self._queue.append(job)
         self._pending.add(job)
         self._wake.set()
@@ -158,51 +167,62 @@ class MicroBatcher:
                 continue
             texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
             started = loop.time()
-            outcomes = await self._call_model(slices)  # cancelled by stop(), which answers everyone
+            await self._call_model(slices)  # cancelled by stop(), which answers everyone
             if self._on_batch:
                 self._on_batch(len(texts), loop.time() - started)
-            for (job, start, stop), outcome in zip(slices, outcomes):
-                self._deliver(job, start, stop, outcome)
 
-    async def _call_model(self, slices: list[_Slice]) -> list[Sequence[Any] | Exception]:
-        """The outputs, or the error, for each slice. A model failure fails requests, not the worker."""
+    async def _call_model(self, slices: list[_Slice]) -> None:
+        """Run one call; its outputs reach their requests as they come. A model failure fails
+        requests, not the worker."""
         try:
-            return _split(await self._predict_slices(slices), slices)
+            return await self._predict_slices(slices)
         except Exception as exc:
             if len(slices) == 1:
-                return [exc]
+                return self._fail(slices[0][0], exc)
         # A shared call failed: try each request on its own, so that one bad input fails only its request.
-        outcomes: list[Sequence[Any] | Exception] = []
         for piece in slices:
+            if piece[0].future.done():
+                continue
             try:
-                outcomes.append(await self._predict_slices([piece]))
+                await self._predict_slices([piece])
             except Exception as exc:
-                outcomes.append(exc)
-        return outcomes
+                self._fail(piece[0], exc)
 
-    async def _predict_slices(self, slices: list[_Slice]) -> Sequence[Any]:
-        texts = [t for job, start, stop in slices for t in job.texts[start:stop]]
+    async def _predict_slices(self, slices: list[_Slice]) -> None:
+        owners = [(job, i) for job, start, stop in slices for i in range(start, stop)]
+        texts = [job.texts[i] for job, i in owners]
+        loop = asyncio.get_running_loop()
+
+        def run() -> None:  # in the inference thread; each part is handed to the event loop at once
+            count = 0
+            for part in self._parts(texts):
+                count += len(part)
+                loop.call_soon_threadsafe(self._deliver, [(owners[i], output) for i, output in part])
+            if count != len(texts):
+                raise RuntimeError(f"the model gave {count} outputs for {len(texts)} texts")
+
         try:
-            outputs = await asyncio.get_running_loop().run_in_executor(self._executor, self._predict, texts)
-            if len(outputs) != len(texts):
-                raise RuntimeError(f"the model gave {len(outputs)} outputs for {len(texts)} texts")
+            await loop.run_in_executor(self._executor, run)
         except Exception:
             log.exception("inference failed for a batch of %d texts", len(texts))
             raise
-        return outputs
 
-    def _deliver(self, job: _Job, start: int, stop: int, outcome: Sequence[Any] | Exception) -> None:
-        if job.future.done():  # the caller went away meanwhile
-            return
-        if isinstance(outcome, Exception):
-            job.future.set_exception(outcome)
-            if job in self._queue:
-                self._queue.remove(job)
-            return
-        job.results[start:stop] = outcome
-        job.done += stop - start
-        if job.done == len(job.texts):
-            job.future.set_result(job.results)
+    def _deliver(self, items: list[tuple[tuple[_Job, int], Any]]) -> None:
+        for (job, index), output in items:
+            if job.future.done():  # the caller went away meanwhile
+                continue
+            job.results[index] = output
+            if not job.answered[index]:  # a retried call may answer a text twice
+                job.answered[index] = True
+                job.done += 1
+            if job.done == len(job.texts):
+                job.future.set_result(job.results)
+
+    def _fail(self, job: _Job, error: Exception) -> None:
+        if not job.future.done():
+            job.future.set_exception(error)
+        if job in self._queue:
+            self._queue.remove(job)
 
     async def _next_batch(self) -> list[_Slice]:
         self._drop_abandoned()
@@ -260,10 +280,3 @@ class MicroBatcher:
         for job in [j for j in self._queue if j.future.done()]:
             self._queue.remove(job)
 
-
-def _split(outputs: Sequence[Any], slices: list[_Slice]) -> list[Sequence[Any]]:
-    parts, position = [], 0
-    for _, start, stop in slices:
-        parts.append(list(outputs[position : position + stop - start]))
-        position += stop - start
-    return parts

@@ -126,7 +126,8 @@ class ServiceRuntime:
             return
         cfg = self.config
         batcher = MicroBatcher(
-            lambda texts: classifier.predict(texts, batch_size=cfg.micro_batch_size, long_text=cfg.long_text),
+            lambda texts: classifier.iter_predictions(texts, batch_size=cfg.micro_batch_size, long_text=cfg.long_text),
+            streams=True,
             max_queue=cfg.queue_size,
             max_batch_texts=cfg.micro_batch_size,
             max_wait_s=cfg.micro_batch_wait_ms / 1000,

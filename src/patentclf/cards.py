@@ -1,0 +1,106 @@
+"""Model cards: the bundle's and the merged export's ``README.md``, each a template in
+``resources/cards/`` filled from the bundle's ``patentclf.json``."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from string import Template
+
+from .labels import SECTIONS
+
+
+def render(name: str, **fields) -> str:
+    """Fill ``resources/cards/<name>.md`` (``$field`` placeholders; a missing one is an error)."""
+    text = (resources.files("patentclf") / "resources" / "cards" / f"{name}.md").read_text()
+    return Template(text).substitute(fields)
+
+
+def metrics_rows(metrics: dict, baselines: dict | None = None) -> str:
+    """Markdown rows ``| split | n | accuracy | macro-F1 | ECE | TF-IDF accuracy | TF-IDF macro-F1 |``."""
+    baselines = baselines or {}
+    rows = []
+    for name, m in metrics.items():
+        if not m:
+            rows.append(f"| {name} | - | - | - | - | - | - |")
+            continue
+        base = baselines.get(name, {})
+        cells = [
+            name,
+            str(m["n"]),
+            f"{m['accuracy']:.3f}",
+            f"{m['macro_f1']:.3f}",
+            f"{m['ece']:.3f}" if "ece" in m else "-",
+            f"{base['accuracy']:.3f}" if base else "-",
+            f"{base['macro_f1']:.3f}" if base else "-",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows) or "| (not evaluated) | | | | | | |"
+
+
+HIERARCHY_FIGURES = (
+    ("top_section_in_sections", "top section is one of the patent's sections"),
+    ("sections_micro_f1", "micro-F1 of the predicted section set"),
+    ("class_top1", "main class top-1"),
+    ("class_top5", "main class in the top 5"),
+    ("subclass_top1", "main subclass top-1"),
+    ("subclass_top5", "main subclass in the top 5"),
+    ("subclass_any_top5", "any of the patent's subclasses in the top 5"),
+)
+
+
+def hierarchy_table(metrics: dict, baselines: dict | None = None) -> str:
+    """The hierarchy figures on the test split beside the TF-IDF baseline, as a Markdown table
+    (empty when the bundle has none)."""
+    test, base = metrics.get("test") or {}, (baselines or {}).get("test") or {}
+    rows = []
+    for key, label in HIERARCHY_FIGURES:
+        if key in test:
+            theirs = f"{base[key]:.3f}" if key in base else "-"
+            rows.append(f"| {label} | {test[key]:.3f} | {theirs} |")
+    if not rows:
+        return ""
+    return (
+        "Hierarchy, test split (against each patent's own IPC codes):\n\n| figure | model | TF-IDF |\n|---|---|---|\n"
+        + "\n".join(rows)
+    )
+
+
+def labels_line() -> str:
+    """The label table in one line, for model cards."""
+    return ", ".join(f"{s.id} {s.code} {s.name}" for s in SECTIONS)
+
+
+def bundle_card(info: dict) -> str:
+    from .calibration import Calibration  # numpy: not needed to read a bundle's info
+    from .heads import HeadLayout
+
+    # The training log stays in patentclf.json; the card lists the settings that reproduce the run.
+    training = info.get("training", {})
+    hyper = {k: v for k, v in training.items() if k not in ("log_history", "resumed_from")}
+    commands = [info.get("command", "(unknown)")]
+    previous = training.get("resumed_from")
+    while previous:  # a continued run: its earlier runs' commands come first
+        commands.insert(0, f"{previous.get('command')}   # then continued by:")
+        previous = previous.get("training", {}).get("resumed_from")
+    heads = info.get("heads")
+    heads_text = (
+        f"Besides the main section it answers every section the patent belongs to (multi-label), and the top 5 main CPC "
+        f"classes ({len(heads['classes'])} known) and subclasses ({len(heads['subclasses'])} known)."
+        if heads
+        else "It answers the main section only."
+    )
+    return render(
+        "bundle",
+        base_model=info.get("base_model"),
+        base_model_weights=info.get("base_model_weights", info.get("base_model")),
+        heads_text=heads_text,
+        max_length=info.get("max_length"),
+        calibration_text=Calibration.from_dict(info.get("calibration"), HeadLayout.from_info(info)).describe(),
+        metrics_rows=metrics_rows(info.get("metrics", {}), info.get("baselines")),
+        hierarchy_table=hierarchy_table(info.get("metrics", {}), info.get("baselines")),
+        data=json.dumps(info.get("data", {})),
+        hyperparameters=json.dumps(hyper),
+        versions=json.dumps(info.get("versions", {})),
+        commands="\n".join(commands),
+    )

@@ -1,0 +1,89 @@
+"""The torch engine: a bundle's merged model in this process, its device, precision and compile,
+length-bucketed batches and the forward pass."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ..heads import last_token_positions
+from ..models import attention_implementation
+
+# On CPU a batch holds at most this many (padded) tokens: larger batches spill the activations out of
+# the cache and run slower per token (on the 2-core EPYC dev machine, SmolLM2 ran 3x256 tokens 27%
+# faster per token than 4x256, and 8x138 faster than 12x138).
+CPU_BATCH_TOKENS = 800
+# Batches are padded to a multiple of this many tokens. oneDNN (bf16 on CPU) builds and caches a kernel
+# for every input shape it meets: with exact-length padding every batch is a new shape, and a service's
+# memory grew by ~3.5 MB per new shape (tiny model) without levelling off. Rounded lengths keep the
+# shapes few (8 rows x 8 lengths at 256 tokens), so the caches fill once and then hit.
+PAD_MULTIPLE = 32
+
+
+def padded_length(length: int) -> int:
+    """The length a row of ``length`` tokens is padded to in a batch (a multiple of ``PAD_MULTIPLE``)."""
+    return -(-length // PAD_MULTIPLE) * PAD_MULTIPLE
+
+
+class TorchEngine:
+    """``logits(windows)``: the raw outputs of a loaded ``*ForSequenceClassification`` model."""
+
+    def __init__(self, model, tokenizer, device: torch.device, *, compile: bool = False):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "right"  # the unmasked fast path below relies on it
+        self.device = device
+        self.outputs = int(model.config.num_labels)
+        self.batch_tokens = CPU_BATCH_TOKENS if device.type == "cpu" else None
+        self.default_batch_size = 8 if device.type == "cpu" else 32
+        # Decoder classifiers (Llama, Mistral, Qwen, ... *ForSequenceClassification) are a causal
+        # backbone `.model` plus a linear `.score` read at the last real token.
+        self.backbone = model.model if hasattr(model, "model") and hasattr(model, "score") else None
+        if hasattr(model, "set_attn_implementation"):
+            model.set_attn_implementation(attention_implementation(device))
+        if compile:
+            if self.backbone is not None:
+                self.backbone = torch.compile(self.backbone, dynamic=True)
+            else:
+                self.model = torch.compile(model, dynamic=True)
+
+    def batches(self, lengths: Sequence[int], batch_size: int | None = None) -> list[list[int]]:
+        """Indices grouped into batches of similar length, shortest first: at most ``batch_size`` rows
+        and, on CPU, at most ``CPU_BATCH_TOKENS`` padded tokens (a single longer row goes alone)."""
+        batch_size = batch_size or self.default_batch_size
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        groups: list[list[int]] = []
+        for index in order:
+            group = groups[-1] if groups else None
+            # Rows come shortest first, so the newcomer sets the padded length of its group.
+            fits = (
+                group is not None
+                and len(group) < batch_size
+                and (self.batch_tokens is None or (len(group) + 1) * padded_length(lengths[index]) <= self.batch_tokens)
+            )
+            if fits:
+                group.append(index)
+            else:
+                groups.append([index])
+        return groups
+
+    @torch.inference_mode()
+    def logits(self, windows: list[list[int]]) -> np.ndarray:
+        """float32 (len(windows), outputs) raw logits, in the order of ``windows`` (one model call)."""
+        return self.forward(windows).float().cpu().numpy()
+
+    def forward(self, windows: list[list[int]]) -> torch.Tensor:
+        batch = self.tokenizer.pad({"input_ids": windows}, pad_to_multiple_of=PAD_MULTIPLE, return_tensors="pt")
+        if self.backbone is None:
+            return self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
+        # Padding is on the right and attention is causal, so no real token ever attends to a pad:
+        # the attention mask can be left out (same numbers; SDPA then takes its causal kernel and no
+        # mask is built), and each row is read at its own last token, as transformers' classifier does.
+        hidden = self.backbone(input_ids=batch["input_ids"].to(self.device)).last_hidden_state
+        last = last_token_positions(torch.tensor([len(w) for w in windows], device=self.device))
+        return self.model.score(hidden[torch.arange(len(windows), device=self.device), last])
+
+    def check(self) -> None:
+        """An in-process model cannot go away: nothing to check."""
