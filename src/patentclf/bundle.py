@@ -11,6 +11,9 @@ import shutil
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .labels import SECTIONS
 from .models import EMBEDDED_MODELS, ModelError
@@ -29,7 +32,37 @@ def label_table() -> list[dict]:
     return [{"id": s.id, "code": s.code, "name": s.name} for s in SECTIONS]
 
 
+class HeadsInfo(BaseModel):
+    classes: list[str] = []
+    subclasses: list[str] = []
+
+
+class BundleInfo(BaseModel):
+    """What ``patentclf.json`` holds: the label table, the base model, how text is read, the heads,
+    the run that made it, its figures and its calibration (``calibration.Calibration.to_dict``).
+    Keys it does not name (a newer patentclf's) are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: int = Field(1, ge=1)  # bundles written before the format was recorded read as format 1
+    labels: list[dict]
+    base_model: str
+    base_model_weights: str | None = None
+    max_length: int = Field(256, gt=0)
+    normalize: Literal["bigpatent", "none"] = "bigpatent"
+    heads: HeadsInfo | None = None
+    training: dict = {}
+    data: dict = {}
+    metrics: dict = {}
+    baselines: dict = {}
+    versions: dict = {}
+    command: str | None = None
+    calibration: dict = {}
+
+
 def read_info(bundle_dir: str | Path) -> dict:
+    """The bundle's ``patentclf.json``, checked against ``BundleInfo`` and its format version (a
+    ModelError says what is wrong in one line); returned as the dict it is on disk."""
     path = Path(bundle_dir) / INFO_FILE
     if not path.is_file():
         raise ModelError(f"{bundle_dir}: not a patentclf model bundle (no {INFO_FILE})")
@@ -37,17 +70,22 @@ def read_info(bundle_dir: str | Path) -> dict:
         info = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: unreadable: {exc}") from exc
-    if [s["code"] for s in info.get("labels", [])] != [s.code for s in SECTIONS]:
-        raise ModelError(f"{path}: its label table differs from the nine CPC sections A..H, Y")
-    # Bundles written before the format was recorded read as format 1.
+    if not isinstance(info, dict):
+        raise ModelError(f"{path}: not a bundle description (a JSON object)")
     found = info.get("format", 1)
-    if not isinstance(found, int) or found < 1:
-        raise ModelError(f"{path}: unreadable bundle format {found!r}")
-    if found > FORMAT_VERSION:
+    if isinstance(found, int) and found > FORMAT_VERSION:
         raise ModelError(
             f"{path}: bundle format {found} was written by a newer patentclf; this one reads formats up to "
             f"{FORMAT_VERSION}: upgrade patentclf (pip install -U patentclf)"
         )
+    try:
+        BundleInfo.model_validate(info)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ModelError(f"{path}: {where}: {first['msg']}") from None
+    if [s.get("code") for s in info["labels"]] != [s.code for s in SECTIONS]:
+        raise ModelError(f"{path}: its label table differs from the nine CPC sections A..H, Y")
     return info
 
 

@@ -1,0 +1,61 @@
+"""The bundle description: read and checked in one place (``bundle.read_info``), its format version
+honoured, and the model card rendered from its template."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from patentclf.bundle import FORMAT_VERSION, INFO_FILE, default_model_dir, read_info
+from patentclf.cards import bundle_card
+from patentclf.models import ModelError
+
+
+def _copy_with(tmp_path, source, **changes):
+    folder = tmp_path / "bundle"
+    shutil.copytree(source, folder)
+    info = json.loads((folder / INFO_FILE).read_text())
+    for key, value in changes.items():
+        if value is None:
+            info.pop(key, None)
+        else:
+            info[key] = value
+    (folder / INFO_FILE).write_text(json.dumps(info))
+    return folder
+
+
+def test_a_bundle_from_a_newer_patentclf_is_refused_in_one_line(tmp_path, tiny_bundle):
+    folder = _copy_with(tmp_path, tiny_bundle, format=FORMAT_VERSION + 1)
+    with pytest.raises(ModelError, match=f"format {FORMAT_VERSION + 1} was written by a newer patentclf"):
+        read_info(folder)
+
+
+def test_a_bundle_without_a_format_reads_as_format_1(tmp_path, tiny_bundle):
+    from patentclf.classifier import Classifier
+
+    folder = _copy_with(tmp_path, tiny_bundle, format=None)
+    assert "format" not in read_info(folder)
+    assert Classifier.load(folder, precision="fp32").predict(["a polymer"])[0].label
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"max_length": 0}, "max_length: Input should be greater than 0"),
+        ({"normalize": "lower"}, "normalize: Input should be 'bigpatent' or 'none'"),
+        ({"base_model": None}, "base_model: Field required"),
+        ({"heads": {"classes": "A01"}}, "heads.classes: Input should be a valid list"),
+    ],
+)
+def test_a_broken_description_is_one_clear_error(tmp_path, tiny_bundle, changes, message):
+    with pytest.raises(ModelError, match=message):
+        read_info(_copy_with(tmp_path, tiny_bundle, **changes))
+
+
+def test_the_shipped_card_is_what_its_template_renders():
+    """The shipped bundle (written by the previous release's hand-written renderer) reads, and the
+    template gives its card byte for byte."""
+    folder = default_model_dir()
+    assert bundle_card(read_info(folder)) == (folder / "README.md").read_text()
