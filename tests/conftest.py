@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+import patentclf  # noqa: F401  (first: it sets GOMP_SPINCOUNT, which libgomp reads when torch loads)
+
 # Tests never reach the hub.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

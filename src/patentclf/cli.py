@@ -72,7 +72,7 @@ def train(
     eval_limit: Optional[int] = typer.Option(None, help="seeded, stratified subset of the evaluation rows"),
     seed: Optional[int] = typer.Option(None),
     precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp16 | fp32"),
-    quantize: Optional[str] = typer.Option(None, help="4bit | 8bit: QLoRA with bitsandbytes (CUDA)"),
+    quantize: Optional[str] = typer.Option(None, help="4bit | 8bit: QLoRA with bitsandbytes (CUDA GPU or CPU)"),
     eval_steps: Optional[int] = typer.Option(None, help="evaluate and checkpoint every N steps (default: each epoch)"),
     group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length"),
     gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),

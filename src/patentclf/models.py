@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -176,17 +177,20 @@ def load_classification_model(
     quantize: str | None = None,
     attn_implementation: str = "sdpa",
     num_labels: int = NUM_LABELS,
+    device: torch.device | None = None,
 ):
     """The base model with a fresh ``score`` head (nine outputs, or ``num_labels`` for a model with
-    hierarchy heads: see ``heads.HeadLayout``), ready for LoRA."""
+    hierarchy heads: see ``heads.HeadLayout``), ready for LoRA. With ``quantize`` (4bit | 8bit) its
+    linear layers are loaded by bitsandbytes straight onto ``device`` (default: ``pick_device()``)."""
     from transformers import AutoModelForSequenceClassification
 
     options: dict = {}
     if num_labels == NUM_LABELS:
         options.update(id2label=ID2LABEL, label2id=LABEL2ID)
     if quantize:
-        options["quantization_config"] = quantization_config(quantize)
-        options["device_map"] = {"": 0}
+        device = device or pick_device()
+        options["quantization_config"] = quantization_config(quantize, device)
+        options["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": device.type}
     try:
         model = AutoModelForSequenceClassification.from_pretrained(
             resolve_base_model(reference),
@@ -201,22 +205,55 @@ def load_classification_model(
     return model
 
 
-def quantization_config(kind: str):
-    """bitsandbytes settings for QLoRA (CUDA only)."""
-    if not torch.cuda.is_available():
-        raise ModelError(f"--quantize {kind} needs a CUDA GPU (bitsandbytes); none is available")
+QUANTIZE_KINDS = ("4bit", "8bit")
+NO_QUANTIZE = "none"  # an explicit "full precision", e.g. to load a QLoRA bundle's base unquantized
+BNB_CPU_VERSION = (0, 47)  # the first bitsandbytes with a CPU backend
+
+
+def quantization_problem(device: torch.device | None = None) -> str | None:
+    """Why bitsandbytes cannot quantize on ``device`` here (one line), or None when it can."""
+    device = device or pick_device()
+    if device.type not in ("cuda", "cpu", "xpu"):
+        return f"bitsandbytes has no {device.type} backend; quantize on a CUDA GPU or the CPU"
+    try:
+        import bitsandbytes
+    except ImportError:
+        return "bitsandbytes is not installed: pip install 'patentclf[quantize]'"
+    except Exception as exc:  # a broken install (missing native library) fails at import
+        return f"bitsandbytes does not load: {type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+    version = tuple(int(part) for part in bitsandbytes.__version__.split(".")[:2] if part.isdigit())
+    if device.type == "cpu" and version < BNB_CPU_VERSION:
+        return (
+            f"bitsandbytes {bitsandbytes.__version__} has no CPU backend (0.47 or later has): pip install 'patentclf[quantize]'"
+        )
+    return None
+
+
+def _not_int8_cast_notice(record) -> bool:
+    return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
+
+
+def quantization_config(kind: str, device: torch.device | None = None):
+    """bitsandbytes settings for QLoRA: 4-bit NF4 with double quantization, or LLM.int8()."""
+    if kind not in QUANTIZE_KINDS:
+        raise ModelError(f"unknown quantization {kind!r}: use 4bit or 8bit")
+    device = device or pick_device()
+    problem = quantization_problem(device)
+    if problem:
+        raise ModelError(f"--quantize {kind} cannot run here: {problem}")
     from transformers import BitsAndBytesConfig
 
+    # LLM.int8() casts each fp32 input to fp16 and logs it at every call: keep the log readable.
+    logging.getLogger("bitsandbytes.autograd._functions").addFilter(_not_int8_cast_notice)
     if kind == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            # bf16 where the hardware has native bf16 (elsewhere it is emulated, and slow).
+            bnb_4bit_compute_dtype=torch.bfloat16 if supports_bf16(device) else torch.float32,
         )
-    if kind == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    raise ModelError(f"unknown quantization {kind!r}: use 4bit or 8bit")
+    return BitsAndBytesConfig(load_in_8bit=True)
 
 
 @dataclass

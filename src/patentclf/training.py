@@ -201,6 +201,7 @@ def build_model(
         quantize=config.quantize,
         attn_implementation=attention_implementation(device),
         num_labels=(layout or HeadLayout()).size,
+        device=device,
     )
     if config.quantize:
         from peft import prepare_model_for_kbit_training
