@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -137,6 +138,17 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
         # FastAPI's own answer echoes the whole input back; keep where, what and why.
         errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return JSONResponse({"detail": errors}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+    @app.exception_handler(DBAPIError)
+    async def database_unavailable(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A read of an unreachable database (PostgreSQL restarting, a full or locked disk): /stats,
+        # feedback by an id from another replica. Writes say so themselves (routes._store_unavailable).
+        log_event("database_unavailable", request_id=request.state.request_id, error=f"{type(exc.orig).__name__}: {exc.orig}")
+        return JSONResponse(
+            {"detail": f"the database is unavailable ({type(exc.orig).__name__}); retry later"},
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
