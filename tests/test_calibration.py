@@ -163,3 +163,47 @@ def test_tfidf_models_round_trip_without_pickle(tmp_path):
         assert loaded.classes(target) == models.classes(target)
         assert np.allclose(loaded.predict_proba(probe, target), models.predict_proba(probe, target), atol=2e-3)
     assert TfidfModels.load(tmp_path / "missing") is None
+
+
+def test_a_stored_calibration_reads_back_as_it_was_written():
+    """``Calibration.from_dict`` / ``to_dict`` keep every number and key of the shipped bundle's
+    calibration (written by the release before the typed object), and a bundle without one passes
+    the model's probabilities through."""
+    import json
+
+    from patentclf.bundle import INFO_FILE, default_model_dir
+
+    stored = json.loads((default_model_dir() / INFO_FILE).read_text())["calibration"]
+    assert cal.Calibration.from_dict(stored).to_dict() == stored
+    empty = cal.Calibration.from_dict({})
+    probs = np.array([[0.7, 0.2, 0.1] + [0.0] * 6])
+    assert empty.tfidf_heads() == set()
+    np.testing.assert_allclose(
+        empty.apply({"section": probs}, {})["section"], np.clip(probs, cal.EPS, 1) / np.clip(probs, cal.EPS, 1).sum(), atol=1e-9
+    )
+
+
+def test_calibrate_without_tfidf_refits_the_calibration_training_stored(tmp_path, tiny_hierarchy_bundle):
+    """Training fits the calibration through the same ``Calibration.fit`` as ``patentclf calibrate``:
+    a refit on the same rows (keeping the TF-IDF partner) gives the same numbers."""
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from patentclf.bundle import INFO_FILE, read_info
+    from patentclf.cli import app
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(tiny_hierarchy_bundle, folder)
+    before = read_info(folder)["calibration"]
+    assert {"section", "class", "subclass", "sections_threshold", "sections_stack"} <= set(before)
+    result = CliRunner().invoke(app, ["calibrate", "--model", str(folder), "--no-tfidf", "--no-evaluate"])
+    assert result.exit_code == 0, result.output
+    after = json.loads((folder / INFO_FILE).read_text())["calibration"]
+    assert after.keys() == before.keys()
+    for head in ("section", "class", "subclass"):
+        assert after[head]["llm_weight"] == before[head]["llm_weight"]
+        assert after[head]["temperature"] == pytest.approx(before[head]["temperature"], abs=1e-6)
+    assert after["section"]["weights"] == pytest.approx(before["section"]["weights"], abs=1e-4)
+    assert after["sections_stack"]["coefficients"] == pytest.approx(before["sections_stack"]["coefficients"], abs=1e-5)

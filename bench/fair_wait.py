@@ -1,0 +1,79 @@
+"""How long a one-line request waits when it arrives during a large batch, in the service's
+micro-batcher with the real classifier: answered when its own texts are done (now) against answered
+when its whole model call ends (before), in one run.
+
+    python bench/fair_wait.py                      # the shipped model, 64 long abstracts, then one line
+    python bench/fair_wait.py --model tiny-bundle/ --texts 32 --delay 0.5
+
+A model call takes at most ``--call-texts`` texts (the service's micro_batch_size, 16), shared fairly:
+the one-liner joins the call after the one running when it arrives. Before, it was answered when
+that call (with 15 long texts) ended; now it is answered after the call's first length-sorted
+sub-batch, so its wait is at most the call already running plus one sub-batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import common  # noqa: F401
+from common import machine, table
+
+
+async def scenario(classifier, texts: list[str], one: str, delay: float, call_texts: int, streams: bool) -> dict:
+    from patentclf.service.batching import MicroBatcher
+
+    if streams:
+        predict = lambda batch: classifier.iter_predictions(batch)  # noqa: E731
+    else:
+        predict = lambda batch: classifier.predict(batch)  # noqa: E731
+    batcher = MicroBatcher(predict, streams=streams, max_queue=16, max_batch_texts=call_texts, max_wait_s=0.01)
+    batcher.start()
+    loop = asyncio.get_running_loop()
+    try:
+        started = loop.time()
+        batch = asyncio.create_task(batcher.submit(texts))
+        await asyncio.sleep(delay)
+        sent = loop.time()
+        await batcher.submit([one])
+        one_wait = loop.time() - sent
+        await batch
+        return {"batch_s": loop.time() - started, "one_wait_s": one_wait}
+    finally:
+        await batcher.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="bundle folder (default: the shipped model)")
+    parser.add_argument("--texts", type=int, default=64, help="long texts in the large request")
+    parser.add_argument("--call-texts", type=int, default=16, help="most texts per model call (micro_batch_size)")
+    parser.add_argument("--delay", type=float, default=1.0, help="seconds between the batch and the one-liner")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+
+    from patentclf.classifier import Classifier
+    from patentclf.data import load_split
+
+    classifier = Classifier.load(args.model)
+    abstracts = sorted(load_split("bundled", "test").texts, key=len, reverse=True)
+    texts = [abstracts[i % 200] for i in range(args.texts)]  # long abstracts: 256 tokens each, mostly
+    classifier.predict(texts[:8])  # warm-up
+    rows = []
+    for streams, name in ((False, "answered when its call ends (before)"), (True, "answered when its texts are done (now)")):
+        runs = [
+            asyncio.run(scenario(classifier, texts, "a polymer", args.delay, args.call_texts, streams))
+            for _ in range(args.repeats)
+        ]
+        batch = min(r["batch_s"] for r in runs)
+        wait = min(r["one_wait_s"] for r in runs)
+        rows.append([name, f"{batch:.1f}", f"{wait:.2f}", f"{wait / batch:.1%}"])
+    print(f"machine: {machine()}")
+    print(
+        f"model: {classifier.path}; {args.texts} long texts, then one line {args.delay} s later; calls of {args.call_texts} texts"
+    )
+    print(table(["one-liner", "batch s", "one-liner wait s", "wait / batch"], rows))
+
+
+if __name__ == "__main__":
+    main()
