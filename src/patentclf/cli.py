@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import typer
 from rich.console import Console
@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .service.config import ServiceConfig  # light (pydantic-settings): the serve flags are built from it
+from .train_config import TrainConfig  # light (pydantic): the train flags are built from it
 
 app = typer.Typer(help="Classify patents into the nine CPC sections with a LoRA-fine-tuned LLM.", no_args_is_help=True)
 console = Console()
@@ -45,59 +46,86 @@ def _load_classifier(model: Optional[Path], precision: str = "auto", compile: bo
         _fail(f"--compile failed ({type(exc).__name__}: {first_line}); run without --compile")
 
 
+def _settings_flags(settings_cls, skip: tuple[str, ...] = (), names: dict[str, tuple[str, ...]] | None = None):
+    """A decorator giving a command one ``--flag`` per field of a pydantic model (type, choices and help
+    from the field's declaration; ``names``: other flag names for a field). Flags default to None, "not
+    given", so the config file (and, for settings, the environment) still apply; the command receives
+    them as keyword arguments."""
+    import inspect
+    import types
+    import typing
+
+    from pydantic import SecretStr
+    from pydantic_settings import BaseSettings
+
+    def shown(default) -> str:
+        if default is None or default == [] or isinstance(default, SecretStr):
+            return ""
+        if isinstance(default, bool):
+            return "on" if default else "off"
+        return " ".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+
+    def flag(name: str, field) -> inspect.Parameter:
+        kind = field.annotation
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        kind = str if kind is SecretStr else kind
+        dashed = name.replace("_", "-")
+        decls = (names or {}).get(name) or ((f"--{dashed}/--no-{dashed}",) if kind is bool else ())
+        notes = []
+        if issubclass(settings_cls, BaseSettings):
+            notes.append(f"env {settings_cls.model_config.get('env_prefix', '')}{name.upper()}")
+        if not field.default_factory and shown(field.default):
+            notes.append(f"default {shown(field.default)}")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        option = typer.Option(
+            *decls, help=f"{field.description or name}{extra}", show_default=False, rich_help_panel=panels.get(name)
+        )
+        return inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typing.Annotated[Optional[kind], option]
+        )
+
+    # A panel runs from the field that opens it (settings_cls.panels) to the next one's.
+    panels, panel = {}, None
+    for name in settings_cls.model_fields:
+        panel = getattr(settings_cls, "panels", {}).get(name, panel)
+        panels[name] = panel
+
+    def decorate(command):
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        flags = [flag(name, field) for name, field in settings_cls.model_fields.items() if name not in skip]
+        command.__signature__ = signature.replace(parameters=own + flags)
+        return command
+
+    return decorate
+
+
 @app.command()
+@_settings_flags(
+    TrainConfig, skip=("command",), names={"output_dir": ("--output-dir", "--output"), "text_fields": ("--text-field",)}
+)
 def train(
-    config_file: Optional[Path] = typer.Option(None, "--config", help="YAML/JSON file of options; flags override it"),
-    data: Optional[str] = typer.Option(None, help="bundled | FILE | FOLDER | hub name (default bundled)"),
-    data_config: Optional[str] = typer.Option(None, help="hub config: patent | abstract"),
-    extra_data: Optional[list[str]] = typer.Option(None, help="more labelled rows (e.g. exported feedback); repeatable"),
-    text_field: Optional[list[str]] = typer.Option(None, help="text column(s), joined (default: text, or title + abstract)"),
-    base_model: Optional[str] = typer.Option(
-        None, help="hub id, local folder, or an embedded model: gemma3-270m, smollm2-135m (default meta-llama/Llama-3.2-1B)"
-    ),
-    output_dir: Optional[str] = typer.Option(None, "--output-dir", "--output", help="bundle folder (default final_model)"),
-    checkpoint_dir: Optional[str] = typer.Option(None, help="checkpoints (default OUTPUT-checkpoints); a rerun resumes"),
-    resume_from: Optional[str] = typer.Option(None, help="continue training an existing bundle's adapter"),
-    max_length: Optional[int] = typer.Option(None, help="tokens read per text (default 256)"),
-    epochs: Optional[float] = typer.Option(None),
-    batch_size: Optional[int] = typer.Option(None),
-    gradient_accumulation: Optional[int] = typer.Option(None),
-    learning_rate: Optional[float] = typer.Option(None),
-    lora_r: Optional[int] = typer.Option(None),
-    lora_alpha: Optional[int] = typer.Option(None),
-    lora_dropout: Optional[float] = typer.Option(None),
-    target_modules: Optional[list[str]] = typer.Option(None, help="LoRA target modules; repeatable"),
-    lora_layers: Optional[int] = typer.Option(None, help="adapt only the top N layers"),
-    train_limit: Optional[int] = typer.Option(None, help="seeded, stratified subset of the training rows"),
-    eval_limit: Optional[int] = typer.Option(None, help="seeded, stratified subset of the evaluation rows"),
-    seed: Optional[int] = typer.Option(None),
-    precision: Optional[str] = typer.Option(None, help="auto | bf16 | fp16 | fp32"),
-    quantize: Optional[str] = typer.Option(None, help="4bit | 8bit: QLoRA with bitsandbytes (CUDA GPU or CPU)"),
-    eval_steps: Optional[int] = typer.Option(None, help="evaluate and checkpoint every N steps (default: each epoch)"),
-    group_by_length: Optional[bool] = typer.Option(None, "--group-by-length/--no-group-by-length"),
-    gradient_checkpointing: Optional[bool] = typer.Option(None, "--gradient-checkpointing/--no-gradient-checkpointing"),
-    torch_compile: Optional[bool] = typer.Option(None, "--torch-compile/--no-torch-compile"),
-    heads: Optional[str] = typer.Option(None, help="auto (hierarchy heads when the data has ipc codes) | section"),
-    head_learning_rate: Optional[float] = typer.Option(None, help="the score layer's learning rate (default: --learning-rate)"),
-    label_smoothing: Optional[float] = typer.Option(None),
-    prefix_loss_weight: Optional[float] = typer.Option(
-        None, help="also train on a random short prefix of each text, with this weight"
+    config_file: Optional[Path] = typer.Option(
+        None, "--config", help="YAML/JSON file of settings (keys: the setting names, see configs/); flags override it"
     ),
     restart: bool = typer.Option(False, "--restart", help="delete checkpoints of a different run and start over"),
+    **flags,
 ) -> None:
-    """Fine-tune a base model with LoRA and write a model bundle."""
-    options = dict(locals())  # the flags, before any other local name exists
+    """Fine-tune a base model with LoRA and write a model bundle.
+
+    Each setting: its default < the --config file < its flag. Every value is checked before anything loads.
+    """
+    try:
+        config = TrainConfig.load(config_file, **flags, command="patentclf " + shlex.join(sys.argv[1:]))
+    except (ValueError, OSError) as exc:
+        _fail(str(exc))
     from .data import DataError
     from .models import ModelError
-    from .training import TrainConfig, TrainingError
+    from .training import TrainingError
     from .training import train as run_training
 
-    given = {k: v for k, v in options.items() if k not in ("config_file", "restart") and v not in (None, [])}
-    if "text_field" in given:
-        given["text_fields"] = given.pop("text_field")
-    given["command"] = "patentclf " + shlex.join(sys.argv[1:])
     try:
-        config = TrainConfig.from_file(config_file, **given) if config_file else TrainConfig(**given)
         out = run_training(config, restart=restart)
     except (DataError, ModelError, TrainingError, ValueError, OSError) as exc:
         _fail(str(exc))
@@ -303,20 +331,24 @@ def predict(
         None, help="JSONL file for --input results (default: stdout); with --engine ray the folder of Parquet files"
     ),
     text_field: Optional[list[str]] = typer.Option(None),
-    long_text: str = typer.Option("truncate", help="truncate | chunk"),
-    batch_size: Optional[int] = typer.Option(None, help="most texts per model call (default 8 on CPU, 32 on a GPU)"),
+    long_text: Literal["truncate", "chunk"] = typer.Option(
+        "truncate", help="text longer than the model's window: read its start, or average overlapping windows"
+    ),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="most texts per model call (default 8 on CPU, 32 on a GPU)"),
     compile: bool = typer.Option(
         False, "--compile", help="torch.compile the model: 30-80 s to start, ~20% faster after (large files)"
     ),
-    engine: str = typer.Option("local", help="local: this process | ray: a Ray cluster, Parquet files out, resumable"),
+    engine: Literal["local", "ray"] = typer.Option(
+        "local", help="local: this process | ray: a Ray cluster, Parquet files out, resumable"
+    ),
     ray_address: Optional[str] = typer.Option(
         None, help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: env RAY_ADDRESS, else a local cluster)"
     ),
-    actors: int = typer.Option(2, help="--engine ray: model replicas (Ray actors)"),
-    rows_per_batch: int = typer.Option(256, help="--engine ray: rows an actor classifies and writes at a time"),
+    actors: int = typer.Option(2, min=1, help="--engine ray: model replicas (Ray actors)"),
+    rows_per_batch: int = typer.Option(256, min=1, help="--engine ray: rows an actor classifies and writes at a time"),
     cpus_per_actor: float = typer.Option(1.0, help="--engine ray: CPUs (and torch threads) per actor on CPU clusters"),
     gpus_per_actor: Optional[float] = typer.Option(
-        None, help="--engine ray: GPUs per actor (default 1 where the cluster has GPUs, else 0)"
+        None, min=0, help="--engine ray: GPUs per actor (default 1 where the cluster has GPUs, else 0)"
     ),
 ) -> None:
     """Predict sections for texts given as arguments or in a file (or, with --engine ray, many files on a cluster)."""
@@ -337,8 +369,6 @@ def predict(
             compile=compile,
         )
         return
-    if engine != "local":
-        _fail(f"--engine must be local or ray, not {engine!r}")
     if not texts and not input:
         _fail("give texts to classify, or --input FILE")
     if input:
@@ -459,39 +489,6 @@ def ui(
 
 
 EXIT_CANNOT_SERVE = 3  # serve: the model failed to load, or the service broke while running
-
-
-def _settings_flags(settings_cls, skip: tuple[str, ...] = ()):
-    """A decorator giving a command one ``--flag`` per field of a pydantic-settings class (type and help
-    from the field's declaration). Flags default to None, "not given", so the file and the environment
-    still apply; the command receives them as keyword arguments."""
-    import inspect
-    import types
-    import typing
-
-    from pydantic import SecretStr
-
-    def flag(name: str, field) -> inspect.Parameter:
-        kind = field.annotation
-        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
-            kind = next(a for a in typing.get_args(kind) if a is not type(None))
-        kind = str if kind is SecretStr else kind
-        decls = (f"--{name.replace('_', '-')}/--no-{name.replace('_', '-')}",) if kind is bool else ()
-        env = f"{settings_cls.model_config.get('env_prefix', '')}{name.upper()}"
-        shown = "" if field.default is None or field.default_factory else f"; default {field.default}"
-        option = typer.Option(*decls, help=f"{field.description or name} (env {env}{shown})", show_default=False)
-        return inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typing.Annotated[Optional[kind], option]
-        )
-
-    def decorate(command):
-        signature = inspect.signature(command)
-        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        flags = [flag(name, field) for name, field in settings_cls.model_fields.items() if name not in skip]
-        command.__signature__ = signature.replace(parameters=own + flags)
-        return command
-
-    return decorate
 
 
 @app.command()

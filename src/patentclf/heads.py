@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from .hierarchy import targets
 from .labels import CODES, NUM_LABELS
+from .train_config import LossWeights  # declared with the training settings (light: the CLI reads them)
 
 IGNORE = -100  # a target that is unknown for this row (no codes, or a code outside the vocabulary)
 
@@ -103,14 +104,6 @@ def encode_targets(layout: HeadLayout, codes: list[list[str]]) -> dict[str, list
 
 
 TARGET_KEYS = ("section_targets", "class_labels", "subclass_labels")
-
-
-@dataclass
-class LossWeights:
-    sections: float = 1.0
-    classes: float = 0.5
-    subclasses: float = 0.5
-    label_smoothing: float = 0.0
 
 
 def head_loss(

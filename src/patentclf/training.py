@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import platform
 import sys
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -15,10 +14,9 @@ from transformers import Trainer
 from . import data as data_mod
 from .bundle import read_info, save_bundle, write_info, write_model_card
 from .evaluation import baseline_metrics, compute_metrics, evaluate_predictions, short_text_form, summary
-from .heads import TARGET_KEYS, HeadLayout, LossWeights, encode_targets, head_loss, last_token_positions
+from .heads import TARGET_KEYS, HeadLayout, encode_targets, head_loss, last_token_positions
 from .labels import NUM_LABELS
 from .models import (
-    DEFAULT_BASE_MODEL,
     LoraSettings,
     add_lora,
     attention_implementation,
@@ -29,91 +27,8 @@ from .models import (
     supports_bf16,
     upcast_trainable,
 )
+from .train_config import ALL_PROJECTIONS, TrainConfig  # noqa: F401 (benches import ALL_PROJECTIONS from here)
 from .tuning import calibrate_classifier
-
-ALL_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
-
-@dataclass
-class TrainConfig:
-    data: str = "bundled"
-    data_config: str = "abstract"
-    extra_data: list[str] = field(default_factory=list)  # more labelled files (e.g. exported feedback)
-    text_fields: list[str] | None = None
-    base_model: str = DEFAULT_BASE_MODEL
-    output_dir: str = "final_model"
-    checkpoint_dir: str | None = None  # default: <output_dir>-checkpoints; a rerun resumes from it
-    resume_from: str | None = None  # an existing bundle whose adapter training continues from
-    max_length: int = 256
-    epochs: float = 1.0
-    batch_size: int = 8
-    eval_batch_size: int = 32
-    gradient_accumulation: int = 1
-    learning_rate: float = 2e-4
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.05
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.1
-    target_modules: list[str] = field(default_factory=lambda: list(ALL_PROJECTIONS))
-    lora_layers: int | None = None  # adapt only the top N layers (shorter backward pass)
-    train_limit: int | None = None
-    eval_limit: int | None = None
-    seed: int = 42
-    precision: str = "auto"  # auto | bf16 | fp16 | fp32
-    quantize: str | None = None  # 4bit | 8bit (CUDA, bitsandbytes)
-    group_by_length: bool = True
-    gradient_checkpointing: bool = False
-    torch_compile: bool = False
-    normalize: bool = True  # feed text in BIGPATENT form (lowercase, spaced punctuation)
-    eval_steps: int | None = None  # evaluate + checkpoint every N steps (default: every epoch)
-    evaluate_test: bool = True
-    # Heads: "auto" trains the hierarchy heads (all sections, main class, main subclass) beside the
-    # main-section head when the training rows carry codes (an `ipc` column); "section" never does.
-    heads: str = "auto"
-    head_learning_rate: float | None = None  # the score layer's own rate (default: learning_rate)
-    label_smoothing: float = 0.0
-    # Also train each row read at a random short prefix (prefix_tokens, in tokens) with this weight:
-    # a causal model's state there is what it would see of a short text, so this costs no forward pass.
-    prefix_loss_weight: float = 0.0
-    prefix_tokens: list[int] = field(default_factory=lambda: [16, 64])
-    # After training, fit a TF-IDF + logistic regression partner on the training rows and blend it
-    # with the model (weights and temperatures fitted on validation; see tuning.py).
-    tfidf_ensemble: bool = True
-    command: str | None = None  # the command line that produced this config, for the model card
-
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides) -> "TrainConfig":
-        import yaml
-
-        text = Path(path).read_text()
-        values = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-        known = {f.name for f in fields(cls)}
-        unknown = set(values or {}) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown option(s) {sorted(unknown)}")
-        return cls(**{**(values or {}), **overrides})
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def validate(self) -> None:
-        if self.precision not in ("auto", "bf16", "fp16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16, fp16 or fp32, not {self.precision!r}")
-        if self.quantize not in (None, "4bit", "8bit"):
-            raise ValueError(f"quantize must be 4bit or 8bit, not {self.quantize!r}")
-        for name in ("max_length", "batch_size", "eval_batch_size", "lora_r", "gradient_accumulation"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive")
-        if self.epochs <= 0 or self.learning_rate <= 0:
-            raise ValueError("epochs and learning_rate must be positive")
-        if self.heads not in ("auto", "section"):
-            raise ValueError(f"heads must be auto or section, not {self.heads!r}")
-        if not 0 <= self.label_smoothing < 1 or self.prefix_loss_weight < 0:
-            raise ValueError("label_smoothing must be in [0, 1) and prefix_loss_weight not negative")
-        if len(self.prefix_tokens) != 2 or not 1 <= self.prefix_tokens[0] <= self.prefix_tokens[1]:
-            raise ValueError(f"prefix_tokens must be [low, high] with 1 <= low <= high, not {self.prefix_tokens}")
-
 
 # --- data --------------------------------------------------------------------------------------
 
@@ -311,7 +226,6 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
     a different run in the same checkpoint folder is refused unless ``restart`` clears it."""
     from transformers import set_seed
 
-    config.validate()
     if config.resume_from:
         previous = read_info(config.resume_from)
         config.base_model = previous["base_model"]
@@ -389,7 +303,7 @@ class HeadTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.layout = layout
         self.config = config
-        self.weights = LossWeights(label_smoothing=config.label_smoothing)
+        self.weights = config.loss_weights()
         self.prefix_generator = torch.Generator().manual_seed(config.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -440,8 +354,9 @@ class HeadTrainer(Trainer):
 # --- resuming only the same run ----------------------------------------------------------------
 
 FINGERPRINT_FILE = "run-fingerprint.json"
-# Settings that do not change what is trained (where it goes, how it is described or evaluated).
-_NOT_FINGERPRINTED = {"output_dir", "checkpoint_dir", "command", "eval_batch_size", "evaluate_test"}
+# Settings that do not change the checkpoints (where they go, how they are described, evaluated or
+# calibrated after training).
+_NOT_FINGERPRINTED = {"output_dir", "checkpoint_dir", "command", "eval_batch_size", "evaluate_test", "tfidf_ensemble"}
 
 
 class TrainingError(RuntimeError):
@@ -476,6 +391,9 @@ def claim_checkpoints(checkpoint_dir: Path, fingerprint: dict, restart: bool = F
                 "or name another --checkpoint-dir"
             )
         previous = json.loads(record.read_text())
+        # A record written before a setting existed: that run had the setting's default.
+        defaults = {k: v for k, v in TrainConfig().to_dict().items() if k in fingerprint["settings"]}
+        previous["settings"] = {**defaults, **previous.get("settings", {})}
         if previous != fingerprint:
             changed = sorted(
                 k for k in fingerprint["settings"] if previous.get("settings", {}).get(k) != fingerprint["settings"][k]
