@@ -31,7 +31,8 @@ predict   `Classifier.load(BUNDLE, precision=P, quantize=Q).predict(texts)`: the
           work per text). --predict-texts texts after a warm-up of two.
 
 Figures: samples/s and texts/s, the base's weights in memory (`get_memory_footprint`), the process's
-peak RSS (and CUDA peak on a GPU), what the original project's recipe (1,000 training rows, one epoch
+peak RSS and its RSS at the end of the work (loading maps the checkpoint file, whose pages count in
+the peak while they are read), the CUDA peak on a GPU, what the original project's recipe (1,000 training rows, one epoch
 at --seq-len tokens) takes at the measured speed, and model FLOP/s (on a GPU, MFU of --peak-tflops)
 by `bench/gpu_train.py`'s count: 4 * N_frozen + 6 * N_trainable + attention, per token.
 """
@@ -48,7 +49,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import common  # noqa: F401  (offline, src on the path)
-from common import machine, median, other_load, peak_rss_mb, table
+from common import machine, median, other_load, peak_rss_mb, rss_mb, table
 
 VARIANTS = ("fp32", "bf16", "8bit", "4bit")
 BASES = ("shipped", "llama-1b")
@@ -177,6 +178,7 @@ def measure_train(base: str, variant: str, args) -> dict:
         "flops_per_s": per_token * args.batch_size * args.seq_len / step,
         "weights_mb": weights_mb,
         "peak_rss_mb": peak_rss_mb(),
+        "end_rss_mb": rss_mb(),
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
     }
 
@@ -200,6 +202,7 @@ def measure_predict(bundle: str, variant: str, args) -> dict:
         "texts_per_s": args.predict_texts / (time.perf_counter() - start),
         "weights_mb": weights_mb,
         "peak_rss_mb": peak_rss_mb(),
+        "end_rss_mb": rss_mb(),
         "cuda_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
     }
 
@@ -242,8 +245,8 @@ def duration(seconds: float) -> str:
 
 def report(name: str, results: dict, args, gpu: bool) -> None:
     base = results.get("fp32", {})
-    headers = ["variant", "train samples/s", "vs fp32", "train peak RSS MB", "base weights MB", f"{RECIPE_ROWS}-row epoch"]
-    headers += ["predict texts/s", "vs fp32", "predict peak RSS MB"]
+    headers = ["variant", "train samples/s", "vs fp32", "train RSS MB peak / end", "base weights MB", f"{RECIPE_ROWS}-row epoch"]
+    headers += ["predict texts/s", "vs fp32", "predict RSS MB peak / end"]
     headers += (
         ["model TFLOP/s", f"MFU (of {args.peak_tflops:g})", "train CUDA peak MB", "predict CUDA peak MB"]
         if gpu
@@ -263,12 +266,12 @@ def report(name: str, results: dict, args, gpu: bool) -> None:
             variant + (f" ({t['precision']} compute)" if ok_t and variant.endswith("bit") else ""),
             f"{t['samples_per_s']:.3f}" if ok_t else "-",
             ratio("samples_per_s", t, base.get("train", {})),
-            f"{t['peak_rss_mb']:,.0f}" if ok_t else "-",
+            f"{t['peak_rss_mb']:,.0f} / {t['end_rss_mb']:,.0f}" if ok_t else "-",
             f"{t['weights_mb']:,.0f}" if ok_t else (f"{p['weights_mb']:,.0f}" if ok_p else "-"),
             duration(RECIPE_ROWS / t["samples_per_s"]) if ok_t else "-",
             f"{p['texts_per_s']:.2f}" if ok_p else "-",
             ratio("texts_per_s", p, base.get("predict", {})),
-            f"{p['peak_rss_mb']:,.0f}" if ok_p else "-",
+            f"{p['peak_rss_mb']:,.0f} / {p['end_rss_mb']:,.0f}" if ok_p else "-",
         ]
         if gpu:
             row += [

@@ -153,7 +153,7 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     precision, None (the default) does what the bundle recorded (a QLoRA bundle's base is quantized
     again, as in training). Over a quantized base the adapter stays unmerged (merging would round it
     into 4/8-bit weights): ``merge`` then returns the base model with the adapter layers in place,
-    and ``dtype`` is left to the quantization's compute dtype."""
+    and ``dtype`` applies to the layers that are not quantized."""
     import torch
     from peft import PeftModel
     from transformers import AutoTokenizer
@@ -176,7 +176,9 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
         base = load_classification_model(
             info["base_model"],
             pad_token_id=tokenizer.pad_token_id,
-            dtype=torch.float32,
+            # Merging is done in fp32; over a quantized base, the layers it leaves (embeddings,
+            # norms, head) are loaded in ``dtype`` straight away: nothing is merged into them.
+            dtype=(dtype or torch.float32) if kind else torch.float32,
             num_labels=HeadLayout.from_info(info).size,
             quantize=kind,
             device=target,

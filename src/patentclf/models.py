@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import os
@@ -215,6 +216,7 @@ def quantization_problem(device: torch.device | None = None) -> str | None:
     device = device or pick_device()
     if device.type not in ("cuda", "cpu", "xpu"):
         return f"bitsandbytes has no {device.type} backend; quantize on a CUDA GPU or the CPU"
+    _quiet_bitsandbytes()
     try:
         import bitsandbytes
     except ImportError:
@@ -229,8 +231,19 @@ def quantization_problem(device: torch.device | None = None) -> str | None:
     return None
 
 
-def _not_int8_cast_notice(record) -> bool:
-    return not str(record.msg).startswith("MatMul8bitLt: inputs will be cast")
+# bitsandbytes' notices that are no fault: LLM.int8() logs at every call that it casts fp32 inputs
+# to fp16, and its CPU backend logs at import that the optional `kernels` package (which fetches a
+# 4-bit kernel from the hub) is missing; it then uses the kernel of its own native library.
+BNB_NOTICES = {
+    "bitsandbytes.autograd._functions": "MatMul8bitLt: inputs will be cast",
+    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
+}
+
+
+@functools.cache  # once per process
+def _quiet_bitsandbytes() -> None:
+    for name, notice in BNB_NOTICES.items():
+        logging.getLogger(name).addFilter(lambda record, notice=notice: not str(record.msg).startswith(notice))
 
 
 def quantization_config(kind: str, device: torch.device | None = None):
@@ -243,8 +256,6 @@ def quantization_config(kind: str, device: torch.device | None = None):
         raise ModelError(f"--quantize {kind} cannot run here: {problem}")
     from transformers import BitsAndBytesConfig
 
-    # LLM.int8() casts each fp32 input to fp16 and logs it at every call: keep the log readable.
-    logging.getLogger("bitsandbytes.autograd._functions").addFilter(_not_int8_cast_notice)
     if kind == "4bit":
         return BitsAndBytesConfig(
             load_in_4bit=True,
