@@ -14,8 +14,6 @@ import torch
 
 from .labels import ID2LABEL, LABEL2ID, NUM_LABELS
 
-DEFAULT_BASE_MODEL = "meta-llama/Llama-3.2-1B"
-
 
 @dataclass(frozen=True)
 class EmbeddedModel:
