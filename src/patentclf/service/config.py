@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     JsonConfigSettingsSource,
@@ -47,6 +47,12 @@ class ServiceConfig(BaseSettings):
     )
     compile: bool = Field(
         False, description="torch.compile the model; /ready waits until it is compiled (30-80 s on a CPU), ~20% faster after"
+    )
+    engine: Literal["torch", "vllm"] = Field(
+        "torch", description="torch: the model in this process | vllm: on a vLLM server of its merged export (vllm_url)"
+    )
+    vllm_url: str | None = Field(
+        None, description="engine vllm: address of a `vllm serve EXPORT --runner pooling` (implies engine vllm)"
     )
     long_text: Literal["truncate", "chunk"] = Field(
         "truncate", description="text longer than the model's window: read its start, or average overlapping windows"
@@ -88,6 +94,14 @@ class ServiceConfig(BaseSettings):
     def _json_from_env(cls, value: Any) -> Any:
         """Environment values arrive as strings: ``PATENTCLF_API_KEYS='{"alice": "KEY"}'``, ``PATENTCLF_REVIEWERS='["alice"]'``."""
         return json.loads(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _engine_needs_url(self) -> "ServiceConfig":
+        if self.vllm_url and self.engine == "torch":
+            self.engine = "vllm"
+        if self.engine == "vllm" and not self.vllm_url:
+            raise ValueError("engine vllm needs vllm_url: the address of a `vllm serve` of the bundle's merged export")
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -146,7 +146,7 @@ async def ready(response: Response, runtime: ServiceRuntime = Depends(get_runtim
     longer serve (the model failed to load, or its worker died: the process then exits for a restart)."""
     if not runtime.ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return {"ready": False, "model_version": None, "detail": runtime.fatal_error or "the model is loading"}
+        return {"ready": False, "model_version": None, "detail": runtime.not_ready_reason}
     return {"ready": True, "model_version": runtime.model_version}
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..bundle import default_model_dir, read_info
 from ..classifier import Classifier
+from ..engines.vllm import EngineUnavailable
 from ..feedback import FeedbackStore
 from ..monitoring import LoggedPrediction, Metrics, PredictionLog, new_log_row, new_prediction_id, prediction_id_age_s
 from ..prediction import Prediction, prediction_record
@@ -25,6 +26,7 @@ from .config import ServiceConfig
 
 log = logging.getLogger("patentclf.service")
 TRIM_EVERY_S = 60.0  # how often the predictions log is cut to its retention
+ENGINE_CHECK_S = 2.0  # how often a vLLM engine's server is asked if it is healthy
 
 
 def log_event(event: str, **fields) -> None:
@@ -102,6 +104,7 @@ class ServiceRuntime:
         self.batcher: MicroBatcher | None = None
         self.info: dict = {}
         self.fatal_error: str | None = None
+        self.engine_error: str | None = None  # engine vllm: why its server does not answer now
         self._tasks: list[asyncio.Task] = []
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -118,7 +121,12 @@ class ServiceRuntime:
         try:
             # With compile, loading also compiles (a warm-up prediction), so /ready waits for it.
             classifier = await asyncio.to_thread(
-                Classifier.load, self.model_dir, precision=self.config.precision, compile=self.config.compile
+                Classifier.load,
+                self.model_dir,
+                precision=self.config.precision,
+                compile=self.config.compile,
+                engine=self.config.engine,
+                vllm_url=self.config.vllm_url,
             )
         except Exception as exc:
             log_event("model_load_failed", error=f"{type(exc).__name__}: {exc}")
@@ -136,8 +144,29 @@ class ServiceRuntime:
             on_death=self._fatal,
         )
         batcher.start()
+        if cfg.engine == "vllm":
+            # A model in another process can go away and come back: /ready follows its health check.
+            await self._check_engine(classifier)
+            self._tasks.append(asyncio.create_task(self._watch_engine(classifier), name="patentclf-engine-check"))
         self.batcher, self.classifier = batcher, classifier
         log_event("model_ready", model_version=classifier.version, device=str(classifier.device), config=cfg.public_dict())
+
+    async def _check_engine(self, classifier: Classifier) -> None:
+        try:
+            await asyncio.to_thread(classifier.engine.check)
+        except RuntimeError as exc:
+            if self.engine_error is None:
+                log_event("engine_unavailable", error=str(exc))
+            self.engine_error = str(exc)
+        else:
+            if self.engine_error is not None:
+                log_event("engine_available")
+            self.engine_error = None
+
+    async def _watch_engine(self, classifier: Classifier) -> None:
+        while True:
+            await asyncio.sleep(ENGINE_CHECK_S)
+            await self._check_engine(classifier)
 
     def _fatal(self, reason: str) -> None:
         """Stop serving for good: /ready says 503 with the reason, and the app stops the process."""
@@ -177,7 +206,11 @@ class ServiceRuntime:
 
     @property
     def ready(self) -> bool:
-        return self.classifier is not None and self.fatal_error is None
+        return self.classifier is not None and self.fatal_error is None and self.engine_error is None
+
+    @property
+    def not_ready_reason(self) -> str:
+        return self.fatal_error or self.engine_error or "the model is still loading"
 
     @property
     def model_version(self) -> str | None:
@@ -189,9 +222,13 @@ class ServiceRuntime:
         """Classify through the batcher; raises NotReady, QueueFull or BatcherClosed.
         ``started``: ``time.perf_counter()`` when the request came in (for the logged latency)."""
         if not self.ready:
-            raise NotReady(self.fatal_error or "the model is still loading")
+            raise NotReady(self.not_ready_reason)
         self.metrics.queue_depth.set(self.batcher.depth + 1)
-        predictions: list[Prediction] = await self.batcher.submit(texts)
+        try:
+            predictions: list[Prediction] = await self.batcher.submit(texts)
+        except EngineUnavailable as exc:  # the vLLM server went away since the last check
+            self.engine_error = str(exc)
+            raise NotReady(str(exc)) from exc
         self.metrics.queue_depth.set(self.batcher.depth)
         return self._record(texts, predictions, latency_ms=(time.perf_counter() - started) * 1000)
 
