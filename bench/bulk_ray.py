@@ -53,11 +53,8 @@ def main() -> None:
     from load_service import resolve_model
 
     from patentclf.bulk import FILTER_CPUS, LIGHT_CPUS, read_predictions, run_bulk
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from ray_cluster import RayHead  # the tests' loopback cluster: `ray start --head` with its own token
-
     from patentclf.data import load_split, stratified_subset
+    from tests.ray_cluster import RayHead  # the tests' loopback cluster: `ray start --head` with its own token
 
     cores = os.cpu_count() or 1
     print(f"machine: {machine()}")

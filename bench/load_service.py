@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import common  # noqa: F401  (sets offline mode and the import path)
 import httpx
 
 from patentclf.data import load_split
-from patentclf.service.live import LiveServer
+from tests.servers import LiveServer
 
 
 def tiny_random_bundle(folder: Path) -> Path:

@@ -36,11 +36,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import common  # noqa: F401  (sets offline mode and the import path)
 import httpx
 
 from patentclf.data import load_split
 from patentclf.feedback import FeedbackStore
-from patentclf.service.live import LiveServer
+from tests.servers import LiveServer
 
 API_KEY = "soak-key"
 SETTINGS = dict(max_text_chars=20_000, max_batch=32, queue_size=64, request_timeout_s=30, retry_after_s=1, log_flush_s=1.0)

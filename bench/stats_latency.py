@@ -94,7 +94,7 @@ def http_stats_ms(target: str, repeats: int) -> float:
     import httpx
     from load_service import tiny_random_bundle
 
-    from patentclf.service.live import LiveServer
+    from tests.servers import LiveServer
 
     with tempfile.TemporaryDirectory(prefix="stats-bench-") as folder:
         model = tiny_random_bundle(Path(folder))

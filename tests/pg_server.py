@@ -16,7 +16,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from patentclf.service.live import free_port
+from .servers import free_port
 
 USER = "patentclf"
 

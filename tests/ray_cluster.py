@@ -14,19 +14,13 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from .servers import free_port
 
 # Ray names a node by the machine's network address even when told 127.0.0.1 (it resolves loopback
 # to "a remotely reachable IP"), and drivers then connect to that address. With this variable at 0
@@ -114,7 +108,7 @@ class RayHead:
 
     def _start(self) -> str | None:
         """Start the head; None once it runs, else the end of its log."""
-        port = _free_port()
+        port = free_port()
         self.address = f"127.0.0.1:{port}"
         ray = str(Path(sys.executable).with_name("ray"))
         command = [
@@ -133,13 +127,13 @@ class RayHead:
             "--temp-dir",
             self.temp,
             "--dashboard-agent-grpc-port",
-            str(_free_port()),
+            str(free_port()),
             "--dashboard-agent-listen-port",
-            str(_free_port()),
+            str(free_port()),
             "--runtime-env-agent-port",
-            str(_free_port()),
+            str(free_port()),
             "--metrics-export-port",
-            str(_free_port()),
+            str(free_port()),
         ]
         self.log = open(Path(self.temp) / "head.log", "w+")
         self.process = subprocess.Popen(

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 from patentclf.cli import app
 from patentclf.labels import CODES
 from patentclf.prediction import CodeSuggestion, Prediction
-from patentclf.service.live import LiveServer
 from patentclf.service.runtime import ServedPrediction
 from patentclf.service.schemas import PredictionResponse
 
 from .conftest import toy_rows, write_jsonl
+from .servers import LiveServer
 
 HIERARCHY = ("sections", "section_probabilities", "classes", "subclasses")
 

@@ -16,8 +16,8 @@ import pytest
 from patentclf.labels import section
 from patentclf.ui.examples import EXAMPLES
 
+from .servers import json_api, run_api, run_ui
 from .ui_samples import hierarchy_answer
-from .ui_servers import json_api, run_api, run_ui
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"

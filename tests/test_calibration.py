@@ -207,3 +207,36 @@ def test_calibrate_without_tfidf_refits_the_calibration_training_stored(tmp_path
         assert after[head]["temperature"] == pytest.approx(before[head]["temperature"], abs=1e-6)
     assert after["section"]["weights"] == pytest.approx(before["section"]["weights"], abs=1e-4)
     assert after["sections_stack"]["coefficients"] == pytest.approx(before["sections_stack"]["coefficients"], abs=1e-5)
+
+
+def test_calibrate_refits_a_bundle_in_place_and_rewrites_its_figures(tiny_hierarchy_bundle, tmp_path):
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from patentclf.bundle import read_info
+    from patentclf.cli import app
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_hierarchy_bundle, bundle)
+    info = read_info(bundle)
+    # Stale figures and an older calibration (no confidence map, no stack), as a bundle from before.
+    for figures in info["metrics"].values():
+        figures["accuracy"] = -1.0
+    del info["calibration"]["sections_stack"], info["calibration"]["section"]["confidence_map"]
+    (bundle / "patentclf.json").write_text(json.dumps(info))
+    tfidf_before = (bundle / "tfidf.safetensors").read_bytes()
+
+    result = CliRunner().invoke(app, ["calibrate", "--model", str(bundle), "--no-tfidf"])
+    assert result.exit_code == 0, result.output
+    after = read_info(bundle)
+    assert "sections_stack" in after["calibration"] and "confidence_map" in after["calibration"]["section"]
+    assert set(after["metrics"]) >= {"validation", "test"}
+    assert all(0 <= figures["accuracy"] <= 1 for figures in after["metrics"].values())
+    card = (bundle / "README.md").read_text()
+    assert "-1.000" not in card and f"{after['metrics']['test']['accuracy']:.3f}" in card
+    assert (bundle / "tfidf.safetensors").read_bytes() == tfidf_before  # --no-tfidf keeps the partner
+    # A bundle folder that is not one: a clear error, not a traceback.
+    missing = CliRunner().invoke(app, ["calibrate", "--model", str(tmp_path / "nowhere"), "--no-tfidf"])
+    assert missing.exit_code != 0 and "Traceback" not in missing.output

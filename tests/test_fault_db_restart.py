@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from patentclf.feedback import FeedbackStore
-from patentclf.service.live import LiveServer
 from tests.pg_server import PostgresServer, find_bindir
+from tests.servers import LiveServer
 
 API_KEY = "restart-key"
 HEADERS = {"X-API-Key": API_KEY}

@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from patentclf.feedback import FeedbackStore
-from patentclf.service.live import LiveServer
+
+from .servers import LiveServer
 
 API_KEY = "disk-key"
 HEADERS = {"X-API-Key": API_KEY}

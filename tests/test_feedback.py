@@ -12,7 +12,8 @@ import pytest
 from patentclf.data import load_split
 from patentclf.feedback import Feedback, FeedbackStore, export_jsonl
 from patentclf.labels import LABEL2ID
-from patentclf.service.live import LiveServer
+
+from .servers import LiveServer
 
 API_KEY = "feedback-key"
 HEADERS = {"X-API-Key": API_KEY}

@@ -15,10 +15,10 @@ import httpx
 from patentclf.bundle import read_info
 from patentclf.classifier import Classifier
 from patentclf.data import load_split
-from patentclf.service.live import LiveServer
 from patentclf.training import train
 
 from .conftest import FILLER, tiny_train_config, toy_rows, write_jsonl
+from .servers import LiveServer
 
 API_KEY = "loop-key"
 # The toy task has no section Y, so a model trained on it never answers Y: texts about these get it wrong.

@@ -1,9 +1,8 @@
-"""The hierarchy heads, the last-token rule, resuming only the same run, and the data guards."""
+"""The hierarchy heads: their layout and targets, the last-token rule, and predictions at every level."""
 
 from __future__ import annotations
 
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -12,9 +11,8 @@ import torch
 from patentclf import data
 from patentclf.bundle import load_bundle, read_info
 from patentclf.classifier import Classifier
-from patentclf.evaluation import compute_metrics
 from patentclf.heads import IGNORE, HeadLayout, LossWeights, encode_targets, head_loss
-from patentclf.training import HeadTrainer, TrainConfig, without_evaluation_rows
+from patentclf.training import HeadTrainer, TrainConfig
 
 
 def test_layout_slices_and_targets():
@@ -154,51 +152,3 @@ def test_section_only_bundle_keeps_working(tiny_bundle):
 def test_bundle_names_its_base_model_not_a_path_of_the_training_machine(tiny_hierarchy_bundle):
     adapter = json.loads((tiny_hierarchy_bundle / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == read_info(tiny_hierarchy_bundle)["base_model"]
-
-
-def test_extra_rows_that_are_evaluation_rows_are_dropped_with_a_warning():
-    evaluation = data.Split(texts=["A Lens, for cameras.", "a pump"], labels=[6, 5], ids=["US1", "US2"])
-    extra = data.Split(texts=["a lens , for cameras .", "something new", "other text"], labels=[6, 1, 5], ids=[None, None, "US2"])
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        kept = without_evaluation_rows(extra, [evaluation])
-    assert kept.texts == ["something new"]
-    assert any("dropped 2 of 3" in str(w.message) for w in caught)
-
-
-def test_macro_f1_ignores_stray_predictions_of_absent_sections():
-    # Y (8) is never true here; predicting it once must not add a zero to the average.
-    metrics = compute_metrics([0, 0, 1, 1], [0, 8, 1, 1])
-    assert metrics["macro_f1"] == pytest.approx((2 / 3 + 1) / 2)
-    assert metrics["accuracy"] == 0.75
-
-
-def test_calibrate_refits_a_bundle_in_place_and_rewrites_its_figures(tiny_hierarchy_bundle, tmp_path):
-    import shutil
-
-    from typer.testing import CliRunner
-
-    from patentclf.cli import app
-
-    bundle = tmp_path / "bundle"
-    shutil.copytree(tiny_hierarchy_bundle, bundle)
-    info = read_info(bundle)
-    # Stale figures and an older calibration (no confidence map, no stack), as a bundle from before.
-    for figures in info["metrics"].values():
-        figures["accuracy"] = -1.0
-    del info["calibration"]["sections_stack"], info["calibration"]["section"]["confidence_map"]
-    (bundle / "patentclf.json").write_text(json.dumps(info))
-    tfidf_before = (bundle / "tfidf.safetensors").read_bytes()
-
-    result = CliRunner().invoke(app, ["calibrate", "--model", str(bundle), "--no-tfidf"])
-    assert result.exit_code == 0, result.output
-    after = read_info(bundle)
-    assert "sections_stack" in after["calibration"] and "confidence_map" in after["calibration"]["section"]
-    assert set(after["metrics"]) >= {"validation", "test"}
-    assert all(0 <= figures["accuracy"] <= 1 for figures in after["metrics"].values())
-    card = (bundle / "README.md").read_text()
-    assert "-1.000" not in card and f"{after['metrics']['test']['accuracy']:.3f}" in card
-    assert (bundle / "tfidf.safetensors").read_bytes() == tfidf_before  # --no-tfidf keeps the partner
-    # A bundle folder that is not one: a clear error, not a traceback.
-    missing = CliRunner().invoke(app, ["calibrate", "--model", str(tmp_path / "nowhere"), "--no-tfidf"])
-    assert missing.exit_code != 0 and "Traceback" not in missing.output

@@ -14,7 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from patentclf.feedback import FeedbackStore
-from patentclf.service.live import LiveServer
+
+from .servers import LiveServer
 
 API_KEY = "replica-key"
 HEADERS = {"X-API-Key": API_KEY}

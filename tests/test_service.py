@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from patentclf.classifier import Classifier
 from patentclf.labels import CODES
-from patentclf.service.live import LiveServer
 
 from .conftest import toy_rows
+from .servers import LiveServer
 
 API_KEY = "test-key"
 LIMITS = dict(max_text_chars=2000, max_batch=8)

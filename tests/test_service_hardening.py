@@ -5,11 +5,8 @@ service cannot serve (it says so on /ready and exits non-zero for a supervisor t
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -20,9 +17,9 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from patentclf.service import ServiceConfig, create_app
-from patentclf.service.live import LiveServer, free_port
 
 from .conftest import FILLER, TOY_WORDS
+from .servers import LiveServer, free_port
 
 API_KEY = "hardening-key"
 
@@ -160,30 +157,17 @@ def test_a_request_queued_past_its_deadline_gets_503_and_is_dropped(tiny_bundle,
 # --- when the service cannot serve --------------------------------------------------------------
 
 
-def serve_command(bundle, port: int, db) -> list[str]:
-    return ["serve", "--model", str(bundle), "--port", str(port), "--feedback-db", str(db), "--precision", "fp32"]
-
-
 def test_a_model_that_fails_to_load_ends_the_process_non_zero(tiny_bundle, tmp_path):
     broken = tmp_path / "broken-model"
     shutil.copytree(tiny_bundle, broken)
     (broken / "adapter_model.safetensors").write_bytes(b"not a safetensors file")
-    log = tmp_path / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "patentclf.cli", *serve_command(broken, free_port(), tmp_path / "fb.db")],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    server = LiveServer(broken, feedback_db=tmp_path / "fb.db")
     try:
-        code = process.wait(timeout=300)
+        with pytest.raises(RuntimeError, match="exited with 3:"):
+            server.start()
     finally:
-        if process.poll() is None:
-            process.kill()
-    text = log.read_text()
-    assert code == 3, text[-3000:]
+        server.stop()
+    text = server.log_text()
     assert '"event": "model_load_failed"' in text and "the model failed to load" in text
 
 
@@ -205,31 +189,17 @@ main()
 """
 
 
+class FaultyServer(LiveServer):
+    entry = ["-c", FAULTY_SERVE]
+
+
 def test_a_dead_worker_ends_the_process_non_zero_and_no_request_hangs(tiny_bundle, tmp_path):
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp_path / "server.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    with log.open("wb") as out:
-        command = [sys.executable, "-c", FAULTY_SERVE, *serve_command(tiny_bundle, port, tmp_path / "fb.db")]
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        assert httpx.post(url + "/predict", json={"text": "an optical sensor"}, timeout=30).status_code == 200
-        response = httpx.post(url + "/predict/batch", json={"texts": ["an optical sensor"] * 7}, timeout=30)
+    with FaultyServer(tiny_bundle, feedback_db=tmp_path / "fb.db") as server:
+        assert httpx.post(server.url + "/predict", json={"text": "an optical sensor"}, timeout=30).status_code == 200
+        response = httpx.post(server.url + "/predict/batch", json={"texts": ["an optical sensor"] * 7}, timeout=30)
         assert response.status_code == 503 and "worker stopped" in response.json()["detail"]
-        code = process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    text = log.read_text()
+        code = server.process.wait(timeout=60)
+    text = server.log_text()
     assert code == 3, text[-3000:]
     assert '"event": "fatal"' in text and "planted fault" in text
 

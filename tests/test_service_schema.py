@@ -10,8 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from patentclf.service.live import LiveServer
 from patentclf.service.schemas import NON_BLANK
+
+from .servers import LiveServer
 
 API_KEY = "schema-key"
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"

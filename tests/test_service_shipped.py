@@ -7,7 +7,8 @@ import pytest
 
 from patentclf.data import load_split, stratified_subset
 from patentclf.labels import CODES, SECTIONS
-from patentclf.service.live import LiveServer
+
+from .servers import LiveServer
 
 
 @pytest.mark.slow

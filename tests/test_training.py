@@ -1,14 +1,17 @@
-"""Training on the toy task with a tiny real Llama: learns, evaluates, saves, reloads identically."""
+"""Training on the toy task with a tiny real Llama: learns, evaluates, saves, reloads identically; extra
+rows never bring evaluation rows back in."""
 
 from __future__ import annotations
 
 import json
+import warnings
 
 import torch
 
 from patentclf.bundle import load_bundle, read_info
 from patentclf.classifier import Classifier
-from patentclf.data import load_split
+from patentclf.data import Split, load_split
+from patentclf.training import without_evaluation_rows
 
 
 def test_tiny_llama_learns_the_toy_task(tiny_bundle, toy_data):
@@ -49,3 +52,13 @@ def test_saved_bundle_reloads_with_identical_logits(tiny_bundle):
     with torch.no_grad():
         assert torch.equal(merged, again(**batch).logits)
     assert torch.allclose(merged, unmerged, atol=1e-4)
+
+
+def test_extra_rows_that_are_evaluation_rows_are_dropped_with_a_warning():
+    evaluation = Split(texts=["A Lens, for cameras.", "a pump"], labels=[6, 5], ids=["US1", "US2"])
+    extra = Split(texts=["a lens , for cameras .", "something new", "other text"], labels=[6, 1, 5], ids=[None, None, "US2"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        kept = without_evaluation_rows(extra, [evaluation])
+    assert kept.texts == ["something new"]
+    assert any("dropped 2 of 3" in str(w.message) for w in caught)

@@ -12,8 +12,8 @@ from patentclf.labels import CODES, section
 from patentclf.ui import app_path
 from patentclf.ui.examples import EXAMPLES
 
+from .servers import API_KEY, free_port, json_api, run_api, silent_server
 from .ui_samples import hierarchy_answer
-from .ui_servers import API_KEY, free_port, json_api, run_api, silent_server
 
 TIMEOUT = 60  # seconds an AppTest run may take (a prediction on the tiny model takes well under one)
 

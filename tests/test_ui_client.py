@@ -7,7 +7,7 @@ import pytest
 from patentclf.labels import CODES, section
 from patentclf.ui.client import ApiClient, ApiError
 
-from .ui_servers import API_KEY, canned_server, free_port, json_body, run_api, silent_server
+from .servers import API_KEY, canned_server, free_port, json_body, run_api, silent_server
 
 
 @pytest.fixture(scope="module")
