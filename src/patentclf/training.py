@@ -285,6 +285,15 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
         "versions": library_versions(),
         "command": config.command or " ".join(sys.argv),
     }
+
+    def calibrate_and_measure(folder: Path, info: dict) -> dict:
+        """One classifier, loaded once: calibrated on validation, then measured on validation and test."""
+        from .classifier import Classifier
+
+        classifier = Classifier.load(folder)
+        info["calibration"] = calibrate_classifier(classifier, splits["train"], splits["validation"], tfidf=config.tfidf_ensemble)
+        return measure_into_info(classifier, splits, info)
+
     try:
         return save_bundle(trainer.model, tokenizer, info, config.output_dir, finish=calibrate_and_measure)
     finally:
@@ -330,15 +339,6 @@ class HeadTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         """With ``head_learning_rate``, the score layer gets its own rate (a new, randomly initialised
-
-    def calibrate_and_measure(folder: Path, info: dict) -> dict:
-        """One classifier, loaded once: calibrated on validation, then measured on validation and test."""
-        from .classifier import Classifier
-
-        classifier = Classifier.load(folder)
-        info["calibration"] = calibrate_classifier(classifier, splits["train"], splits["validation"], tfidf=config.tfidf_ensemble)
-        return measure_into_info(classifier, splits, info)
-
         layer often wants a larger one than the adapters)."""
         if self.config.head_learning_rate is None or self.optimizer is not None:
             return super().create_optimizer()
