@@ -24,7 +24,6 @@ from .hierarchy import parse_code_list
 from .inputs import SUFFIXES, DataError, clean, read_local_records, row_id, row_text, text_fields_for
 from .labels import CODES, parse_label
 
-HUB_DATASET = "ccdv/patent-classification"
 SPLIT_ALIASES = {
     "train": ("train",),
     "validation": ("validation", "valid", "val", "dev"),

@@ -57,10 +57,6 @@ def level(code: str) -> str:
     return LEVELS[{1: 0, 3: 1, 4: 2}[len(code)]]
 
 
-def section_of(code: str) -> str:
-    return code[0]
-
-
 def class_of(code: str) -> str | None:
     return code[:3] if len(code) >= 3 else None
 

@@ -12,7 +12,7 @@ import torch
 from transformers import Trainer
 
 from . import data as data_mod
-from .bundle import read_info, save_bundle, write_info, write_model_card
+from .bundle import read_info, save_bundle
 from .evaluation import baseline_metrics, compute_metrics, evaluate_predictions, short_text_form, summary
 from .heads import TARGET_KEYS, HeadLayout, encode_targets, head_loss, last_token_positions
 from .labels import NUM_LABELS
@@ -441,16 +441,6 @@ def peak_memory_mb(device: torch.device) -> dict:
 def headline(metrics: dict) -> dict:
     """The figures a bundle records: summary, ECE and the hierarchy figures."""
     return {**summary(metrics), "ece": metrics["calibration"]["ece"], **metrics.get("hierarchy", {})}
-
-
-def evaluate_bundle_into_info(bundle_dir: Path, splits: dict[str, data_mod.Split]) -> dict:
-    """Evaluate the saved bundle through the real inference path and record the figures in it."""
-    from .classifier import Classifier
-
-    info = measure_into_info(Classifier.load(bundle_dir), splits, read_info(bundle_dir))
-    write_info(bundle_dir, info)
-    write_model_card(bundle_dir, info)
-    return info
 
 
 def measure_into_info(classifier, splits: dict[str, data_mod.Split], info: dict) -> dict:
