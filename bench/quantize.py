@@ -51,6 +51,8 @@ from types import SimpleNamespace
 import common  # noqa: F401  (offline, src on the path)
 from common import machine, median, other_load, peak_rss_mb, rss_mb, table
 
+import patentclf  # noqa: F401, I001  (before torch: it sets GOMP_SPINCOUNT, which libgomp reads as torch loads)
+
 VARIANTS = ("fp32", "bf16", "8bit", "4bit")
 BASES = ("shipped", "llama-1b")
 RECIPE_ROWS = 1000  # the original project's run: 1,000 training rows, one epoch

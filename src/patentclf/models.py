@@ -212,8 +212,6 @@ BNB_CPU_VERSION = (0, 47)  # the first bitsandbytes with a CPU backend
 def quantization_problem(device: torch.device | None = None) -> str | None:
     """Why bitsandbytes cannot quantize on ``device`` here (one line), or None when it can."""
     device = device or pick_device()
-    if device.type not in ("cuda", "cpu", "xpu"):
-        return f"bitsandbytes has no {device.type} backend; quantize on a CUDA GPU or the CPU"
     _quiet_bitsandbytes()
     try:
         import bitsandbytes
@@ -226,6 +224,9 @@ def quantization_problem(device: torch.device | None = None) -> str | None:
         return (
             f"bitsandbytes {bitsandbytes.__version__} has no CPU backend (0.47 or later has): pip install 'patentclf[quantize]'"
         )
+    # Its backends are folders named by device type (cuda, cpu, mps, xpu, ...).
+    if not (Path(bitsandbytes.__file__).parent / "backends" / device.type).is_dir():
+        return f"bitsandbytes {bitsandbytes.__version__} has no {device.type} backend; quantize on a CUDA GPU or the CPU"
     return None
 
 
