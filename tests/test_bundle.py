@@ -59,3 +59,13 @@ def test_the_shipped_card_is_what_its_template_renders():
     template gives its card byte for byte."""
     folder = default_model_dir()
     assert bundle_card(read_info(folder)) == (folder / "README.md").read_text()
+
+
+def test_the_export_card_states_the_window_and_its_overlap_as_the_classifier_reads_them():
+    from patentclf.cards import export_card
+    from patentclf.windows import chunk_overlap
+
+    info = read_info(default_model_dir())
+    card = export_card(info, "bfloat16")
+    assert f"windows of {info['max_length']} tokens that\noverlap by {chunk_overlap(info['max_length'])} tokens" in card
+    assert "(bfloat16 weights)" in card and "$" not in card.replace("$ ", "")

