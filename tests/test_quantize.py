@@ -86,3 +86,14 @@ def test_train_without_bitsandbytes_fails_in_one_line(tmp_path, toy_data, tiny_b
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines == ["error: --quantize 4bit cannot run here: bitsandbytes is not installed: pip install 'patentclf[quantize]'"]
+
+
+@needs_bnb
+def test_export_merges_a_qlora_adapter_into_the_full_precision_base(quantized_bundle, tmp_path):
+    import json
+
+    from patentclf.export import export_merged
+
+    _, bundle = quantized_bundle
+    out = export_merged(bundle, tmp_path / "export")
+    assert "quantization_config" not in json.loads((out / "config.json").read_text())

@@ -37,7 +37,8 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
         raise ValueError(f"dtype must be one of {sorted(EXPORT_DTYPES)}, not {dtype!r}")
     bundle_dir, out_dir = Path(bundle_dir), Path(out_dir)
     info = read_info(bundle_dir)
-    model, tokenizer, _ = load_bundle(bundle_dir, dtype=EXPORT_DTYPES[dtype], merge=True)
+    # A QLoRA bundle's adapter is merged into the full-precision base: an export has no bitsandbytes.
+    model, tokenizer, _ = load_bundle(bundle_dir, dtype=EXPORT_DTYPES[dtype], merge=True, quantize="none")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "right"
