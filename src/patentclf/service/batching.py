@@ -279,4 +279,3 @@ class MicroBatcher:
     def _drop_abandoned(self) -> None:
         for job in [j for j in self._queue if j.future.done()]:
             self._queue.remove(job)
-
