@@ -41,13 +41,14 @@ def _load_classifier(model: Optional[Path], precision: str = "auto", compile: bo
             classifier.engine.check()
             return classifier
         return Classifier.load(model, precision=precision, compile=compile)
-    except (ModelError, OSError, ValueError, RuntimeError) as exc:
-        _fail(str(exc))
-    except Exception as exc:  # compiling at load can fail in inductor, e.g. with no C++ compiler
-        if not compile:
-            raise
-        first_line = (str(exc).strip().splitlines() or [""])[0]
-        _fail(f"--compile failed ({type(exc).__name__}: {first_line}); run without --compile")
+    except Exception as exc:
+        # Compiling at load can fail in inductor (e.g. no C++ compiler: a RuntimeError): say so.
+        if compile and not isinstance(exc, (ModelError, OSError)):
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            _fail(f"--compile failed ({type(exc).__name__}: {first_line}); run without --compile")
+        if isinstance(exc, (ModelError, OSError, ValueError, RuntimeError)):  # RuntimeError: a vLLM server gone
+            _fail(str(exc))
+        raise
 
 
 def _settings_flags(settings_cls, skip: tuple[str, ...] = (), names: dict[str, tuple[str, ...]] | None = None):
