@@ -136,7 +136,7 @@ def check(servers: dict, answers: list, acknowledged: dict, errors: list, back_s
     assert unexpected == []
     assert [a for a in answers if a[2] == "predict" and a[3] != 200] == []  # predictions never fail
     assert [a for a in answers if a[0] == "down" and a[2] != "predict" and a[3] != 503] == []
-    assert back_s < 20
+    assert back_s < 60  # 0.5 s on a quiet machine; the bound leaves room for a loaded CI machine
 
     stored = {row["id"]: row["text"] for row in FeedbackStore(url).rows()}
     assert set(acknowledged) <= set(stored)
