@@ -54,7 +54,7 @@ def test_training_and_prediction_read_the_same_token_even_when_eos_is_appended(t
         classifier.tokenizer("a turbine engine valve")["input_ids"] + [eos],
         classifier.tokenizer("an acid")["input_ids"] + [eos],
     ]
-    serving = classifier.engine.forward(windows)
+    serving, _ = classifier.engine.forward(windows)
 
     model, tokenizer, info = load_bundle(tiny_hierarchy_bundle, dtype=torch.float32, merge=False)
     batch = tokenizer.pad({"input_ids": windows}, return_tensors="pt")

@@ -258,13 +258,35 @@ class Predictor:
         self.fields, self.source = fields, source
         self.batch_size, self.long_text = options["batch_size"], options["long_text"]
         self.classifier = Classifier.load(
-            model, device=options["device"], precision=options["precision"], compile=options["compile"]
+            model,
+            device=options["device"],
+            precision=options["precision"],
+            compile=options["compile"],
+            index=options.get("index"),
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         texts = batch_texts(batch, self.fields, self.source)
         predictions = self.classifier.predict(texts, batch_size=self.batch_size, long_text=self.long_text)
         return prediction_table(batch["id"], predictions)
+
+
+class Embedder(Predictor):
+    """One Ray actor of ``patentclf index``: each row's representation, title and codes (see ``indexing``)."""
+
+    def __init__(self, model: str, fields: tuple[str, ...], source: str, options: dict, threads: int | None):
+        self.text_fields, self.codes_column = options["text_fields"], options["codes_column"]
+        super().__init__(model, self.text_fields, source, options, threads)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from .hierarchy import parse_full_code_list
+        from .indexing import vector_table
+
+        texts = batch_texts(batch, self.text_fields, self.source)
+        vectors = self.classifier.embed(texts, batch_size=self.batch_size, long_text=self.long_text)
+        titles = [t or "" for t in batch["title"].to_pylist()] if "title" in batch.column_names else [""] * len(texts)
+        codes = [parse_full_code_list(c) for c in batch[self.codes_column].to_pylist()]
+        return vector_table(batch["id"].to_pylist(), titles, codes, vectors)
 
 
 # --- the output folder -------------------------------------------------------------------------
@@ -294,7 +316,14 @@ def _holds_parquet(fs: pafs.FileSystem, folder: str) -> bool:
 
 
 # What must match for a rerun to continue a job's folder: whatever changes a row's prediction, and the rows.
-JOB_KEYS = {"model_version": "model", "input": "input", "text_fields": "text fields", "long_text": "long text"}
+JOB_KEYS = {
+    "job": "job",
+    "model_version": "model",
+    "input": "input",
+    "text_fields": "text fields",
+    "long_text": "long text",
+    "index": "index",
+}
 
 
 def _check_manifest(fs: pafs.FileSystem, out: str, manifest: dict) -> None:
@@ -312,7 +341,7 @@ def _check_manifest(fs: pafs.FileSystem, out: str, manifest: dict) -> None:
         changed = [
             f"{label} {before.get(key)!r} -> {manifest[key]!r}"
             for key, label in JOB_KEYS.items()
-            if before.get(key) != manifest[key]
+            if before.get(key, "predict" if key == "job" else None) != manifest[key]  # older manifests: predictions
         ]
         if changed:
             raise BulkError(
@@ -391,6 +420,8 @@ def run_bulk(
     precision: str = "auto",
     compile: bool = False,
     text_fields: tuple[str, ...] | None = None,
+    job: str = "predict",
+    index: str | Path | bool | None = None,
 ) -> BulkResult:
     """Classify every row of ``input`` into Parquet files under ``output`` (see the module's doc).
 
@@ -398,7 +429,9 @@ def run_bulk(
     ``gpus_per_actor``: default 1 where the cluster has GPUs, else 0; each actor also holds
     ``cpus_per_actor`` CPUs (and as many torch threads on a CPU); ``batch_size``, ``long_text``,
     ``precision``, ``compile``: as for ``Classifier``. Bad input, a wrong model or a folder of another
-    job raise :class:`BulkError` (or ``ModelError``) before any cluster starts where they can."""
+    job raise :class:`BulkError` (or ``ModelError``) before any cluster starts where they can.
+    ``job="index"``: each row's representation, title and codes instead (``patentclf index``).
+    ``index``: the patent index of the predictions' groups and evidence (as for ``Classifier.load``)."""
     from .bundle import default_model_dir, model_version, read_info
     from .classifier import LONG_TEXT_MODES
 
@@ -408,19 +441,31 @@ def run_bulk(
         raise BulkError(f"long_text must be one of {LONG_TEXT_MODES}, not {long_text!r}")
     model_path = Path(model) if model else default_model_dir()
     read_info(model_path)  # a wrong --model fails here, before any cluster starts (ModelError)
+    if job not in ("predict", "index"):
+        raise BulkError(f"job must be predict or index, not {job!r}")
     in_fs, files, fields = plan_input(input, text_fields)
     try:
         check_unique_ids(in_fs, files)
+        read_fields, worker = fields, Predictor
+        if job == "index":
+            from .indexing import code_field
+
+            columns = set().union(*(peek_columns(in_fs, f) for f in files))
+            codes_column = code_field(columns)
+            read_fields = tuple(dict.fromkeys((*fields, "title", codes_column)))
+            worker = Embedder
     except DataError as exc:
         raise BulkError(str(exc)) from None
     out_fs, out = _filesystem(output)
     source = input if "://" in input else os.path.abspath(os.path.expanduser(input))
     manifest = {
+        "job": job,
         "model": str(model_path),
         "model_version": model_version(model_path),
         "input": source,
         "text_fields": list(fields),
         "long_text": long_text,
+        "index": None if index is None else str(index),
     }
     _check_manifest(out_fs, out, manifest)
 
@@ -443,7 +488,7 @@ def run_bulk(
         if gpus_per_actor and resources.get("GPU", 0) < actors * gpus_per_actor:
             gpus = resources.get("GPU", 0)
             raise BulkError(f"the Ray cluster has {gpus:g} GPUs: {actors} actors x {gpus_per_actor:g} do not fit")
-        dataset = ray.data.read_datasource(PatentFiles(files, in_fs, fields), num_cpus=LIGHT_CPUS)
+        dataset = ray.data.read_datasource(PatentFiles(files, in_fs, read_fields), num_cpus=LIGHT_CPUS)
         # Rows already written: the committed checkpoints (a cut-short write's file is removed below).
         checkpoints = _join(out, CHECKPOINT_DIR)
         before = _parquet_rows(out_fs, checkpoints, skip_suffix=".pending.parquet")
@@ -453,10 +498,13 @@ def run_bulk(
             "precision": precision,
             "compile": compile,
             "device": None if gpus_per_actor else "cpu",  # a CPU actor on a GPU node stays off the GPU
+            "index": index if isinstance(index, bool) or index is None else str(index),
         }
+        if job == "index":
+            options.update(text_fields=fields, codes_column=codes_column, index=False)
         threads = None if gpus_per_actor else max(1, int(cpus_per_actor))
         predictions = dataset.map_batches(
-            Predictor,
+            worker,
             fn_constructor_args=(str(model_path), fields, input, options, threads),
             batch_size=rows_per_batch,
             batch_format="pyarrow",

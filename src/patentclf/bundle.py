@@ -96,12 +96,15 @@ def write_info(bundle_dir: str | Path, info: dict) -> None:
     tmp.replace(path)
 
 
+def model_digest(bundle_dir: str | Path) -> str:
+    """The first 12 hex digits of the adapter's sha256: the weights' identity, wherever the bundle lies."""
+    adapter = Path(bundle_dir) / ADAPTER_FILE
+    return hashlib.sha256(adapter.read_bytes()).hexdigest()[:12] if adapter.is_file() else "unknown"
+
+
 def model_version(bundle_dir: str | Path) -> str:
-    """``<folder name>@<first 12 hex digits of the adapter's sha256>``: changes whenever the weights do."""
-    bundle_dir = Path(bundle_dir)
-    adapter = bundle_dir / ADAPTER_FILE
-    digest = hashlib.sha256(adapter.read_bytes()).hexdigest()[:12] if adapter.is_file() else "unknown"
-    return f"{bundle_dir.resolve().name}@{digest}"
+    """``<folder name>@<model_digest>``: changes whenever the weights do."""
+    return f"{Path(bundle_dir).resolve().name}@{model_digest(bundle_dir)}"
 
 
 def save_bundle(

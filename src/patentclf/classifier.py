@@ -15,15 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bundle import default_model_dir, load_bundle, load_bundle_tokenizer, model_version, read_info
+from .bundle import default_model_dir, load_bundle, load_bundle_tokenizer, model_digest, model_version, read_info
 from .calibration import Calibration, section_sets
 from .data import to_bigpatent_form
 from .ensemble import TfidfModels
+from .groups import GroupPriors, GroupVoting, suggest_groups
 from .heads import HeadLayout
 from .hierarchy import title
+from .index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
 from .labels import CODES, SECTIONS
 from .models import pick_device, supports_bf16
-from .prediction import CodeSuggestion, Prediction
+from .prediction import CodeSuggestion, Prediction, SimilarPatent
 from .windows import LONG_TEXT_MODES, Windows, chunk_overlap, make_windows
 
 __all__ = ["Classifier", "CodeSuggestion", "Prediction", "LONG_TEXT_MODES", "chunk_overlap", "ENGINES"]
@@ -31,12 +33,25 @@ __all__ = ["Classifier", "CodeSuggestion", "Prediction", "LONG_TEXT_MODES", "chu
 ENGINES = ("torch", "vllm")
 WARM_UP_TEXT = "warm-up: a device with a sensor"
 TOP_CODES = 5  # class and subclass suggestions per prediction
+# The key of the texts' representations among the raw outputs (the hidden state the heads read).
+EMBEDDING = "embedding"
+SIMILAR_PATENTS = 5  # nearest indexed patents shown as evidence
 
 
 class Classifier:
     """A loaded model bundle. ``Classifier.load(path).predict(texts)``."""
 
-    def __init__(self, engine, tokenizer, info: dict, *, version: str, path: Path, use_tfidf: bool = True):
+    def __init__(
+        self,
+        engine,
+        tokenizer,
+        info: dict,
+        *,
+        version: str,
+        path: Path,
+        use_tfidf: bool = True,
+        index: PatentIndex | None = None,
+    ):
         self.engine = engine
         self.tokenizer = tokenizer
         self.info = info
@@ -48,6 +63,9 @@ class Classifier:
         self.calibration = Calibration.from_dict(info.get("calibration"), self.layout)
         # The TF-IDF partner of the blend, stored in the bundle without pickle (see ensemble.py).
         self.tfidf = TfidfModels.load(path) if use_tfidf else None
+        self.index: PatentIndex | None = None
+        if index is not None:
+            self.use_index(index)
 
     @classmethod
     def load(
@@ -61,6 +79,7 @@ class Classifier:
         engine: str = "torch",
         vllm_url: str | None = None,
         quantize: str | None = None,
+        index: str | Path | bool | None = None,
     ) -> "Classifier":
         """Load a bundle (default: the shipped model). ``precision``: auto (bf16 where the hardware
         has native bf16), bf16 or fp32. ``compile``: torch.compile the model now, with one warm-up
@@ -68,7 +87,10 @@ class Classifier:
         ``use_tfidf``: blend with the bundle's TF-IDF model where it has one (False: the LLM alone,
         with its own temperature). ``engine="vllm"`` with ``vllm_url``: the forward pass runs on a vLLM
         server serving this bundle's merged export (no model is loaded here). ``quantize``: 4bit or
-        8bit base weights (bitsandbytes; default: what the bundle was trained with)."""
+        8bit base weights (bitsandbytes; default: what the bundle was trained with). ``index``: the
+        patent index whose patents are the evidence (``similar``) and vote for the main groups: a folder
+        from ``patentclf index``; default the bundle's own (``<bundle>/index``) where it has one; False:
+        none (no groups, no evidence). The vLLM engine gives no representations, so it has no index."""
         path = Path(path) if path else default_model_dir()
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -82,6 +104,8 @@ class Classifier:
             info = read_info(path)
             tokenizer = load_bundle_tokenizer(path, info)
             backend = VllmEngine(vllm_url, outputs=HeadLayout.from_info(info).size)
+            if index:
+                raise ValueError("the vLLM engine answers logits only, so a patent index cannot be used with it")
             return cls(backend, tokenizer, info, version=model_version(path), path=path, use_tfidf=use_tfidf)
         from .engines.torch import TorchEngine
 
@@ -97,12 +121,29 @@ class Classifier:
             version=model_version(path),
             path=path,
             use_tfidf=use_tfidf,
+            index=cls._find_index(path, index),
         )
         if compile:
             # torch.compile works on the first call: make it here, so its cost and any failure (such
             # as no C++ compiler) come at load time, never with a caller's texts.
             classifier.warm_up()
         return classifier
+
+    @staticmethod
+    def _find_index(path: Path, index: str | Path | bool | None) -> PatentIndex | None:
+        if index is False or index == "":
+            return None
+        folder = path / BUNDLE_INDEX_DIR if index is None or index is True else Path(index)
+        if index is None and not (folder / INFO_FILE).is_file():
+            return None
+        return PatentIndex.load(folder, model_digest=model_digest(path))
+
+    def use_index(self, index: PatentIndex | None) -> None:
+        """Answer groups and evidence from ``index`` (``None``: none)."""
+        self.index = index
+        if index is not None:
+            self.voting = GroupVoting.from_dict(index.voting)
+            self.priors = GroupPriors(index.groups, self.voting.other_weight)
 
     @property
     def device(self) -> str:
@@ -136,6 +177,13 @@ class Classifier:
         outputs = self.calibrated(raw, texts)
         chunks = Counter(windows.owners)
         return [self._prediction(outputs, i, windows.truncated[i], chunks[i]) for i in range(len(texts))]
+
+    def embed(self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate") -> np.ndarray:
+        """The model's representation of each text (rows x hidden size, float32): what an index holds."""
+        raw = self.raw_outputs(texts, batch_size=batch_size, long_text=long_text)
+        if EMBEDDING not in raw:
+            raise ValueError(f"the {type(self.engine).__name__} engine gives no representations (logits only)")
+        return raw[EMBEDDING]
 
     def iter_predictions(
         self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate"
@@ -173,7 +221,10 @@ class Classifier:
     def calibrated(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The bundle's calibration applied to raw head probabilities of ``texts`` (reading TF-IDF only
         for the heads the calibration uses)."""
-        return self.calibration.apply(raw, self.tfidf_outputs(texts, self.calibration.tfidf_heads()))
+        out = self.calibration.apply(raw, self.tfidf_outputs(texts, self.calibration.tfidf_heads()))
+        if self.index is not None and EMBEDDING in raw:
+            out["neighbours"] = self.index.search(raw[EMBEDDING], max(self.voting.k, SIMILAR_PATENTS))
+        return out
 
     def _windows(self, texts: Sequence[str], long_text: str) -> Windows:
         if long_text not in LONG_TEXT_MODES:
@@ -196,11 +247,14 @@ class Classifier:
         counts = dict(left)
         sums: dict[int, dict[str, np.ndarray]] = {}
         for chosen in self.engine.batches([len(w) for w in windows.ids], batch_size):
-            logits = torch.from_numpy(self.engine.logits([windows.ids[i] for i in chosen]))
+            logits, representations = self.engine.outputs_of([windows.ids[i] for i in chosen])
+            logits = torch.from_numpy(logits)
             probs = {
                 head: (torch.sigmoid(logits[:, part]) if head == "sections" else torch.softmax(logits[:, part], dim=-1)).numpy()
                 for head, part in parts.items()
             }
+            if representations is not None:  # averaged over a text's windows like the probabilities
+                probs[EMBEDDING] = representations
             done = []
             for row, window in enumerate(chosen):
                 doc = windows.owners[window]
@@ -211,7 +265,7 @@ class Classifier:
                 if left[doc] == 0:
                     done.append(doc)
             if done:
-                yield done, {head: np.stack([sums[d][head] / np.float32(counts[d]) for d in done]) for head in parts}
+                yield done, {head: np.stack([sums[d][head] / np.float32(counts[d]) for d in done]) for head in probs}
                 for doc in done:
                     del sums[doc]
                 if progress:
@@ -249,7 +303,35 @@ class Classifier:
             section_probabilities=section_probabilities,
             classes=self._top(outputs.get("class"), row, self.layout.classes),
             subclasses=self._top(outputs.get("subclass"), row, self.layout.subclasses),
+            **self._evidence(outputs, row),
         )
+
+    def _evidence(self, outputs: dict[str, np.ndarray], row: int) -> dict:
+        """The row's main groups and nearest indexed patents (nothing without an index)."""
+        if "neighbours" not in outputs:
+            return {}
+        similarities, rows = (table[row] for table in outputs["neighbours"])
+        subclass = outputs.get("subclass")
+        groups = suggest_groups(
+            self.voting,
+            self.priors,
+            self.index.groups,
+            similarities,
+            rows,
+            None if subclass is None else subclass[row],
+            self.layout.subclasses,
+        )
+        similar = []
+        for similarity, found in zip(similarities[:SIMILAR_PATENTS], rows[:SIMILAR_PATENTS]):
+            if found < 0:
+                continue
+            patent = self.index.patents[found]
+            codes = patent.codes
+            similar.append(SimilarPatent(patent.id, patent.title, codes[0] if codes else "", codes, round(float(similarity), 6)))
+        return {
+            "groups": [CodeSuggestion(code, title(code), round(probability, 6)) for code, probability in groups],
+            "similar": similar,
+        }
 
     @staticmethod
     def _top(probabilities: np.ndarray | None, row: int, codes: list[str], k: int = TOP_CODES) -> list[CodeSuggestion]:

@@ -31,16 +31,25 @@ def _progress() -> Progress:
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
 
 
-def _load_classifier(model: Optional[Path], precision: str = "auto", compile: bool = False, vllm_url: str | None = None):
+def _load_classifier(
+    model: Optional[Path],
+    precision: str = "auto",
+    compile: bool = False,
+    vllm_url: str | None = None,
+    index: Path | bool | None = None,
+):
     from .classifier import Classifier
+    from .index import PatentIndexError
     from .models import ModelError
 
     try:
         if vllm_url:
-            classifier = Classifier.load(model, engine="vllm", vllm_url=vllm_url)
+            classifier = Classifier.load(model, engine="vllm", vllm_url=vllm_url, index=index or False)
             classifier.engine.check()
             return classifier
-        return Classifier.load(model, precision=precision, compile=compile)
+        return Classifier.load(model, precision=precision, compile=compile, index=index)
+    except PatentIndexError as exc:
+        _fail(str(exc))
     except Exception as exc:
         # Compiling at load can fail in inductor (e.g. no C++ compiler: a RuntimeError): say so.
         if compile and not isinstance(exc, (ModelError, OSError)):
@@ -250,7 +259,7 @@ def evaluate(
         predictions = classifier.predict(
             rows.texts, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n)
         )
-    metrics = evaluate_predictions(rows.labels, rows.codes, predictions)
+    metrics = evaluate_predictions(rows.labels, rows.codes, predictions, rows.groups)
     metrics.update(
         {
             "model": str(classifier.path),
@@ -282,6 +291,9 @@ def evaluate(
         if models is not None:
             reference = baseline_metrics(models, rows)
             metrics["baseline"] = {"model": "TF-IDF (1-2 grams) + logistic regression", "trained_on": source, **reference}
+        if "groups" in metrics:
+            _group_baseline(metrics, rows, baseline_data or classifier.info.get("training", {}).get("data"), data_config)
+            reference = metrics.get("baseline")
     write_report(metrics, output, title=f"{Path(rows.source).name} ({text_form})")
 
     table = Table(title=f"{rows.source} - {len(rows)} rows - model {classifier.version}")
@@ -293,6 +305,25 @@ def evaluate(
     console.print(table)
     console.print(_comparison_table(metrics, reference))
     console.print(f"wrote {output / 'metrics.json'}, {output / 'confusion_matrix.png'} and {output / 'reliability.png'}")
+
+
+def _group_baseline(metrics: dict, rows, train_spec: str | None, data_config: str) -> None:
+    """The TF-IDF neighbours' main groups on the same rows, into ``metrics["baseline"]["groups"]``."""
+    from .evaluation import NEIGHBOUR_BASELINE, tfidf_neighbour_groups
+    from .groups import group_figures
+
+    try:
+        train_rows = _read_input_split(train_spec, "train", data_config, None, "original", True) if train_spec else None
+    except typer.Exit:
+        train_rows = None
+    if train_rows is None or not any(train_rows.groups):
+        err.print("no main-group baseline: the training rows are unknown or carry no groups; pass --baseline-data")
+        return
+    with console.status(f"the TF-IDF neighbours baseline over {len(train_rows)} rows of {train_rows.source}"):
+        suggested = tfidf_neighbour_groups(train_rows.texts, train_rows.groups, rows.texts)
+    baseline = metrics.setdefault("baseline", {})
+    baseline["groups"] = group_figures(suggested, rows.groups)
+    baseline["groups_model"] = f"TF-IDF (1-2 grams) nearest neighbours voting their groups ({NEIGHBOUR_BASELINE})"
 
 
 def _comparison_table(metrics: dict, baseline: dict | None) -> Table:
@@ -320,6 +351,8 @@ def _comparison_table(metrics: dict, baseline: dict | None) -> Table:
     for key in ours:
         if key != "n":
             row(key.replace("_", " "), ours[key], theirs.get(key))
+    for key, value in (metrics.get("groups") or {}).items():  # beside the TF-IDF neighbours
+        row(key.replace("_", " "), value, (base.get("groups") or {}).get(key))
     return table
 
 
@@ -358,10 +391,20 @@ def predict(
     gpus_per_actor: Optional[float] = typer.Option(
         None, min=0, help="--engine ray: GPUs per actor (default 1 where the cluster has GPUs, else 0)"
     ),
+    index: Optional[Path] = typer.Option(
+        None,
+        help="patent index (`patentclf index`): its patents are the evidence and vote for the main groups (default: the bundle's)",
+    ),
+    no_index: bool = typer.Option(False, "--no-index", help="no main groups and no evidence (a little faster)"),
 ) -> None:
     """Predict sections for texts given as arguments or in a file (or, with --engine ray, many files on a cluster)."""
     if engine == "ray" and vllm_url:
         _fail("--vllm-url runs in this process: drop --engine ray (Ray actors load the model themselves)")
+    if index and no_index:
+        _fail("--index and --no-index contradict each other: give one")
+    if index is not None and not index.is_dir():
+        _fail(f"--index {index}: no such folder (build one with `patentclf index`)")
+    chosen_index = False if no_index else index
     if engine == "ray":
         _predict_on_ray(
             texts,
@@ -377,6 +420,7 @@ def predict(
             batch_size=batch_size,
             long_text=long_text,
             compile=compile,
+            index=chosen_index,
         )
         return
     if not texts and not input:
@@ -388,7 +432,7 @@ def predict(
         items, ids = list(texts), [None] * len(texts)
         if any(not t.strip() for t in items):
             _fail("empty text")
-    classifier = _load_classifier(model, compile=compile, vllm_url=vllm_url)
+    classifier = _load_classifier(model, compile=compile, vllm_url=vllm_url, index=chosen_index)
     with _progress() as bar:
         task = bar.add_task(f"classifying {len(items)} texts", total=len(items), visible=bool(input))
         predictions = classifier.predict(
@@ -397,7 +441,14 @@ def predict(
     if not input:
         for text, p in zip(items, predictions):
             snippet = text if len(text) <= 60 else text[:57] + "..."
-            console.print(f"[bold]{p.label}[/] {p.name}  confidence {p.confidence:.3f}  [dim]{snippet}[/]")
+            console.print(f"[bold]{p.label}[/] {p.name}  confidence {p.confidence:.3f}  [dim]{escape(snippet)}[/]")
+            if p.groups:
+                best = p.groups[0]
+                console.print(f"  main group {best.code} ({best.probability:.2f}) {escape(best.title[:70])}")
+            for near in p.similar[:3]:
+                console.print(
+                    f"  [dim]near {escape(near.id)} ({near.similarity:.2f}) {escape(near.code)} {escape(near.title[:60])}[/]"
+                )
         return
     from .prediction import file_record, prediction_record
 
@@ -432,6 +483,62 @@ def _predict_on_ray(texts, input, output, text_field, **options) -> None:
         f"wrote {result.written} predictions in {result.seconds:.0f} s; {output} now holds {result.total} "
         "(read it with pandas.read_parquet or patentclf.bulk.read_predictions)"
     )
+
+
+@app.command("index")
+def index_command(
+    input: str = typer.Option(
+        ...,
+        "--input",
+        help="JSONL/CSV/Parquet file or folder of classified patents: id, text (or title + abstract), ipc or codes",
+    ),
+    output: Path = typer.Option(..., help="folder of the index (give it to predict / serve as --index)"),
+    model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model); the index is only good for it"),
+    text_field: Optional[list[str]] = typer.Option(None),
+    factory: str = typer.Option(
+        "SQfp16", help="faiss index: SQfp16 (exact, 2 bytes a dimension) | e.g. IVF4096,PQ64 for millions of patents"
+    ),
+    add: bool = typer.Option(False, "--add", help="add these patents to the index at --output (accepted feedback, new grants)"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="most texts per model call (default 8 on CPU, 32 on a GPU)"),
+    engine: Literal["local", "ray"] = typer.Option("local", help="local: this process | ray: a Ray cluster (millions of rows)"),
+    ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (default: env RAY_ADDRESS, else a local cluster)"),
+    actors: int = typer.Option(2, min=1, help="--engine ray: model replicas (Ray actors)"),
+    rows_per_batch: int = typer.Option(256, min=1, help="--engine ray: rows an actor embeds and writes at a time"),
+    cpus_per_actor: float = typer.Option(1.0, help="--engine ray: CPUs (and torch threads) per actor on CPU clusters"),
+) -> None:
+    """Build a patent index of your own classified patents: they become the evidence of predictions and vote
+    for the main groups. A cut-short run, rerun with the same flags, continues where it stopped."""
+    from .index import PatentIndexError
+    from .indexing import build_index
+    from .inputs import DataError
+    from .models import ModelError
+
+    if engine == "ray" and add:
+        _fail("--add runs locally (a few thousand rows): drop --engine ray")
+    ray_options = {"address": ray_address, "actors": actors, "rows_per_batch": rows_per_batch, "cpus_per_actor": cpus_per_actor}
+    try:
+        from .bulk import BulkError
+    except ImportError:  # ray is an extra
+        BulkError = DataError  # noqa: N806 - nothing raises it without Ray
+    try:
+        with _progress() as bar:
+            task = bar.add_task("embedding patents", total=None, visible=engine == "local")
+            result = build_index(
+                input,
+                output,
+                model=model,
+                engine=engine,
+                factory=factory,
+                text_fields=tuple(text_field) if text_field else None,
+                batch_size=batch_size,
+                add=add,
+                ray_options=ray_options if engine == "ray" else None,
+                progress=lambda n: bar.advance(task, n),
+            )
+    except (DataError, PatentIndexError, ModelError, BulkError, OSError) as exc:
+        _fail(str(exc))
+    skipped = f"; {result.skipped} rows without a readable code were left out" if result.skipped else ""
+    err.print(f"{output} holds {result.patents} patents ({result.embedded} embedded now, {result.seconds:.0f} s){skipped}")
 
 
 @app.command()

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .hierarchy import parse_code_list
+from .hierarchy import parse_code_list, parse_group_list
 from .inputs import SUFFIXES, DataError, clean, read_local_records, row_id, row_text, text_fields_for
 from .labels import CODES, parse_label
 
@@ -45,12 +45,16 @@ class Split:
     # Each row's classification codes down to the subclass, main code first (from an ``ipc`` column,
     # see ``hierarchy``); ``[]`` for a row without readable codes, which keeps its section label only.
     codes: list[list[str]] = field(default_factory=list)
+    # The same codes' main groups (``G06F 3/00``), main code's first; ``[]`` where none has a group.
+    groups: list[list[str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.ids:
             self.ids = [None] * len(self.texts)
         if not self.codes:
             self.codes = [[] for _ in self.texts]
+        if not self.groups:
+            self.groups = [[] for _ in self.texts]
 
     @property
     def has_codes(self) -> bool:
@@ -66,6 +70,7 @@ class Split:
             ids=[self.ids[i] for i in indices],
             source=self.source,
             codes=[self.codes[i] for i in indices],
+            groups=[self.groups[i] for i in indices],
         )
 
     def label_counts(self) -> dict[str, int]:
@@ -121,7 +126,7 @@ def rows_to_split(
     columns = set().union(*(r.keys() for r in records))
     fields = text_fields_for(columns, text_fields, where)
     label_name = _label_field_for(columns, label_field, where) if require_labels else None
-    texts, labels, ids, codes = [], [], [], []
+    texts, labels, ids, codes, groups = [], [], [], [], []
     code_field = next((name for name in CODE_FIELDS if name in columns), None)
     for number, record in enumerate(records, start=1):
         text = row_text(record, fields)
@@ -130,13 +135,14 @@ def rows_to_split(
         texts.append(text)
         ids.append(row_id(record.get("id")))
         codes.append(parse_code_list(clean(record.get(code_field))) if code_field else [])
+        groups.append(parse_group_list(clean(record.get(code_field))) if code_field else [])
         if label_name:
             raw = record.get(label_name)
             try:
                 labels.append(parse_label(raw))
             except ValueError as exc:
                 raise DataError(f"{where}: row {number}: {exc}") from None
-    return Split(texts=texts, labels=labels if label_name else None, ids=ids, source=where, codes=codes)
+    return Split(texts=texts, labels=labels if label_name else None, ids=ids, source=where, codes=codes, groups=groups)
 
 
 def read_file(path: str | Path, **options) -> Split:
@@ -263,6 +269,7 @@ def concat(splits: list[Split]) -> Split:
         ids=[i for s in splits for i in s.ids],
         source=" + ".join(s.source for s in splits),
         codes=[c for s in splits for c in s.codes],
+        groups=[g for s in splits for g in s.groups],
     )
 
 

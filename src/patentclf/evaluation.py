@@ -141,8 +141,11 @@ def calibration_metrics(confidence: np.ndarray, correct: np.ndarray) -> dict:
     return {"ece": expected_calibration_error(confidence, correct), "reliability": reliability_table(confidence, correct)}
 
 
-def evaluate_predictions(labels: list[int], codes: list[list[str]], predictions: list) -> dict:
-    """All figures for a classifier's predictions (``Prediction`` objects) on labelled rows."""
+def evaluate_predictions(
+    labels: list[int], codes: list[list[str]], predictions: list, groups: list[list[str]] | None = None
+) -> dict:
+    """All figures for a classifier's predictions (``Prediction`` objects) on labelled rows; with the
+    rows' main ``groups``, the main-group figures too (where the predictions have groups)."""
     metrics = compute_metrics(labels, [p.label_id for p in predictions])
     confidence = np.array([p.confidence for p in predictions])
     correct = np.array([p.label_id == label for p, label in zip(predictions, labels)], dtype=float)
@@ -155,7 +158,42 @@ def evaluate_predictions(labels: list[int], codes: list[list[str]], predictions:
         [[c.code for c in p.classes] for p in predictions] if has_heads else None,
         [[c.code for c in p.subclasses] for p in predictions] if has_heads else None,
     )
+    if groups and any(groups) and any(p.groups for p in predictions):
+        from .groups import group_figures
+
+        metrics["groups"] = group_figures([[g.code for g in p.groups] for p in predictions], groups)
     return metrics
+
+
+# The TF-IDF neighbours baseline of the main groups: the k most similar training patents by TF-IDF
+# (1-2 grams, sublinear term frequency) vote their groups, similarity squared, the main code's group
+# fully and the others half.
+NEIGHBOUR_BASELINE = {"k": 60, "power": 2.0, "other_weight": 0.5}
+
+
+def tfidf_neighbour_groups(
+    train_texts: list[str], train_groups: list[list[str]], texts: list[str], top: int = 5
+) -> list[list[str]]:
+    """The baseline's top main groups of each of ``texts``, from an index of ``train_texts``."""
+    from collections import defaultdict
+
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    index = vectorizer.fit_transform(train_texts)
+    queries = vectorizer.transform(texts)
+    k, power, other = NEIGHBOUR_BASELINE["k"], NEIGHBOUR_BASELINE["power"], NEIGHBOUR_BASELINE["other_weight"]
+    out = []
+    for start in range(0, len(texts), 256):  # a block of similarities at a time
+        block = (queries[start : start + 256] @ index.T).toarray()
+        for row in block:
+            votes: dict[str, float] = defaultdict(float)
+            for neighbour in np.argsort(-row)[:k]:
+                weight = float(row[neighbour]) ** power
+                for position, group in enumerate(train_groups[neighbour]):
+                    votes[group] += weight if position == 0 else weight * other
+            out.append(sorted(votes, key=votes.get, reverse=True)[:top])
+    return out
 
 
 def fit_baseline(train):

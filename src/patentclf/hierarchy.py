@@ -3,7 +3,8 @@
 This is the only place that parses a classification code. A patent's ``ipc`` field lists its codes,
 main code first, ``;``-separated, e.g. ``G06F 3/048 (20130101); H04N 5/44 (20110101)``; older
 grants zero-pad the group (``A61K 039/00 ()``). We keep each code down to its subclass (``G06F``):
-the levels this project predicts (section ``G``, class ``G06``, subclass ``G06F``).
+the levels this project predicts (section ``G``, class ``G06``, subclass ``G06F``), and its main group
+(``G06F 3/00``), which the neighbours in a patent index vote for (``groups.py``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from .labels import CODES
 # (or at a space / bracket), so "G6F" or "G06FF" are refused. Letters match in either case.
 _CODE = re.compile(r"^\s*([A-HY])(?:(\d{2})(?:([A-Z])(?=$|[\s\d/(])|(?=$|[\s(]))|(?=$|[\s(]))", re.IGNORECASE)
 LEVELS = ("section", "class", "subclass")
+# A subclass, then its group number (zero-padded in older grants) before the slash.
+_GROUP = re.compile(r"^\s*([A-HY]\d{2}[A-Z])\s*0*(\d{1,4})\s*/", re.IGNORECASE)
 
 
 class CodeError(ValueError):
@@ -52,8 +55,53 @@ def parse_code_list(text: object) -> list[str]:
     return codes
 
 
+def main_group(text: str) -> str | None:
+    """A full code -> its main group in CPC's spelling: ``"G06F 3/048 (20130101)"`` -> ``"G06F 3/00"``,
+    ``"A61K 039/00"`` -> ``"A61K 39/00"``; ``None`` for a code without a group (``"G06F"``)."""
+    match = _GROUP.match(text or "")
+    return f"{match.group(1).upper()} {int(match.group(2))}/00" if match else None
+
+
+_FULL = re.compile(r"^\s*([A-HY]\d{2}[A-Z])\s*0*(\d{1,4})\s*/\s*(\d{1,6})", re.IGNORECASE)
+
+
+def full_code(text: str) -> str | None:
+    """A code as listed on a grant -> CPC's spelling down to its subgroup: ``"G06F 3/048 (20130101)"`` ->
+    ``"G06F 3/048"``, ``"A61K 038/16 ()"`` -> ``"A61K 38/16"``; ``None`` without a group."""
+    match = _FULL.match(text or "")
+    return f"{match.group(1).upper()} {int(match.group(2))}/{match.group(3)}" if match else None
+
+
+def parse_full_code_list(text: object) -> list[str]:
+    """An ``ipc`` field -> its codes in CPC's spelling (main code first), duplicates and codes without a
+    group skipped."""
+    if not isinstance(text, str):
+        return []
+    codes: list[str] = []
+    for item in text.split(";"):
+        code = full_code(item)
+        if code and code not in codes:
+            codes.append(code)
+    return codes
+
+
+def parse_group_list(text: object) -> list[str]:
+    """An ``ipc`` field -> the main groups of its codes in order (main code's first), duplicates
+    removed; codes without a group are skipped."""
+    if not isinstance(text, str):
+        return []
+    groups: list[str] = []
+    for item in text.split(";"):
+        group = main_group(item)
+        if group and group not in groups:
+            groups.append(group)
+    return groups
+
+
 def level(code: str) -> str:
-    """``"G"`` -> section, ``"G06"`` -> class, ``"G06F"`` -> subclass."""
+    """``"G"`` -> section, ``"G06"`` -> class, ``"G06F"`` -> subclass, ``"G06F 3/00"`` -> group."""
+    if " " in code:
+        return "group"
     return LEVELS[{1: 0, 3: 1, 4: 2}[len(code)]]
 
 
@@ -91,10 +139,10 @@ def targets(codes: list[str]) -> Targets | None:
 
 @lru_cache(maxsize=1)
 def titles() -> dict[str, str]:
-    """English CPC titles of sections, classes and subclasses (shipped copy, CPC 2022.08 + H10)."""
+    """English CPC titles of sections, classes, subclasses and main groups (shipped copy, CPC 2022.08 + H10)."""
     folder = resources.files("patentclf") / "resources" / "cpc-titles"
     table: dict[str, str] = {}
-    for name in ("sections.tsv", "classes.tsv", "subclasses.tsv"):
+    for name in ("sections.tsv", "classes.tsv", "subclasses.tsv", "groups.tsv"):
         for line in (folder / name).read_text(encoding="utf-8").splitlines():
             code, _, title = line.partition("\t")
             if code:

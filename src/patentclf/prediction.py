@@ -18,12 +18,23 @@ from pydantic import BaseModel, Field
 
 @dataclass
 class CodeSuggestion:
-    """A CPC class or subclass the patent may belong to."""
+    """A CPC class, subclass or main group the patent may belong to."""
 
     # The Field()s give the API's schema (pydantic reads them); at run time this is a plain dataclass.
-    code: Annotated[str, Field(description="class (G06) or subclass (G06F) code", examples=["G06F"])]
+    code: Annotated[str, Field(description="class (G06), subclass (G06F) or main group (G06F 3/00) code", examples=["G06F"])]
     title: Annotated[str, Field(description="its English title in the CPC scheme (empty when the scheme has none)")]
     probability: Annotated[float, Field(ge=0, le=1)]
+
+
+@dataclass
+class SimilarPatent:
+    """An indexed, classified patent near the text: evidence for the suggestions."""
+
+    id: Annotated[str, Field(description="the patent's id in the index", examples=["US10718657"])]
+    title: Annotated[str, Field(description="its title (empty when the index has none)")]
+    code: Annotated[str, Field(description="its main code", examples=["G01G 21/23"])]
+    codes: Annotated[list[str], Field(description="all its codes, main code first")]
+    similarity: Annotated[float, Field(ge=-1, le=1, description="cosine similarity of the model's representations")]
 
 
 @dataclass
@@ -42,6 +53,9 @@ class Prediction:
     # The top 5 main CPC classes and subclasses, best first (empty for a section-only bundle).
     classes: list[CodeSuggestion] = field(default_factory=list)
     subclasses: list[CodeSuggestion] = field(default_factory=list)
+    # The top 5 main groups and the nearest indexed patents (empty without a patent index).
+    groups: list[CodeSuggestion] = field(default_factory=list)
+    similar: list[SimilarPatent] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,6 +95,14 @@ class PredictionRecord(BaseModel):
     )
     subclasses: list[CodeSuggestion] = Field(
         default_factory=list, description="the top 5 main CPC subclasses, best first (empty for a model trained on sections only)"
+    )
+    groups: list[CodeSuggestion] = Field(
+        default_factory=list,
+        description="the top 5 main groups, best first: the subclass probability times the nearest indexed patents' "
+        "votes within the subclass (empty without a patent index)",
+    )
+    similar: list[SimilarPatent] = Field(
+        default_factory=list, description="the nearest indexed patents, most similar first: why the groups are suggested"
     )
 
 

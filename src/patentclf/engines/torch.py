@@ -28,7 +28,8 @@ def padded_length(length: int) -> int:
 
 
 class TorchEngine:
-    """``logits(windows)``: the raw outputs of a loaded ``*ForSequenceClassification`` model."""
+    """``logits(windows)``: the raw outputs of a loaded ``*ForSequenceClassification`` model;
+    ``outputs(windows)``: the same with each window's representation, the hidden state its heads read."""
 
     def __init__(self, model, tokenizer, device: torch.device, *, compile: bool = False):
         self.model = model
@@ -72,18 +73,27 @@ class TorchEngine:
     @torch.inference_mode()
     def logits(self, windows: list[list[int]]) -> np.ndarray:
         """float32 (len(windows), outputs) raw logits, in the order of ``windows`` (one model call)."""
-        return self.forward(windows).float().cpu().numpy()
+        return self.outputs_of(windows)[0]
 
-    def forward(self, windows: list[list[int]]) -> torch.Tensor:
+    @torch.inference_mode()
+    def outputs_of(self, windows: list[list[int]]) -> tuple[np.ndarray, np.ndarray | None]:
+        """float32 raw logits and representations (len(windows), hidden size), from one model call; the
+        representation is ``None`` for a model that is not a decoder classifier."""
+        logits, hidden = self.forward(windows)
+        return logits.float().cpu().numpy(), None if hidden is None else hidden.float().cpu().numpy()
+
+    def forward(self, windows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch = self.tokenizer.pad({"input_ids": windows}, pad_to_multiple_of=PAD_MULTIPLE, return_tensors="pt")
         if self.backbone is None:
-            return self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits
+            return self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits, None
         # Padding is on the right and attention is causal, so no real token ever attends to a pad:
         # the attention mask can be left out (same numbers; SDPA then takes its causal kernel and no
         # mask is built), and each row is read at its own last token, as transformers' classifier does.
         hidden = self.backbone(input_ids=batch["input_ids"].to(self.device)).last_hidden_state
         last = last_token_positions(torch.tensor([len(w) for w in windows], device=self.device))
-        return self.model.score(hidden[torch.arange(len(windows), device=self.device), last])
+        # The hidden state the score layer reads: the patent's representation for the index (free).
+        pooled = hidden[torch.arange(len(windows), device=self.device), last]
+        return self.model.score(pooled), pooled
 
     def check(self) -> None:
         """An in-process model cannot go away: nothing to check."""

@@ -74,6 +74,10 @@ class VllmEngine:
             )
         return logits
 
+    def outputs_of(self, windows: list[list[int]]) -> tuple[np.ndarray, None]:
+        """The logits, without representations: vLLM's classify runner answers the score layer's output only."""
+        return self.logits(windows), None
+
     def model(self) -> str:
         """The name the server serves its model under (asked once)."""
         if self._model is None:

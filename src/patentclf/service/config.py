@@ -57,6 +57,12 @@ class ServiceConfig(BaseSettings):
     long_text: Literal["truncate", "chunk"] = Field(
         "truncate", description="text longer than the model's window: read its start, or average overlapping windows"
     )
+    index: Path | None = Field(
+        None,
+        description="patent index (`patentclf index`) whose patents are the evidence and vote for the main groups "
+        "(default: the bundle's own, where it has one)",
+    )
+    no_index: bool = Field(False, description="answer no main groups and no evidence, even where the bundle has an index")
 
     api_key: SecretStr | None = Field(None, description="key for POST /feedback (X-API-Key), named default; no key: no feedback")
     feedback_db: Path = Field(default_factory=default_feedback_db, description="SQLite file: feedback + predictions log")
@@ -99,6 +105,8 @@ class ServiceConfig(BaseSettings):
     def _engine_needs_url(self) -> "ServiceConfig":
         if self.vllm_url and self.engine == "torch":
             self.engine = "vllm"
+        if self.index and self.no_index:
+            raise ValueError("index and no_index contradict each other: give one")
         if self.engine == "vllm" and not self.vllm_url:
             raise ValueError("engine vllm needs vllm_url: the address of a `vllm serve` of the bundle's merged export")
         return self

@@ -127,6 +127,10 @@ class ServiceRuntime:
                 compile=self.config.compile,
                 engine=self.config.engine,
                 vllm_url=self.config.vllm_url,
+                # The vLLM engine gives no representations: no index there (unless one is asked for, which fails).
+                index=False
+                if self.config.no_index or (self.config.engine == "vllm" and not self.config.index)
+                else self.config.index,
             )
         except Exception as exc:
             log_event("model_load_failed", error=f"{type(exc).__name__}: {exc}")

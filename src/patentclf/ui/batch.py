@@ -72,8 +72,16 @@ def scored_codes(items: list[dict] | dict[str, float]) -> str:
     return "; ".join(f"{code} ({probability:.3f})" for code, probability in pairs)
 
 
+def similar_patents(items: list[dict]) -> str:
+    """``US10718657 (0.912); US9135439 (0.874)``: the nearest indexed patents in one CSV cell."""
+    return "; ".join(f"{item['id']} ({item['similarity']:.3f})" for item in items)
+
+
 def _cell(value):
-    """A list or dict of the answer in one CSV cell: codes as ``G;H``, scored codes as ``CODE (p); ...``."""
+    """A list or dict of the answer in one CSV cell: codes as ``G;H``, scored codes as ``CODE (p); ...``,
+    similar patents as ``ID (similarity); ...``."""
+    if isinstance(value, list) and value and isinstance(value[0], dict) and "similarity" in value[0]:
+        return similar_patents(value)
     if isinstance(value, dict) or (isinstance(value, list) and value and isinstance(value[0], dict)):
         return scored_codes(value)
     return ";".join(value) if isinstance(value, list) else value
@@ -81,7 +89,8 @@ def _cell(value):
 
 def to_csv(table: pd.DataFrame) -> bytes:
     """Flat cells: the nine probabilities as ``p_A`` ... ``p_Y``; ``sections`` as ``G;H``; section
-    probabilities, classes and subclasses as ``CODE (p); ...`` (titles are in the JSONL download)."""
+    probabilities, classes, subclasses and groups as ``CODE (p); ...``, similar patents as
+    ``ID (similarity); ...`` (titles are in the JSONL download)."""
     columns = {}
     for name in table.columns:
         if name == "probabilities":

@@ -92,7 +92,9 @@ def _show_hierarchy(p: dict) -> None:
     if not has_hierarchy(p):
         return
     suggestions = bool(p.get("classes") or p.get("subclasses"))
-    st.markdown("#### CPC sections" + (", classes and subclasses" if suggestions else ""))
+    st.markdown(
+        "#### CPC sections" + (", classes, subclasses" + (" and main groups" if p.get("groups") else "") if suggestions else "")
+    )
     probabilities = p.get("section_probabilities") or {}
     badges = [
         f":{'orange' if code == p['label'] else 'blue'}-badge[{code} · {section(code).name} · {probabilities.get(code, 0.0):.0%}]"
@@ -100,9 +102,38 @@ def _show_hierarchy(p: dict) -> None:
     ]
     st.markdown("Belongs to " + " ".join(badges))
     st.caption("A patent can belong to several sections; each one's probability is judged on its own.")
-    for key, level in (("classes", "Class"), ("subclasses", "Subclass")):
+    for key, level in (("classes", "Class"), ("subclasses", "Subclass"), ("groups", "Main group")):
         if p.get(key):
             st.table(suggestion_table(p[key], level), hide_index=True, border="horizontal")
+    if p.get("groups"):
+        st.caption(
+            "A main group's probability is its subclass's times the share of the nearest patents' votes it has in that subclass."
+        )
+    _show_similar(p)
+
+
+def _show_similar(p: dict) -> None:
+    """The nearest classified patents: the evidence a reviewer checks the suggestions against."""
+    if not p.get("similar"):
+        return
+    st.markdown("#### Nearest classified patents")
+    st.table(similar_table(p["similar"]), hide_index=True, border="horizontal")
+
+
+def similar_table(items: list[dict]) -> pd.DataFrame:
+    """The nearest indexed patents as a small table: id, title, codes (main first), similarity."""
+
+    def short(title: str) -> str:
+        return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
+
+    return pd.DataFrame(
+        {
+            "Patent": [item["id"] for item in items],
+            "Title": [short(item.get("title") or "") for item in items],
+            "Codes": [", ".join(item.get("codes") or [])[:80] for item in items],
+            "Similarity": [f"{item['similarity']:.2f}" for item in items],
+        }
+    )
 
 
 TITLE_CHARS = 110  # a few subclass titles run to 400 characters; the table stays compact
@@ -223,6 +254,8 @@ def _batch(client: ApiClient) -> None:
     if table_has_hierarchy(table):  # the codes only; titles and probabilities are in the downloads
         shown.insert(4, "sections", table["sections"].map("; ".join))
         shown.insert(5, "subclasses", table["subclasses"].map(_codes))
+        if table["groups"].map(len).any():
+            shown.insert(6, "groups", table["groups"].map(_codes))
     st.dataframe(
         shown,
         hide_index=True,

@@ -1,0 +1,250 @@
+"""``patentclf index``: a corpus of classified patents -> a patent index (``index.py``) of the model's
+representations, on this machine or on a Ray cluster, resumable either way.
+
+Both engines first write the vectors as Parquet under ``INDEX/_vectors/`` (``id``, ``title``,
+``codes``, ``vector``): the local engine a part file per ``rows_per_part`` rows, the Ray engine through
+the bulk job's row checkpoints. A rerun of a cut-short job skips what is written. The vectors are then
+put into the faiss index in one pass (a compressed index is trained on them first).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .bundle import default_model_dir, model_digest, read_info
+from .data import CODE_FIELDS
+from .hierarchy import parse_full_code_list
+from .index import BUNDLE_INDEX_DIR, DEFAULT_FACTORY, INFO_FILE, IndexedPatent, PatentIndex, PatentIndexError, check_factory
+from .inputs import DataError, clean, read_local_records, row_id, row_text, text_fields_for
+
+VECTORS_DIR = "_vectors"
+MANIFEST = "_manifest.json"
+ROWS_PER_PART = 512
+VECTOR_SCHEMA = pa.schema(
+    [("id", pa.string()), ("title", pa.string()), ("codes", pa.list_(pa.string())), ("vector", pa.list_(pa.float32()))]
+)
+
+
+@dataclass
+class IndexResult:
+    output: str
+    patents: int  # in the index now
+    embedded: int  # rows this run put through the model
+    skipped: int  # rows without a readable code (not indexed)
+    seconds: float
+
+
+def code_field(columns: set[str]) -> str:
+    """The column of a row's codes (``ipc`` or ``codes``): an index is of classified patents."""
+    found = next((name for name in CODE_FIELDS if name in columns), None)
+    if found is None:
+        raise DataError(
+            f"no codes column: an index holds classified patents, so rows need 'ipc' or 'codes'; columns are {sorted(columns)}"
+        )
+    return found
+
+
+def vector_table(ids: list[str], titles: list[str], codes: list[list[str]], vectors: np.ndarray) -> pa.Table:
+    return pa.table(
+        {
+            "id": pa.array(ids, pa.string()),
+            "title": pa.array(titles, pa.string()),
+            "codes": pa.array(codes, pa.list_(pa.string())),
+            "vector": pa.array(list(np.asarray(vectors, np.float32)), pa.list_(pa.float32())),
+        },
+        schema=VECTOR_SCHEMA,
+    )
+
+
+def _input_files(spec: str) -> list[Path]:
+    from .inputs import SUFFIXES
+
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith((".", "_"))
+        )
+    elif path.is_file():
+        files = [path]
+    else:
+        raise DataError(f"{spec}: no such file or folder")
+    if not files:
+        raise DataError(f"{spec}: no {', '.join(SUFFIXES)} files")
+    return files
+
+
+def read_corpus(spec: str, text_fields: tuple[str, ...] | None) -> tuple[list[dict], int]:
+    """Every row of the corpus with an id, text and at least one code: ``({id, title, text, codes}, skipped)``.
+    A row without an id or text, or a repeated id, is a DataError naming it."""
+    rows: list[dict] = []
+    seen: set[str] = set()
+    skipped = 0
+    for path in _input_files(spec):
+        records = read_local_records(path)
+        if not records:
+            continue
+        columns = set().union(*(r.keys() for r in records))
+        fields = text_fields_for(columns, text_fields, str(path))
+        codes_column = code_field(columns)
+        for number, record in enumerate(records, start=1):
+            patent_id = row_id(record.get("id"))
+            if patent_id is None:
+                raise DataError(f"{path}: row {number}: no id; an index names its patents by id")
+            if patent_id in seen:
+                raise DataError(f"{path}: row {number}: id {patent_id!r} repeats; ids must be unique")
+            seen.add(patent_id)
+            text = row_text(record, fields)
+            if not text:
+                raise DataError(f"{path}: row {number}: empty text in {'+'.join(fields)}")
+            codes = parse_full_code_list(clean(record.get(codes_column)))
+            if not codes:
+                skipped += 1
+                continue
+            rows.append({"id": patent_id, "title": clean(record.get("title")), "text": text, "codes": codes})
+    return rows, skipped
+
+
+def _check_manifest(folder: Path, manifest: dict) -> None:
+    """A folder holds one job's vectors: a rerun of the same job continues, another is refused."""
+    path = folder / MANIFEST
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in manifest.items() if before.get(key) != value]
+        if changed:
+            raise PatentIndexError(
+                f"{folder} holds another job's vectors ({'; '.join(changed)}): use a new --output, or delete it"
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def embed_locally(
+    classifier, rows: list[dict], folder: Path, *, rows_per_part: int, batch_size: int | None, progress=None
+) -> int:
+    """Vectors of ``rows`` into part files under ``folder``, skipping the parts already written; rows embedded."""
+    embedded = 0
+    for number, start in enumerate(range(0, len(rows), rows_per_part)):
+        part = folder / f"part-{number:06d}.parquet"
+        chunk = rows[start : start + rows_per_part]
+        if part.is_file():
+            if progress:
+                progress(len(chunk))
+            continue
+        vectors = classifier.embed([r["text"] for r in chunk], batch_size=batch_size)
+        table = vector_table([r["id"] for r in chunk], [r["title"] for r in chunk], [r["codes"] for r in chunk], vectors)
+        staging = part.with_name(f".{part.name}.partial")  # a name the dataset reader skips
+        pq.write_table(table, staging)
+        os.replace(staging, part)  # a part is there whole or not at all
+        embedded += len(chunk)
+        if progress:
+            progress(len(chunk))
+    return embedded
+
+
+def read_vectors(folder: Path, skip: set[str] = frozenset()) -> tuple[np.ndarray, list[IndexedPatent]]:
+    """Every vector under ``folder`` of a row with codes, one per id, but those in ``skip`` (files and
+    folders named ``_...`` or ``.``..., such as the bulk job's ``_checkpoint``, are not read)."""
+    import pyarrow.dataset as pads
+
+    table = pads.dataset(str(folder), format="parquet", schema=VECTOR_SCHEMA).to_table()
+    seen: set[str] = set(skip)
+    keep = []
+    for position, (patent_id, codes) in enumerate(zip(table["id"].to_pylist(), table["codes"].to_pylist())):
+        if codes and patent_id not in seen:  # unclassified rows are not indexed; an id once
+            seen.add(patent_id)
+            keep.append(position)
+    table = table.take(pa.array(keep, pa.int64()))
+    vectors = np.asarray(table["vector"].to_pylist(), np.float32) if keep else np.zeros((0, 0), np.float32)
+    patents = [IndexedPatent(r["id"], r["title"] or "", r["codes"]) for r in table.select(["id", "title", "codes"]).to_pylist()]
+    return vectors, patents
+
+
+def _rows_without_codes(folder: Path) -> int:
+    import pyarrow.dataset as pads
+
+    codes = pads.dataset(str(folder), format="parquet", schema=VECTOR_SCHEMA).to_table(columns=["codes"])["codes"]
+    return int(sum(1 for c in codes.to_pylist() if not c))
+
+
+def bundle_voting(model_path: Path) -> dict:
+    """The group voting settings fitted with the bundle's own index (defaults where it has none)."""
+    info = model_path / BUNDLE_INDEX_DIR / INFO_FILE
+    return json.loads(info.read_text(encoding="utf-8")).get("voting", {}) if info.is_file() else {}
+
+
+def build_index(
+    input: str,
+    output: str | Path,
+    *,
+    model: str | Path | None = None,
+    engine: str = "local",
+    factory: str = DEFAULT_FACTORY,
+    text_fields: tuple[str, ...] | None = None,
+    batch_size: int | None = None,
+    rows_per_part: int = ROWS_PER_PART,
+    add: bool = False,
+    ray_options: dict | None = None,
+    progress=None,
+) -> IndexResult:
+    """Index every classified row of ``input`` into ``output`` (see the module's doc). ``add``: add the
+    rows to the index already at ``output`` (accepted feedback, a new batch), keeping its patents."""
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be local or ray, not {engine!r}")
+    if rows_per_part < 1:
+        raise ValueError("rows per part must be positive")
+    start = time.perf_counter()
+    model_path = Path(model) if model else default_model_dir()
+    read_info(model_path)  # a wrong --model fails before any work (ModelError)
+    digest = model_digest(model_path)
+    output = Path(output)
+    existing = None
+    if add:
+        existing = PatentIndex.load(output, model_digest=digest)
+    elif (output / INFO_FILE).is_file():
+        raise PatentIndexError(f"{output} already holds an index: pass --add to add these patents to it, or use a new folder")
+    known = {p.id for p in existing.patents} if existing is not None else set()  # an indexed patent stays as it is
+    folder = output / (VECTORS_DIR if existing is None else f"{VECTORS_DIR}-add")
+    source = input if "://" in input else os.path.abspath(os.path.expanduser(input))
+    manifest = {"model_digest": digest, "input": source, "text_fields": list(text_fields or ())}
+    if engine == "ray":
+        from .bulk import run_bulk
+
+        _check_manifest(folder, manifest)
+        result = run_bulk(
+            input, str(folder / "ray"), model=model_path, job="index", text_fields=text_fields, **(ray_options or {})
+        )
+        embedded, skipped = result.written, None
+    else:
+        from .classifier import Classifier
+
+        rows, skipped = read_corpus(input, text_fields)  # bad input fails before the model loads
+        rows = [r for r in rows if r["id"] not in known]
+        _check_manifest(folder, manifest)
+        classifier = Classifier.load(model_path, index=False)
+        check_factory(factory, int(classifier.engine.model.config.hidden_size))
+        embedded = embed_locally(classifier, rows, folder, rows_per_part=rows_per_part, batch_size=batch_size, progress=progress)
+    vectors, patents = read_vectors(folder, known)
+    if skipped is None:  # the Ray job embeds every row; those without codes are left out here
+        skipped = _rows_without_codes(folder)
+    if not patents and existing is None:
+        raise DataError(f"{input}: no row with a readable code to index")
+    if existing is None:
+        index = PatentIndex.build(vectors, patents, model_digest=digest, factory=factory)
+        index.voting = bundle_voting(model_path)
+    else:
+        index = existing
+        if len(patents):
+            index.add(vectors, patents)
+    index.save(output)
+    shutil.rmtree(folder)  # the index holds every vector now
+    return IndexResult(str(output), len(index), embedded, skipped, time.perf_counter() - start)
