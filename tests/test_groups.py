@@ -45,7 +45,9 @@ SUBCLASSES = ["F16K", "G01F", "H04N"]
 
 def suggest(voting, similarities, rows, subclass_probabilities):
     priors = GroupPriors(PATENT_GROUPS, voting.other_weight)
-    return suggest_groups(voting, priors, PATENT_GROUPS, np.array(similarities), np.array(rows), subclass_probabilities, SUBCLASSES)
+    return suggest_groups(
+        voting, priors, PATENT_GROUPS, np.array(similarities), np.array(rows), subclass_probabilities, SUBCLASSES
+    )
 
 
 def test_the_chain_rule_subclass_times_votes_within_it():

@@ -146,7 +146,9 @@ def test_the_index_and_predict_commands(tiny_hierarchy_bundle, toy_hierarchy_dat
     rows = tmp_path / "rows.jsonl"
     write_jsonl(rows, [{"id": "q1", "text": "a turbine engine valve rotary"}])
     out = tmp_path / "out.jsonl"
-    done = run_cli("predict", "--model", str(tiny_hierarchy_bundle), "--index", str(toy_index), "--input", str(rows), "--output", str(out))
+    done = run_cli(
+        "predict", "--model", str(tiny_hierarchy_bundle), "--index", str(toy_index), "--input", str(rows), "--output", str(out)
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
     assert record["groups"] and {"code", "title", "probability"} == set(record["groups"][0])
@@ -154,12 +156,24 @@ def test_the_index_and_predict_commands(tiny_hierarchy_bundle, toy_hierarchy_dat
     done = run_cli("predict", "--model", str(tiny_hierarchy_bundle), "--no-index", "--input", str(rows), "--output", str(out))
     assert done.returncode == 0 and json.loads(out.read_text())["groups"] == []
     # Bad input: one line each, before any model loads.
-    done = run_cli("index", "--input", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "i"), "--model", str(tiny_hierarchy_bundle))
+    done = run_cli(
+        "index", "--input", str(tmp_path / "none.jsonl"), "--output", str(tmp_path / "i"), "--model", str(tiny_hierarchy_bundle)
+    )
     assert done.returncode == 2 and "no such file" in done.stderr and "Traceback" not in done.stderr
     done = run_cli("index", "--input", str(rows), "--output", str(tmp_path / "i"), "--model", str(tiny_hierarchy_bundle))
     assert done.returncode == 2 and "no codes column" in done.stderr
     done = run_cli("predict", "--model", str(tiny_hierarchy_bundle), "--index", str(tmp_path / "nowhere"), "some text")
     assert done.returncode == 2 and "no such folder" in done.stderr
     corpus = write_jsonl(tmp_path / "corpus.jsonl", [{"id": "c1", "text": "a valve", "ipc": "F16K 1/00"}])
-    done = run_cli("index", "--input", str(corpus), "--output", str(tmp_path / "j"), "--model", str(tiny_hierarchy_bundle), "--factory", "PQ7")
+    done = run_cli(
+        "index",
+        "--input",
+        str(corpus),
+        "--output",
+        str(tmp_path / "j"),
+        "--model",
+        str(tiny_hierarchy_bundle),
+        "--factory",
+        "PQ7",
+    )
     assert done.returncode == 2 and "factory 'PQ7'" in done.stderr and "Traceback" not in done.stderr
