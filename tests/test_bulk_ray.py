@@ -171,3 +171,52 @@ def test_a_bad_row_stops_the_run_with_its_id(ray_address, tiny_bundle, tmp_path)
     source = write_jsonl(tmp_path / "blank.jsonl", rows)
     with pytest.raises(BulkError, match="blank-7.*empty text"):
         run_bulk(str(source), str(tmp_path / "out"), model=tiny_bundle, address=ray_address, actors=1)
+
+
+def test_an_index_built_on_ray_resumes_and_matches_the_local_one(ray_address, tiny_hierarchy_bundle, tmp_path):
+    """`patentclf index --engine ray`, killed midway and run again, indexes each row once, with the
+    vectors the local engine computes."""
+    from patentclf.classifier import Classifier
+    from patentclf.index import PatentIndex
+
+    from .conftest import toy_hierarchy_rows
+
+    rows = toy_hierarchy_rows(1200, seed=5)
+    for row in rows[:10]:
+        row["title"] = f"title {row['id']}"
+    rows[7]["ipc"] = ""  # a row without codes is embedded but not indexed
+    corpus = write_jsonl(tmp_path / "corpus.jsonl", rows)
+    out = tmp_path / "index"
+    command = [sys.executable, "-m", "patentclf.cli", "index", "--engine", "ray", "--input", str(corpus), "--output", str(out)]
+    command += ["--model", str(tiny_hierarchy_bundle), "--ray-address", ray_address, "--rows-per-batch", "50", "--actors", "1"]
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ray_out = out / "_vectors" / "ray"
+    try:
+        deadline = time.monotonic() + 300
+        while committed_rows(ray_out) < 100 and first.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        _, stderr = first.communicate()
+    assert 100 <= committed_rows(ray_out) < len(rows), f"the first run was not cut short midway: {stderr[-2000:]}"
+    time.sleep(2)
+    done_before = committed_rows(ray_out)
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stderr[-3000:]
+    message = " ".join(second.stderr.split())
+    assert f"holds {len(rows) - 1} patents" in message and "1 rows without a readable code" in message, message[-2000:]
+    assert f"({len(rows) - done_before} embedded now" in message  # only the rest went through the model
+    assert not (out / "_vectors").exists()
+
+    index = PatentIndex.load(out)
+    assert sorted(p.id for p in index.patents) == sorted(r["id"] for r in rows if r["ipc"])
+    by_id = {p.id: p for p in index.patents}
+    assert by_id[rows[0]["id"]].title == f"title {rows[0]['id']}" and by_id[rows[20]["id"]].title == ""
+    # The vectors are the local engine's: each text finds itself.
+    texts = [r["text"] for r in rows[:20] if r["ipc"]]
+    vectors = Classifier.load(tiny_hierarchy_bundle, index=False).embed(texts)
+    similarities, found = index.search(vectors, 1)
+    assert similarities[:, 0].min() > 0.99
+    ids = [r["id"] for r in rows[:20] if r["ipc"]]
+    assert sum(index.patents[i].id == own for i, own in zip(found[:, 0], ids)) >= len(ids) - 1  # a twin text may come first
