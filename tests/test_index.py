@@ -177,3 +177,19 @@ def test_the_index_and_predict_commands(tiny_hierarchy_bundle, toy_hierarchy_dat
         "PQ7",
     )
     assert done.returncode == 2 and "factory 'PQ7'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_service_answers_groups_and_evidence_from_its_index(tiny_hierarchy_bundle, toy_index, tmp_path):
+    import httpx
+
+    from tests.servers import LiveServer
+
+    with LiveServer(tiny_hierarchy_bundle, feedback_db=tmp_path / "f.db", index=toy_index) as server:
+        answer = httpx.post(server.url + "/predict", json={"text": "a turbine engine valve rotary"}, timeout=60).json()
+        assert answer["groups"] and answer["groups"][0]["code"][:4] in {s["code"] for s in answer["subclasses"]}
+        assert len(answer["similar"]) == 5 and answer["similar"][0]["id"].startswith("toy-")
+        batch = httpx.post(server.url + "/predict/batch", json={"texts": ["an acid", "a lamp"]}, timeout=60).json()
+        assert all(p["groups"] and p["similar"] for p in batch["predictions"])
+    with LiveServer(tiny_hierarchy_bundle, feedback_db=tmp_path / "g.db", no_index=True) as server:
+        answer = httpx.post(server.url + "/predict", json={"text": "a turbine engine valve rotary"}, timeout=60).json()
+        assert answer["groups"] == [] and answer["similar"] == []
