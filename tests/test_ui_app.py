@@ -115,6 +115,41 @@ def test_hierarchy_shows_sections_then_classes_and_subclasses(ui_env):
     assert at.get("vega_lite_chart") and at.get("form")
 
 
+def test_groups_and_the_nearest_patents_show_under_the_subclasses(ui_env):
+    from patentclf.hierarchy import title
+
+    groups = [{"code": code, "title": title(code), "probability": p} for code, p in (("H04M 1/00", 0.31), ("H04M 3/00", 0.12))]
+    similar = [
+        {
+            "id": "US9135439",
+            "title": "Methods to detect risks",
+            "code": "H04M 1/725",
+            "codes": ["H04M 1/725", "G06F 21/56"],
+            "similarity": 0.912,
+        },
+        {
+            "id": "US6144717",
+            "title": "Wheel mounted data logger",
+            "code": "H04M 3/42",
+            "codes": ["H04M 3/42"],
+            "similarity": 0.874,
+        },
+    ]
+    at = hierarchy_page(hierarchy_answer(groups=groups, similar=similar))
+    markdown = texts_of(at.markdown)
+    assert "#### CPC sections, classes, subclasses and main groups" in markdown
+    assert "#### Nearest classified patents" in markdown
+    classes, subclasses, main_groups, nearest = (table.value for table in at.table)
+    assert list(main_groups.columns) == ["Main group", "Title", "Probability"]
+    assert main_groups.iloc[0].tolist() == [
+        "H04M 1/00",
+        title("H04M 1/00")[:109].rstrip() + "…" if len(title("H04M 1/00")) > 110 else title("H04M 1/00"),
+        "31.0%",
+    ]
+    assert list(nearest.columns) == ["Patent", "Title", "Codes", "Similarity"]
+    assert nearest.iloc[0].tolist() == ["US9135439", "Methods to detect risks", "H04M 1/725, G06F 21/56", "0.91"]
+
+
 def test_sections_without_classes_show_no_tables(ui_env):
     at = hierarchy_page(hierarchy_answer(classes=[], subclasses=[]))
     assert "#### CPC sections" in texts_of(at.markdown)

@@ -92,9 +92,8 @@ def _show_hierarchy(p: dict) -> None:
     if not has_hierarchy(p):
         return
     suggestions = bool(p.get("classes") or p.get("subclasses"))
-    st.markdown(
-        "#### CPC sections" + (", classes, subclasses" + (" and main groups" if p.get("groups") else "") if suggestions else "")
-    )
+    levels = ", classes, subclasses and main groups" if p.get("groups") else ", classes and subclasses"
+    st.markdown("#### CPC sections" + (levels if suggestions else ""))
     probabilities = p.get("section_probabilities") or {}
     badges = [
         f":{'orange' if code == p['label'] else 'blue'}-badge[{code} · {section(code).name} · {probabilities.get(code, 0.0):.0%}]"
