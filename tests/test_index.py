@@ -190,6 +190,8 @@ def test_the_service_answers_groups_and_evidence_from_its_index(tiny_hierarchy_b
         assert len(answer["similar"]) == 5 and answer["similar"][0]["id"].startswith("toy-")
         batch = httpx.post(server.url + "/predict/batch", json={"texts": ["an acid", "a lamp"]}, timeout=60).json()
         assert all(p["groups"] and p["similar"] for p in batch["predictions"])
+        assert httpx.get(server.url + "/model", timeout=10).json()["index"]["patents"] == 320
     with LiveServer(tiny_hierarchy_bundle, feedback_db=tmp_path / "g.db", no_index=True) as server:
         answer = httpx.post(server.url + "/predict", json={"text": "a turbine engine valve rotary"}, timeout=60).json()
         assert answer["groups"] == [] and answer["similar"] == []
+        assert httpx.get(server.url + "/model", timeout=10).json()["index"] is None

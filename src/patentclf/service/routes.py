@@ -155,7 +155,9 @@ async def model_info(runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
     """The bundle's ``patentclf.json``: base model, labels, training data and settings, metrics."""
     if not runtime.ready:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, runtime.fatal_error or "the model is loading")
-    return {**runtime.classifier.info, "model_version": runtime.model_version}
+    index = runtime.classifier.index
+    described = None if index is None else {"patents": len(index), "factory": index.factory, "voting": index.voting}
+    return {**runtime.classifier.info, "model_version": runtime.model_version, "index": described}
 
 
 _KEY_ERRORS = {

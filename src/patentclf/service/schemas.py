@@ -107,6 +107,9 @@ class ModelInfoResponse(BaseModel):
     max_length: int | None = None
     labels: list[dict[str, Any]] = []
     metrics: dict[str, Any] = {}
+    index: dict[str, Any] | None = Field(
+        None, description="the patent index behind groups and evidence: patents, faiss factory, group voting (null: none)"
+    )
 
 
 class ErrorResponse(BaseModel):
