@@ -89,7 +89,12 @@ def main() -> None:
         start = time.perf_counter()
         similarities, rows = index.search(test_vectors, max(voting.k, 5))
         suggested = [
-            [g for g, _ in suggest_groups(voting, priors, groups, similarities[i], rows[i], test_subclass[i], classifier.layout.subclasses)]
+            [
+                g
+                for g, _ in suggest_groups(
+                    voting, priors, groups, similarities[i], rows[i], test_subclass[i], classifier.layout.subclasses
+                )
+            ]
             for i in range(len(truth))
         ]
         seconds = time.perf_counter() - start

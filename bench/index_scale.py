@@ -37,7 +37,9 @@ def main() -> None:
     for size in args.sizes:
         vectors = rng.standard_normal((size, args.dimension), dtype=np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        queries = vectors[rng.choice(size, 64, replace=False)] + 0.01 * rng.standard_normal((64, args.dimension), dtype=np.float32)
+        queries = vectors[rng.choice(size, 64, replace=False)] + 0.01 * rng.standard_normal(
+            (64, args.dimension), dtype=np.float32
+        )
         lists = max(256, int(4 * size**0.5))  # faiss's rule of thumb: 4-16 x sqrt(N) lists
         for factory in ("SQfp16", f"IVF{lists},PQ64"):
             index = faiss.index_factory(args.dimension, factory, faiss.METRIC_INNER_PRODUCT)

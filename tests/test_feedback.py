@@ -186,7 +186,7 @@ def test_ui_feedback_waits_for_a_named_reviewer_before_export(server, tmp_path):
     assert httpx.post(server.url + "/feedback/999999/review", json={"accept": True}, headers=BOB).status_code == 404
     [exported] = [row for row in export() if row["source"] == f"feedback:{waiting}"]
     assert exported | {"time": None} == {
-        "text": "a turbine with a lamp", "label": "F", "section": "F",
+        "id": f"feedback-{waiting}", "text": "a turbine with a lamp", "label": "F", "section": "F",
         "class": "F01", "subclass": "F01D", "ipc": "F01D",
         "source": f"feedback:{waiting}", "time": None, "sender": "ui", "status": "accepted", "reviewed_by": "bob",
     }  # fmt: skip

@@ -195,3 +195,22 @@ def test_the_service_answers_groups_and_evidence_from_its_index(tiny_hierarchy_b
         answer = httpx.post(server.url + "/predict", json={"text": "a turbine engine valve rotary"}, timeout=60).json()
         assert answer["groups"] == [] and answer["similar"] == []
         assert httpx.get(server.url + "/model", timeout=10).json()["index"] is None
+
+
+def test_accepted_feedback_joins_an_index_as_evidence(tiny_hierarchy_bundle, toy_index, tmp_path):
+    import shutil
+
+    from patentclf.feedback import training_row
+
+    index = tmp_path / "index"
+    shutil.copytree(toy_index, index)
+    # What `patentclf feedback export` writes for an accepted correction at the subclass level.
+    row = training_row(
+        {"id": 7, "text": "a turbine engine valve with a ceramic seal", "label": "F", "code": "F01D", "time": None}
+    )
+    build_index(str(write_jsonl(tmp_path / "feedback.jsonl", [row])), index, model=tiny_hierarchy_bundle, add=True)
+    loaded = PatentIndex.load(index)
+    assert len(loaded) == 321 and loaded.patents[-1] == IndexedPatent("feedback-7", "", ["F01D"])
+    assert loaded.groups[-1] == []  # a subclass names no main group: evidence, but no group votes
+    prediction = Classifier.load(tiny_hierarchy_bundle, precision="fp32", index=index).predict([row["text"]])[0]
+    assert prediction.similar[0].id == "feedback-7" and prediction.similar[0].code == "F01D"

@@ -304,7 +304,7 @@ def test_feedback_keeps_the_finest_code_its_sender_and_its_review(database, tmp_
 
     exported = [json.loads(line) for line in output.read_text().splitlines()]
     assert exported[0] | {"time": None} == {
-        "text": "a sensor", "label": "G", "section": "G", "class": "G06", "subclass": "G06F", "ipc": "G06F",
+        "id": "feedback-1", "text": "a sensor", "label": "G", "section": "G", "class": "G06", "subclass": "G06F", "ipc": "G06F",
         "source": "feedback:1", "time": None, "sender": "alice", "status": "accepted",
     }  # fmt: skip
     assert exported[1]["class"] == "H01" and exported[1]["ipc"] == "H01" and "subclass" not in exported[1]

@@ -279,13 +279,13 @@ class Embedder(Predictor):
         super().__init__(model, self.text_fields, source, options, threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from .hierarchy import parse_full_code_list
+        from .hierarchy import parse_index_codes
         from .indexing import vector_table
 
         texts = batch_texts(batch, self.text_fields, self.source)
         vectors = self.classifier.embed(texts, batch_size=self.batch_size, long_text=self.long_text)
         titles = [t or "" for t in batch["title"].to_pylist()] if "title" in batch.column_names else [""] * len(texts)
-        codes = [parse_full_code_list(c) for c in batch[self.codes_column].to_pylist()]
+        codes = [parse_index_codes(c) for c in batch[self.codes_column].to_pylist()]
         return vector_table(batch["id"].to_pylist(), titles, codes, vectors)
 
 

@@ -148,11 +148,12 @@ class FeedbackStore:
 
 
 def training_row(row: dict) -> dict:
-    """One stored correction as a training row, shaped like the bundled data: ``label`` and ``section``
+    """One stored correction as a training row, shaped like the bundled data: ``id``, ``label`` and ``section``
     (the letter; ``label`` as in earlier exports), ``class`` / ``subclass`` when the correction gave
     them, and ``ipc``, the finest code given."""
     code = row.get("code") or row["label"]
-    item = {"text": row["text"], "label": row["label"], "section": row["label"]}
+    # An id of its own, so that the rows can also go into a patent index (`patentclf index --add`).
+    item = {"id": f"feedback-{row['id']}", "text": row["text"], "label": row["label"], "section": row["label"]}
     if len(code) >= 3:
         item["class"] = code[:3]
     if len(code) == 4:

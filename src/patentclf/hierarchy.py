@@ -85,6 +85,23 @@ def parse_full_code_list(text: object) -> list[str]:
     return codes
 
 
+def parse_index_codes(text: object) -> list[str]:
+    """An ``ipc`` field -> its codes as a patent index keeps them: each down to its subgroup where it
+    has one (``G06F 3/048``), else its section / class / subclass (a correction names at most a
+    subclass); unreadable items skipped."""
+    if not isinstance(text, str):
+        return []
+    codes: list[str] = []
+    for item in text.split(";"):
+        try:
+            code = full_code(item) or parse_code(item)
+        except CodeError:
+            continue
+        if code not in codes:
+            codes.append(code)
+    return codes
+
+
 def parse_group_list(text: object) -> list[str]:
     """An ``ipc`` field -> the main groups of its codes in order (main code's first), duplicates
     removed; codes without a group are skipped."""

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from .bundle import default_model_dir, model_digest, read_info
 from .data import CODE_FIELDS
-from .hierarchy import parse_full_code_list
+from .hierarchy import parse_index_codes
 from .index import BUNDLE_INDEX_DIR, DEFAULT_FACTORY, INFO_FILE, IndexedPatent, PatentIndex, PatentIndexError, check_factory
 from .inputs import DataError, clean, read_local_records, row_id, row_text, text_fields_for
 
@@ -105,7 +105,7 @@ def read_corpus(spec: str, text_fields: tuple[str, ...] | None) -> tuple[list[di
             text = row_text(record, fields)
             if not text:
                 raise DataError(f"{path}: row {number}: empty text in {'+'.join(fields)}")
-            codes = parse_full_code_list(clean(record.get(codes_column)))
+            codes = parse_index_codes(clean(record.get(codes_column)))
             if not codes:
                 skipped += 1
                 continue
