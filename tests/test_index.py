@@ -78,8 +78,13 @@ def test_reading_a_corpus_names_bad_rows(tmp_path):
 @pytest.fixture(scope="module")
 def toy_index(tiny_hierarchy_bundle, toy_hierarchy_data, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("toy-index") / "index"
-    result = build_index(str(toy_hierarchy_data / "train.jsonl"), output, model=tiny_hierarchy_bundle, rows_per_part=100)
+    result = build_index(
+        str(toy_hierarchy_data / "train.jsonl"), output, model=tiny_hierarchy_bundle, rows_per_part=100, fit_on=str(toy_hierarchy_data)
+    )
     assert result.patents == 320 and result.embedded == 320 and result.skipped == 0
+    voting = PatentIndex.load(output).voting  # fitted on the toy validation split, with its figures
+    assert voting["fitted_on"] == 48 and voting["figures"]["group_top5"] >= voting["default_figures"]["group_top5"]
+    assert voting["figures"]["group_top1"] > 0.5  # each toy subclass has one group: right whenever the subclass is
     return output
 
 

@@ -499,6 +499,10 @@ def index_command(
         "SQfp16", help="faiss index: SQfp16 (exact, 2 bytes a dimension) | e.g. IVF4096,PQ64 for millions of patents"
     ),
     add: bool = typer.Option(False, "--add", help="add these patents to the index at --output (accepted feedback, new grants)"),
+    fit_on: Optional[str] = typer.Option(
+        None,
+        help="data (bundled | FILE | FOLDER) whose validation split fits the group voting to this index (default: the bundle's settings)",
+    ),
     batch_size: Optional[int] = typer.Option(None, min=1, help="most texts per model call (default 8 on CPU, 32 on a GPU)"),
     engine: Literal["local", "ray"] = typer.Option("local", help="local: this process | ray: a Ray cluster (millions of rows)"),
     ray_address: Optional[str] = typer.Option(None, help="Ray cluster to join (default: env RAY_ADDRESS, else a local cluster)"),
@@ -515,6 +519,8 @@ def index_command(
 
     if engine == "ray" and add:
         _fail("--add runs locally (a few thousand rows): drop --engine ray")
+    if add and fit_on:
+        _fail("--fit-on fits a new index; an index you --add to keeps its settings")
     ray_options = {"address": ray_address, "actors": actors, "rows_per_batch": rows_per_batch, "cpus_per_actor": cpus_per_actor}
     try:
         from .bulk import BulkError
@@ -534,6 +540,7 @@ def index_command(
                 add=add,
                 ray_options=ray_options if engine == "ray" else None,
                 progress=lambda n: bar.advance(task, n),
+                fit_on=fit_on,
             )
     except (DataError, PatentIndexError, ModelError, BulkError, OSError) as exc:
         _fail(str(exc))

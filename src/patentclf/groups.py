@@ -37,6 +37,7 @@ class GroupVoting:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "GroupVoting":
+        # An index's ``voting`` also records the figures it was fitted to: only the settings are read.
         known = {name: value for name, value in (data or {}).items() if name in cls.__dataclass_fields__}
         return cls(**known)
 

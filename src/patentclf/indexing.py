@@ -27,6 +27,7 @@ from .index import BUNDLE_INDEX_DIR, DEFAULT_FACTORY, INFO_FILE, IndexedPatent, 
 from .inputs import DataError, clean, read_local_records, row_id, row_text, text_fields_for
 
 VECTORS_DIR = "_vectors"
+GRID_K = (10, 30, 60)  # the neighbours the voting fit tries (groups.GRID)
 MANIFEST = "_manifest.json"
 ROWS_PER_PART = 512
 VECTOR_SCHEMA = pa.schema(
@@ -176,10 +177,56 @@ def _rows_without_codes(folder: Path) -> int:
     return int(sum(1 for c in codes.to_pylist() if not c))
 
 
+def fit_group_voting(
+    index: PatentIndex,
+    vectors: np.ndarray,
+    subclass_probabilities: np.ndarray | None,
+    subclass_codes: list[str],
+    truth: list[list[str]],
+) -> dict:
+    """Fit the index's group voting on labelled rows (their representations, the model's subclass
+    probabilities and their main groups); the figures before and after, as stored in ``index.voting``."""
+    from .groups import GroupPriors, GroupVoting, fit_voting, group_figures, suggest_groups
+
+    similarities, rows = index.search(vectors, max(GRID_K))
+    fitted, _ = fit_voting(index.groups, similarities, rows, subclass_probabilities, subclass_codes, truth)
+
+    def figures(voting: GroupVoting) -> dict:
+        priors = GroupPriors(index.groups, voting.other_weight)
+        suggested = [
+            [g for g, _ in suggest_groups(voting, priors, index.groups, similarities[i], rows[i],
+                                          None if subclass_probabilities is None else subclass_probabilities[i], subclass_codes)]
+            for i in range(len(truth))
+        ]  # fmt: skip
+        return group_figures(suggested, truth)
+
+    index.voting = {
+        **fitted.to_dict(),
+        "fitted_on": len(truth),
+        "figures": figures(fitted),
+        "default_figures": figures(GroupVoting()),
+    }
+    return index.voting
+
+
+def fit_on_split(classifier, index: PatentIndex, split) -> dict:
+    """:func:`fit_group_voting` on a labelled split, its outputs computed by ``classifier``."""
+    if not any(split.groups):
+        raise DataError(
+            f"{split.source}: no row has a main group (codes down to the group, e.g. G06F 3/048) to fit the voting on"
+        )
+    raw = classifier.raw_outputs(split.texts)
+    subclass = classifier.calibrated(raw, split.texts).get("subclass")
+    return fit_group_voting(index, raw["embedding"], subclass, classifier.layout.subclasses, split.groups)
+
+
 def bundle_voting(model_path: Path) -> dict:
     """The group voting settings fitted with the bundle's own index (defaults where it has none)."""
+    from .groups import GroupVoting
+
     info = model_path / BUNDLE_INDEX_DIR / INFO_FILE
-    return json.loads(info.read_text(encoding="utf-8")).get("voting", {}) if info.is_file() else {}
+    voting = json.loads(info.read_text(encoding="utf-8")).get("voting", {}) if info.is_file() else {}
+    return GroupVoting.from_dict(voting).to_dict()  # the settings, not the bundle index's own figures
 
 
 def build_index(
@@ -195,9 +242,12 @@ def build_index(
     add: bool = False,
     ray_options: dict | None = None,
     progress=None,
+    fit_on: str | None = None,
 ) -> IndexResult:
     """Index every classified row of ``input`` into ``output`` (see the module's doc). ``add``: add the
-    rows to the index already at ``output`` (accepted feedback, a new batch), keeping its patents."""
+    rows to the index already at ``output`` (accepted feedback, a new batch), keeping its patents.
+    ``fit_on``: data whose validation split fits the group voting to this index (default: the
+    bundle's own index's settings)."""
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be local or ray, not {engine!r}")
     if rows_per_part < 1:
@@ -241,6 +291,11 @@ def build_index(
     if existing is None:
         index = PatentIndex.build(vectors, patents, model_digest=digest, factory=factory)
         index.voting = bundle_voting(model_path)
+        if fit_on:
+            from .classifier import Classifier
+            from .data import load_split
+
+            fit_on_split(Classifier.load(model_path, index=False), index, load_split(fit_on, "validation"))
     else:
         index = existing
         if len(patents):
