@@ -9,6 +9,8 @@ new       `Classifier.predict` (what `patentclf predict --input FILE` runs): LoR
           most 8 rows and 800 padded tokens), right padding read without an attention mask, and
           matmul attention on CPU.
 compiled  the same with `--compile` (torch.compile); its one-off compile time is printed apart.
+no index  `Classifier.predict` without the bundle's patent index (no groups, no evidence): what the
+          index search and the group votes cost.
 
 Without a shipped model and without --model, a fresh (untrained) LoRA over SmolLM2-135M is saved as a
 bundle: speed does not depend on the weights' values. Texts: a fixed stratified subset of the bundled
@@ -127,6 +129,14 @@ def main() -> None:
         classifier.predict(texts[:4], batch_size=args.batch_size)
         new_rates, predictions = timed(classifier)
         print(f"new: {', '.join(f'{r:.2f}' for r in new_rates)} samples/s", flush=True)
+        # The same without the patent index (no groups, no evidence): what the index search and the
+        # group votes cost, side by side.
+        index, plain_rates = classifier.index, []
+        if index is not None:
+            classifier.use_index(None)
+            plain_rates, _ = timed(classifier)
+            classifier.use_index(index)
+            print(f"new without the index: {', '.join(f'{r:.2f}' for r in plain_rates)} samples/s", flush=True)
         # The LLM's own section head on the new path: like for like with the baseline (bf16, merged
         # LoRA, batching), where the whole answer also has TF-IDF, the pool and the confidence map.
         own_head = classifier.raw_outputs(texts, batch_size=args.batch_size)["section"]
@@ -162,6 +172,9 @@ def main() -> None:
         ["baseline", "float32", "unmerged (PEFT)", "one text at a time", f"{b:.2f}", "1.00x"],
         ["new: Classifier.predict", dtype, "merged", f"{batching}, sorted by length", f"{n:.2f}", f"{n / b:.2f}x"],
     ]
+    if plain_rates:
+        p = median(plain_rates)
+        rows.append(["new, no index (no groups or evidence)", dtype, "merged", "the same", f"{p:.2f}", f"{p / b:.2f}x"])
     if compiled_rates:
         c = median(compiled_rates)
         rows.append(
