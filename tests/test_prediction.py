@@ -34,7 +34,7 @@ def _prediction() -> Prediction:
     )
 
 
-def test_the_api_answers_the_record_with_the_same_fields_as_before():
+def test_the_api_answers_the_record_with_the_same_fields_as_before_then_groups_and_evidence():
     schema = PredictionResponse.model_json_schema()
     assert list(schema["properties"]) == [
         "id",
@@ -51,6 +51,8 @@ def test_the_api_answers_the_record_with_the_same_fields_as_before():
         "section_probabilities",
         "classes",
         "subclasses",
+        "groups",  # added after the pipeline refactor: main groups and evidence (issue 20)
+        "similar",
     ]
     assert schema["required"] == [
         "id",
@@ -65,7 +67,8 @@ def test_the_api_answers_the_record_with_the_same_fields_as_before():
     ]
     assert schema["title"] == "PredictionResponse" and "description" not in schema
     suggestion = schema["$defs"]["CodeSuggestion"]
-    assert suggestion["description"] == "A CPC class or subclass the patent may belong to."
+    assert suggestion["description"] == "A CPC class, subclass or main group the patent may belong to."
+    assert list(schema["$defs"]["SimilarPatent"]["properties"]) == ["id", "title", "code", "codes", "similarity"]
     assert suggestion["properties"]["probability"] == {"maximum": 1, "minimum": 0, "title": "Probability", "type": "number"}
 
 
@@ -87,6 +90,8 @@ def test_a_prediction_becomes_the_record_and_a_file_row():
         "section_probabilities",
         "classes",
         "subclasses",
+        "groups",
+        "similar",
     ]
     assert row["prediction"] == "G" and row["classes"] == record["classes"]
     assert file_record(prediction_record(_prediction())) == row  # a file needs none of the service's fields
