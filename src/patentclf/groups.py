@@ -120,11 +120,11 @@ def group_figures(suggested: list[list[str]], truth: list[list[str]]) -> dict[st
 
 
 GRID = {
-    "k": (10, 30, 60),
-    "power": (1.0, 2.0, 4.0),
+    "k": (5, 10, 20, 30, 60),
+    "power": (1.0, 2.0, 4.0, 8.0),
     "other_weight": (0.25, 0.5, 1.0),
-    "prior": (0.1, 0.5, 2.0),
-    "sharpness": (0.5, 1.0),
+    "prior": (0.05, 0.1, 0.5, 2.0),
+    "sharpness": (0.25, 0.5, 0.75, 1.0),
 }
 
 

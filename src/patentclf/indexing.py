@@ -27,7 +27,7 @@ from .index import BUNDLE_INDEX_DIR, DEFAULT_FACTORY, INFO_FILE, IndexedPatent, 
 from .inputs import DataError, clean, read_local_records, row_id, row_text, text_fields_for
 
 VECTORS_DIR = "_vectors"
-GRID_K = (10, 30, 60)  # the neighbours the voting fit tries (groups.GRID)
+GRID_K = (5, 10, 20, 30, 60)  # the neighbours the voting fit tries (groups.GRID)
 MANIFEST = "_manifest.json"
 ROWS_PER_PART = 512
 VECTOR_SCHEMA = pa.schema(
