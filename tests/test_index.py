@@ -79,7 +79,11 @@ def test_reading_a_corpus_names_bad_rows(tmp_path):
 def toy_index(tiny_hierarchy_bundle, toy_hierarchy_data, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("toy-index") / "index"
     result = build_index(
-        str(toy_hierarchy_data / "train.jsonl"), output, model=tiny_hierarchy_bundle, rows_per_part=100, fit_on=str(toy_hierarchy_data)
+        str(toy_hierarchy_data / "train.jsonl"),
+        output,
+        model=tiny_hierarchy_bundle,
+        rows_per_part=100,
+        fit_on=str(toy_hierarchy_data),
     )
     assert result.patents == 320 and result.embedded == 320 and result.skipped == 0
     voting = PatentIndex.load(output).voting  # fitted on the toy validation split, with its figures
