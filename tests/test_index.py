@@ -100,6 +100,7 @@ def test_predictions_carry_groups_and_the_nearest_patents(tiny_hierarchy_bundle,
         # An indexed text's nearest patent is itself (or a patent with the very same representation).
         nearest = prediction.similar[0]
         assert nearest.similarity == pytest.approx(1.0, abs=2e-3)
+        assert all(-1.0 <= near.similarity <= 1.0 for near in prediction.similar)  # the schema's bounds
         assert len(prediction.similar) == 5 and prediction.similar[0].similarity >= prediction.similar[-1].similarity
         assert nearest.codes and nearest.code == nearest.codes[0]
         assert 1 <= len(prediction.groups) <= 5
@@ -223,3 +224,16 @@ def test_accepted_feedback_joins_an_index_as_evidence(tiny_hierarchy_bundle, toy
     assert loaded.groups[-1] == []  # a subclass names no main group: evidence, but no group votes
     prediction = Classifier.load(tiny_hierarchy_bundle, precision="fp32", index=index).predict([row["text"]])[0]
     assert prediction.similar[0].id == "feedback-7" and prediction.similar[0].code == "F01D"
+
+
+def test_a_compressed_index_answers_cosines_within_bounds(tiny_hierarchy_bundle, toy_hierarchy_data, tmp_path):
+    """8-bit vectors are not exactly unit length, so a text's similarity to itself can come out above
+    1: the answer keeps it at 1 (the API's schema says at most 1; more would be a 500)."""
+    texts = [json.loads(line)["text"] for line in (toy_hierarchy_data / "train.jsonl").read_text().splitlines()[:40]]
+    classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32", index=False)
+    vectors = classifier.embed(texts)
+    index = PatentIndex.build(vectors, patents(40), model_digest=model_digest(tiny_hierarchy_bundle), factory="SQ8")
+    classifier.use_index(index)
+    predictions = classifier.predict(texts)
+    assert all(-1.0 <= near.similarity <= 1.0 for p in predictions for near in p.similar)
+    assert max(p.similar[0].similarity for p in predictions) == 1.0  # capped, not above

@@ -327,7 +327,9 @@ class Classifier:
                 continue
             patent = self.index.patents[found]
             codes = patent.codes
-            similar.append(SimilarPatent(patent.id, patent.title, codes[0] if codes else "", codes, round(float(similarity), 6)))
+            # A compressed index's vectors are not exactly unit length: keep the cosine within [-1, 1].
+            cosine = round(min(1.0, max(-1.0, float(similarity))), 6)
+            similar.append(SimilarPatent(patent.id, patent.title, codes[0] if codes else "", codes, cosine))
         return {
             "groups": [CodeSuggestion(code, title(code), round(probability, 6)) for code, probability in groups],
             "similar": similar,
