@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from patentclf.groups import GroupPriors, GroupVoting, fit_voting, group_figures, hits, suggest_groups
-from patentclf.hierarchy import full_code, main_group, parse_full_code_list, parse_group_list, title
+from patentclf.hierarchy import full_code, main_group, parse_group_list, parse_index_codes, title
 
 
 @pytest.mark.parametrize(
@@ -29,8 +29,9 @@ def test_main_group_and_full_code(text, group, full):
 def test_code_lists_keep_the_main_code_first_and_each_group_once():
     field = "G06F 3/048 (20130101); G06F 3/0484 (20130101); A61K 038/16 (); H04"
     assert parse_group_list(field) == ["G06F 3/00", "A61K 38/00"]
-    assert parse_full_code_list(field) == ["G06F 3/048", "G06F 3/0484", "A61K 38/16"]
-    assert parse_group_list(None) == [] and parse_full_code_list(float("nan")) == []
+    # An index keeps full codes, and codes without a group at their own level.
+    assert parse_index_codes(field) == ["G06F 3/048", "G06F 3/0484", "A61K 38/16", "H04"]
+    assert parse_group_list(None) == [] and parse_index_codes(float("nan")) == [] and parse_index_codes("n/a") == []
 
 
 def test_groups_have_their_shipped_titles():

@@ -39,20 +39,26 @@ def parse_code(text: str) -> str:
     return (section + (klass or "") + (subclass or "")).upper()
 
 
-def parse_code_list(text: object) -> list[str]:
-    """An ``ipc`` field -> its codes in order (main code first), duplicates removed, unreadable
-    items skipped. An empty or missing field gives ``[]``."""
+def _each_code(text: object, read) -> list[str]:
+    """``read`` applied to each ``;``-separated item of an ``ipc`` field, in order, each result once;
+    items it reads as ``None`` (or refuses with :class:`CodeError`) are skipped; no field gives ``[]``."""
     if not isinstance(text, str):
         return []
     codes: list[str] = []
     for item in text.split(";"):
         try:
-            code = parse_code(item)
+            code = read(item)
         except CodeError:
             continue
-        if code not in codes:
+        if code and code not in codes:
             codes.append(code)
     return codes
+
+
+def parse_code_list(text: object) -> list[str]:
+    """An ``ipc`` field -> its codes in order (main code first), duplicates removed, unreadable
+    items skipped. An empty or missing field gives ``[]``."""
+    return _each_code(text, parse_code)
 
 
 def main_group(text: str) -> str | None:
@@ -72,53 +78,21 @@ def full_code(text: str) -> str | None:
     return f"{match.group(1).upper()} {int(match.group(2))}/{match.group(3)}" if match else None
 
 
-def parse_full_code_list(text: object) -> list[str]:
-    """An ``ipc`` field -> its codes in CPC's spelling (main code first), duplicates and codes without a
-    group skipped."""
-    if not isinstance(text, str):
-        return []
-    codes: list[str] = []
-    for item in text.split(";"):
-        code = full_code(item)
-        if code and code not in codes:
-            codes.append(code)
-    return codes
-
-
 def parse_index_codes(text: object) -> list[str]:
     """An ``ipc`` field -> its codes as a patent index keeps them: each down to its subgroup where it
     has one (``G06F 3/048``), else its section / class / subclass (a correction names at most a
     subclass); unreadable items skipped."""
-    if not isinstance(text, str):
-        return []
-    codes: list[str] = []
-    for item in text.split(";"):
-        try:
-            code = full_code(item) or parse_code(item)
-        except CodeError:
-            continue
-        if code not in codes:
-            codes.append(code)
-    return codes
+    return _each_code(text, lambda item: full_code(item) or parse_code(item))
 
 
 def parse_group_list(text: object) -> list[str]:
     """An ``ipc`` field -> the main groups of its codes in order (main code's first), duplicates
     removed; codes without a group are skipped."""
-    if not isinstance(text, str):
-        return []
-    groups: list[str] = []
-    for item in text.split(";"):
-        group = main_group(item)
-        if group and group not in groups:
-            groups.append(group)
-    return groups
+    return _each_code(text, main_group)
 
 
 def level(code: str) -> str:
-    """``"G"`` -> section, ``"G06"`` -> class, ``"G06F"`` -> subclass, ``"G06F 3/00"`` -> group."""
-    if " " in code:
-        return "group"
+    """``"G"`` -> section, ``"G06"`` -> class, ``"G06F"`` -> subclass."""
     return LEVELS[{1: 0, 3: 1, 4: 2}[len(code)]]
 
 
