@@ -52,7 +52,7 @@ def main() -> None:
     from patentclf.classifier import Classifier
     from patentclf.data import load_split
     from patentclf.evaluation import tfidf_neighbour_groups
-    from patentclf.groups import GroupPriors, GroupVoting, group_figures, suggest_groups
+    from patentclf.groups import GroupPriors, GroupVoting, group_figures, suggested_codes
     from patentclf.index import IndexedPatent, PatentIndex
 
     classifier = Classifier.load(args.model, index=None)
@@ -98,15 +98,7 @@ def main() -> None:
         priors = GroupPriors(groups, voting.other_weight)
         start = time.perf_counter()
         similarities, rows = index.search(test_vectors, max(voting.k, 5))
-        suggested = [
-            [
-                g
-                for g, _ in suggest_groups(
-                    voting, priors, groups, similarities[i], rows[i], test_subclass[i], classifier.layout.subclasses
-                )
-            ]
-            for i in range(len(truth))
-        ]
+        suggested = suggested_codes(voting, groups, similarities, rows, test_subclass, classifier.layout.subclasses, priors)
         seconds = time.perf_counter() - start
         ours = group_figures(suggested, truth)
         theirs = group_figures(tfidf_neighbour_groups(texts, groups, splits["test"].texts), truth)

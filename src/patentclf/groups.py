@@ -103,6 +103,34 @@ def suggest_groups(
     return scored[:top]
 
 
+def suggested_codes(
+    voting: GroupVoting,
+    patent_groups: list[list[str]],
+    similarities: np.ndarray,
+    rows: np.ndarray,
+    subclass_probabilities: np.ndarray | None,
+    subclass_codes: list[str],
+    priors: GroupPriors | None = None,
+) -> list[list[str]]:
+    """The top main groups of each row (codes only), for scoring: :func:`suggest_groups` row by row."""
+    priors = priors or GroupPriors(patent_groups, voting.other_weight)
+    return [
+        [
+            group
+            for group, _ in suggest_groups(
+                voting,
+                priors,
+                patent_groups,
+                similarities[i],
+                rows[i],
+                None if subclass_probabilities is None else subclass_probabilities[i],
+                subclass_codes,
+            )
+        ]
+        for i in range(len(similarities))
+    ]
+
+
 def hits(suggested: list[list[str]], truth: list[list[str]], k: int, *, any_group: bool = False) -> float:
     """Share of rows with a main group (``any_group``: any of its groups) among the first ``k`` suggested;
     rows without groups are left out."""
@@ -142,22 +170,10 @@ def fit_voting(
     priors_cache: dict[float, GroupPriors] = {}
 
     def score(voting: GroupVoting) -> float:
-        priors = priors_cache.setdefault(voting.other_weight, GroupPriors(patent_groups, voting.other_weight))
-        suggested = [
-            [
-                g
-                for g, _ in suggest_groups(
-                    voting,
-                    priors,
-                    patent_groups,
-                    similarities[i],
-                    rows[i],
-                    None if subclass_probabilities is None else subclass_probabilities[i],
-                    subclass_codes,
-                )
-            ]
-            for i in range(len(truth))
-        ]
+        if voting.other_weight not in priors_cache:
+            priors_cache[voting.other_weight] = GroupPriors(patent_groups, voting.other_weight)
+        priors = priors_cache[voting.other_weight]
+        suggested = suggested_codes(voting, patent_groups, similarities, rows, subclass_probabilities, subclass_codes, priors)
         return hits(suggested, truth, 5) + hits(suggested, truth, 1) / 2
 
     best_score = score(best)

@@ -152,29 +152,25 @@ def embed_locally(
     return embedded
 
 
-def read_vectors(folder: Path, skip: set[str] = frozenset()) -> tuple[np.ndarray, list[IndexedPatent]]:
-    """Every vector under ``folder`` of a row with codes, one per id, but those in ``skip`` (files and
-    folders named ``_...`` or ``.``..., such as the bulk job's ``_checkpoint``, are not read)."""
+def read_vectors(folder: Path, skip: set[str] = frozenset()) -> tuple[np.ndarray, list[IndexedPatent], int]:
+    """Every vector under ``folder`` of a row with codes, one per id, but those in ``skip``, and how many
+    rows had no codes (files and folders named ``_...`` or ``.``..., such as the bulk job's
+    ``_checkpoint``, are not read)."""
     import pyarrow.dataset as pads
 
     table = pads.dataset(str(folder), format="parquet", schema=VECTOR_SCHEMA).to_table()
     seen: set[str] = set(skip)
-    keep = []
+    keep, unclassified = [], 0
     for position, (patent_id, codes) in enumerate(zip(table["id"].to_pylist(), table["codes"].to_pylist())):
-        if codes and patent_id not in seen:  # unclassified rows are not indexed; an id once
+        if not codes:  # unclassified rows are not indexed
+            unclassified += 1
+        elif patent_id not in seen:  # an id once
             seen.add(patent_id)
             keep.append(position)
     table = table.take(pa.array(keep, pa.int64()))
     vectors = np.asarray(table["vector"].to_pylist(), np.float32) if keep else np.zeros((0, 0), np.float32)
     patents = [IndexedPatent(r["id"], r["title"] or "", r["codes"]) for r in table.select(["id", "title", "codes"]).to_pylist()]
-    return vectors, patents
-
-
-def _rows_without_codes(folder: Path) -> int:
-    import pyarrow.dataset as pads
-
-    codes = pads.dataset(str(folder), format="parquet", schema=VECTOR_SCHEMA).to_table(columns=["codes"])["codes"]
-    return int(sum(1 for c in codes.to_pylist() if not c))
+    return vectors, patents, unclassified
 
 
 def fit_group_voting(
@@ -186,18 +182,13 @@ def fit_group_voting(
 ) -> dict:
     """Fit the index's group voting on labelled rows (their representations, the model's subclass
     probabilities and their main groups); the figures before and after, as stored in ``index.voting``."""
-    from .groups import GroupPriors, GroupVoting, fit_voting, group_figures, suggest_groups
+    from .groups import GroupVoting, fit_voting, group_figures, suggested_codes
 
     similarities, rows = index.search(vectors, max(GRID_K))
     fitted, _ = fit_voting(index.groups, similarities, rows, subclass_probabilities, subclass_codes, truth)
 
     def figures(voting: GroupVoting) -> dict:
-        priors = GroupPriors(index.groups, voting.other_weight)
-        suggested = [
-            [g for g, _ in suggest_groups(voting, priors, index.groups, similarities[i], rows[i],
-                                          None if subclass_probabilities is None else subclass_probabilities[i], subclass_codes)]
-            for i in range(len(truth))
-        ]  # fmt: skip
+        suggested = suggested_codes(voting, index.groups, similarities, rows, subclass_probabilities, subclass_codes)
         return group_figures(suggested, truth)
 
     index.voting = {
@@ -283,9 +274,9 @@ def build_index(
         classifier = Classifier.load(model_path, index=False)
         check_factory(factory, int(classifier.engine.model.config.hidden_size))
         embedded = embed_locally(classifier, rows, folder, rows_per_part=rows_per_part, batch_size=batch_size, progress=progress)
-    vectors, patents = read_vectors(folder, known)
+    vectors, patents, unclassified = read_vectors(folder, known)
     if skipped is None:  # the Ray job embeds every row; those without codes are left out here
-        skipped = _rows_without_codes(folder)
+        skipped = unclassified
     if not patents and existing is None:
         raise DataError(f"{input}: no row with a readable code to index")
     if existing is None:
