@@ -8,8 +8,7 @@ import shutil
 
 import pytest
 
-from patentclf.bundle import FORMAT_VERSION, INFO_FILE, default_model_dir, read_info
-from patentclf.cards import bundle_card
+from patentclf.bundle import FORMAT_VERSION, INFO_FILE, default_model_dir, read_info, render_model_card
 from patentclf.models import ModelError
 
 
@@ -58,7 +57,7 @@ def test_the_shipped_card_is_what_its_template_renders():
     """The shipped bundle (written by the previous release's hand-written renderer) reads, and the
     template gives its card byte for byte."""
     folder = default_model_dir()
-    assert bundle_card(read_info(folder)) == (folder / "README.md").read_text()
+    assert render_model_card(folder, read_info(folder)) == (folder / "README.md").read_text()
 
 
 def test_the_export_card_states_the_window_and_its_overlap_as_the_classifier_reads_them():

@@ -146,6 +146,28 @@ def test_a_cut_short_index_run_resumes_and_a_different_one_is_refused(tiny_hiera
     assert again.patents == 368 and again.embedded == 0
 
 
+def test_a_bundle_s_own_index_is_told_of_in_its_card(tiny_hierarchy_bundle, toy_hierarchy_data, tmp_path):
+    """The card is rendered from the bundle's files, its index included: building or adding to the
+    bundle's own ``index/`` rewrites it, with each step's history."""
+    import shutil
+
+    from patentclf.bundle import read_info, render_model_card
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_hierarchy_bundle, bundle)
+    assert "Patent index" not in (bundle / "README.md").read_text()
+    build_index(str(toy_hierarchy_data / "train.jsonl"), bundle / "index", model=bundle)
+    build_index(str(toy_hierarchy_data / "validation.jsonl"), bundle / "index", model=bundle, add=True)
+    history = PatentIndex.load(bundle / "index").history
+    assert [(h["action"], h["patents"], h["embedded"]) for h in history] == [("built", 320, 320), ("added", 48, 48)]
+    assert history[0]["input"] == str(toy_hierarchy_data / "train.jsonl") and history[0]["engine"] == "local"
+    card = (bundle / "README.md").read_text()
+    assert card == render_model_card(bundle, read_info(bundle))
+    assert "## Patent index (`index/`)\n\n368 classified patents'" in card
+    assert "- built on " in card and ": 320 patents (local engine" in card and "- added on " in card
+    assert "not fitted to this index" in card  # no --fit-on: the bundle's default voting settings
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", "patentclf.cli", *args], capture_output=True, text=True, timeout=600)
     done.stderr = " ".join(done.stderr.split())  # rich wraps long lines to the terminal's width

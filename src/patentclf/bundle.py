@@ -212,6 +212,16 @@ def load_bundle_tokenizer(bundle_dir: str | Path, info: dict):
 
 
 def write_model_card(bundle_dir: str | Path, info: dict) -> None:
-    from .cards import bundle_card
+    (Path(bundle_dir) / "README.md").write_text(render_model_card(bundle_dir, info))
 
-    (Path(bundle_dir) / "README.md").write_text(bundle_card(info))
+
+def render_model_card(bundle_dir: str | Path, info: dict) -> str:
+    """The card of the bundle at ``bundle_dir``: its info and, if it carries one, its patent index."""
+    from .cards import bundle_card
+    from .index import BUNDLE_INDEX_DIR, INDEX_FILE, INFO_FILE
+
+    index_dir = Path(bundle_dir) / BUNDLE_INDEX_DIR
+    if not (index_dir / INFO_FILE).is_file():
+        return bundle_card(info)
+    index = json.loads((index_dir / INFO_FILE).read_text(encoding="utf-8"))
+    return bundle_card(info, index, (index_dir / INDEX_FILE).stat().st_size)

@@ -71,7 +71,54 @@ def labels_line() -> str:
     return ", ".join(f"{s.id} {s.code} {s.name}" for s in SECTIONS)
 
 
-def bundle_card(info: dict) -> str:
+GROUP_FIGURES = (
+    ("group_top1", "main group top-1"),
+    ("group_top5", "main group in the top 5"),
+    ("group_any_top5", "any of the patent's main groups in the top 5"),
+)
+
+
+def index_section(index: dict, index_bytes: int) -> str:
+    """The card's part on the bundle's patent index, from its ``index.json`` (empty without one)."""
+    if not index:
+        return ""
+    lines = [
+        "",
+        "## Patent index (`index/`)",
+        "",
+        f"{index.get('count', 0):,} classified patents' representations (the hidden state the heads read), for the",
+        "main groups and the nearest patents shown as evidence: a faiss "
+        f"`{index.get('factory')}` index ({index_bytes / 2**20:.1f} MiB) plus",
+        "`patents.jsonl` (ids, titles and codes).",
+        "",
+    ]
+    for step in index.get("history", []):
+        machine = f", {step['machine']}" if step.get("machine") else ""
+        lines.append(
+            f"- {step.get('action')} on {step.get('date')} from `{step.get('input')}`: {step.get('patents', 0):,} "
+            f"patents ({step.get('engine')} engine, {step.get('seconds', 0):,} s{machine})"
+        )
+    voting = index.get("voting", {})
+    settings = ", ".join(f"{key} {voting[key]}" for key in ("k", "power", "other_weight", "prior", "sharpness") if key in voting)
+    if voting.get("fitted_on"):
+        lines.append(f"- group voting ({settings}) fitted on {voting['fitted_on']:,} validation rows")
+    elif settings:
+        lines.append(f"- group voting ({settings}): the model's default settings, not fitted to this index")
+    test, tfidf = voting.get("test_figures"), voting.get("tfidf_neighbours", {}).get("test")
+    if voting.get("figures") and test:
+        lines += [
+            "",
+            "| | validation | test | TF-IDF neighbours, test |",
+            "|---|---|---|---|",
+        ]
+        for key, name in GROUP_FIGURES:
+            baseline = f"{tfidf[key]:.3f}" if tfidf and key in tfidf else "-"
+            lines.append(f"| {name} | {voting['figures'][key]:.3f} | {test[key]:.3f} | {baseline} |")
+    return "\n".join(lines) + "\n"
+
+
+def bundle_card(info: dict, index: dict | None = None, index_bytes: int = 0) -> str:
+    """``index``: the bundle's ``index/index.json`` and ``index_bytes`` its faiss file's size, if it has one."""
     from .calibration import Calibration  # numpy: not needed to read a bundle's info
     from .heads import HeadLayout
 
@@ -103,6 +150,7 @@ def bundle_card(info: dict) -> str:
         hyperparameters=json.dumps(hyper),
         versions=json.dumps(info.get("versions", {})),
         commands="\n".join(commands),
+        index_section=index_section(index or {}, index_bytes),
     )
 
 

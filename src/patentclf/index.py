@@ -9,7 +9,8 @@ An index is a folder:
 * ``patents.jsonl``: one line per vector, in the same order: ``id``, ``title``, ``codes`` (full codes,
   main code first);
 * ``index.json``: the format, the model it belongs to (a representation means nothing to another
-  model, so a mismatch is refused), the factory, the count and the group voting settings.
+  model, so a mismatch is refused), the factory, the count, the group voting settings and the
+  history (when each batch of patents was built or added, from what, in how long).
 
 A bundle may carry its training patents' index in ``index/``; ``patentclf index`` builds one of a
 user's own corpus.
@@ -77,6 +78,7 @@ class PatentIndex:
     model_digest: str
     factory: str = DEFAULT_FACTORY
     voting: dict = field(default_factory=dict)
+    history: list[dict] = field(default_factory=list)  # {"action": built | added, "date", "input", ...}
     _groups: list[list[str]] | None = None
 
     @classmethod
@@ -143,6 +145,7 @@ class PatentIndex:
             "dimension": self.dimension,
             "count": len(self),
             "voting": self.voting,
+            "history": self.history,
         }
         (folder / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
         return folder
@@ -168,4 +171,11 @@ class PatentIndex:
         index = faiss.read_index(str(folder / INDEX_FILE))
         if index.ntotal != len(patents):
             raise PatentIndexError(f"{folder}: {index.ntotal} vectors for {len(patents)} patents")
-        return cls(index, patents, info["model_digest"], info.get("factory", DEFAULT_FACTORY), info.get("voting") or {})
+        return cls(
+            index,
+            patents,
+            info["model_digest"],
+            info.get("factory", DEFAULT_FACTORY),
+            info.get("voting") or {},
+            info.get("history") or [],
+        )

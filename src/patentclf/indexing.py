@@ -9,6 +9,7 @@ put into the faiss index in one pass (a compressed index is trained on them firs
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
@@ -20,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .bundle import default_model_dir, model_digest, read_info
+from .bundle import default_model_dir, model_digest, read_info, write_model_card
 from .data import CODE_FIELDS
 from .hierarchy import parse_index_codes
 from .index import BUNDLE_INDEX_DIR, DEFAULT_FACTORY, INFO_FILE, IndexedPatent, PatentIndex, PatentIndexError, check_factory
@@ -291,6 +292,19 @@ def build_index(
         index = existing
         if len(patents):
             index.add(vectors, patents)
+    index.history.append(
+        {
+            "action": "added" if existing is not None else "built",
+            "date": datetime.date.today().isoformat(),
+            "input": source,
+            "engine": engine,
+            "embedded": embedded,
+            "patents": len(patents),
+            "seconds": round(time.perf_counter() - start),
+        }
+    )
     index.save(output)
     shutil.rmtree(folder)  # the index holds every vector now
+    if output.resolve() == (model_path / BUNDLE_INDEX_DIR).resolve():  # the bundle's own index: its card tells of it
+        write_model_card(model_path, read_info(model_path))
     return IndexResult(str(output), len(index), embedded, skipped, time.perf_counter() - start)
