@@ -103,7 +103,7 @@ def index_section(index: dict, index_bytes: int) -> str:
     if voting.get("fitted_on"):
         lines.append(f"- group voting ({settings}) fitted on {voting['fitted_on']:,} validation rows")
     elif settings:
-        lines.append(f"- group voting ({settings}): the model's default settings, not fitted to this index")
+        lines.append(f"- group voting ({settings}): the bundle's settings, not fitted to this index")
     test, tfidf = voting.get("test_figures"), voting.get("tfidf_neighbours", {}).get("test")
     if voting.get("figures") and test:
         lines += [
