@@ -218,10 +218,10 @@ def write_model_card(bundle_dir: str | Path, info: dict) -> None:
 def render_model_card(bundle_dir: str | Path, info: dict) -> str:
     """The card of the bundle at ``bundle_dir``: its info and, if it carries one, its patent index."""
     from .cards import bundle_card
-    from .index import BUNDLE_INDEX_DIR, INDEX_FILE, INFO_FILE
+    from .index import BUNDLE_INDEX_DIR, INDEX_FILE, read_index_info
 
     index_dir = Path(bundle_dir) / BUNDLE_INDEX_DIR
-    if not (index_dir / INFO_FILE).is_file():
+    index = read_index_info(index_dir)
+    if index is None:
         return bundle_card(info)
-    index = json.loads((index_dir / INFO_FILE).read_text(encoding="utf-8"))
     return bundle_card(info, index, (index_dir / INDEX_FILE).stat().st_size)

@@ -50,6 +50,12 @@ class IndexedPatent:
         return list(dict.fromkeys(filter(None, map(main_group, self.codes))))
 
 
+def read_index_info(folder: str | Path) -> dict | None:
+    """The ``index.json`` of the index in ``folder`` (None where there is none), without its vectors."""
+    path = Path(folder) / INFO_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def normalised(vectors: np.ndarray) -> np.ndarray:
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -156,9 +162,9 @@ class PatentIndex:
         import faiss
 
         folder = Path(folder)
-        if not (folder / INFO_FILE).is_file():
+        info = read_index_info(folder)
+        if info is None:
             raise PatentIndexError(f"{folder}: not a patent index (no {INFO_FILE}); build one with `patentclf index`")
-        info = json.loads((folder / INFO_FILE).read_text(encoding="utf-8"))
         if info.get("format") != FORMAT:
             raise PatentIndexError(f"{folder}: index format {info.get('format')!r}, this patentclf reads format {FORMAT}")
         if model_digest and info.get("model_digest") != model_digest:

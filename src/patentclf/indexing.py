@@ -24,7 +24,16 @@ import pyarrow.parquet as pq
 from .bundle import default_model_dir, model_digest, read_info, write_model_card
 from .data import CODE_FIELDS
 from .hierarchy import parse_index_codes
-from .index import BUNDLE_INDEX_DIR, DEFAULT_FACTORY, INFO_FILE, IndexedPatent, PatentIndex, PatentIndexError, check_factory
+from .index import (
+    BUNDLE_INDEX_DIR,
+    DEFAULT_FACTORY,
+    INFO_FILE,
+    IndexedPatent,
+    PatentIndex,
+    PatentIndexError,
+    check_factory,
+    read_index_info,
+)
 from .inputs import DataError, clean, read_local_records, row_id, row_text, text_fields_for
 
 VECTORS_DIR = "_vectors"
@@ -216,8 +225,7 @@ def bundle_voting(model_path: Path) -> dict:
     """The group voting settings fitted with the bundle's own index (defaults where it has none)."""
     from .groups import GroupVoting
 
-    info = model_path / BUNDLE_INDEX_DIR / INFO_FILE
-    voting = json.loads(info.read_text(encoding="utf-8")).get("voting", {}) if info.is_file() else {}
+    voting = (read_index_info(model_path / BUNDLE_INDEX_DIR) or {}).get("voting", {})
     return GroupVoting.from_dict(voting).to_dict()  # the settings, not the bundle index's own figures
 
 
@@ -246,7 +254,7 @@ def build_index(
         raise ValueError("rows per part must be positive")
     start = time.perf_counter()
     model_path = Path(model) if model else default_model_dir()
-    read_info(model_path)  # a wrong --model fails before any work (ModelError)
+    info = read_info(model_path)  # a wrong --model fails before any work (ModelError)
     digest = model_digest(model_path)
     output = Path(output)
     existing = None
@@ -306,5 +314,5 @@ def build_index(
     index.save(output)
     shutil.rmtree(folder)  # the index holds every vector now
     if output.resolve() == (model_path / BUNDLE_INDEX_DIR).resolve():  # the bundle's own index: its card tells of it
-        write_model_card(model_path, read_info(model_path))
+        write_model_card(model_path, info)
     return IndexResult(str(output), len(index), embedded, skipped, time.perf_counter() - start)
