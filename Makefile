@@ -23,9 +23,11 @@ test: $(STAMP) lint
 	$(BIN)/python -m pytest
 
 # ruff: lint rules and formatting, checked (not changed) as part of `make test`; `make format` fixes.
+# lint-imports: the layers of src/patentclf and no import cycles ([tool.importlinter] in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -56,8 +56,8 @@ def child(model: str, rows: int, runs: int) -> None:
     """One timed setting, in this process: prints a JSON line with the rows/s of each run."""
     import torch
 
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split, stratified_subset
+    from patentclf.corpus.data import load_split, stratified_subset
+    from patentclf.inference.classifier import Classifier
 
     classifier = Classifier.load(model)
     texts = stratified_subset(load_split("bundled", "test"), rows, seed=0).texts

@@ -44,7 +44,7 @@ def other_load() -> str:
 def machine() -> str:
     import torch
 
-    from patentclf.models import cpu_supports_bf16
+    from patentclf.model.base import cpu_supports_bf16
 
     parts = [f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"]
     parts.append(f"CPU bf16: {'yes' if cpu_supports_bf16() else 'no'}")

@@ -33,13 +33,13 @@ def main() -> None:
 
     import numpy as np
 
-    from patentclf.bundle import default_model_dir
-    from patentclf.calibration import blend, expected_calibration_error, section_sets, section_sources
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split, stratified_subset
-    from patentclf.evaluation import compute_metrics, short_text_form
-    from patentclf.hierarchy import targets
-    from patentclf.labels import CODES
+    from patentclf.corpus.data import load_split, stratified_subset
+    from patentclf.corpus.hierarchy import targets
+    from patentclf.corpus.labels import CODES
+    from patentclf.inference.calibration import blend, expected_calibration_error, section_sets, section_sources
+    from patentclf.inference.classifier import Classifier
+    from patentclf.model.bundle import default_model_dir
+    from patentclf.training.evaluation import compute_metrics, short_text_form
 
     classifier = Classifier.load(args.model or default_model_dir())
     rows = stratified_subset(load_split("bundled", args.split), args.limit)

@@ -52,8 +52,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
 
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split
+    from patentclf.corpus.data import load_split
+    from patentclf.inference.classifier import Classifier
 
     classifier = Classifier.load(args.model)
     abstracts = sorted(load_split("bundled", "test").texts, key=len, reverse=True)

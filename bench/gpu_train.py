@@ -50,7 +50,7 @@ from common import machine, median, peak_rss_mb, table
 def model_config(tiny: bool):
     from transformers import LlamaConfig
 
-    from patentclf.labels import ID2LABEL, LABEL2ID
+    from patentclf.corpus.labels import ID2LABEL, LABEL2ID
 
     shape = (
         dict(
@@ -162,8 +162,8 @@ def build(name: str, config, device, args):
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForSequenceClassification, TrainingArguments
 
-    from patentclf import training
-    from patentclf.models import LoraSettings, add_lora, supports_bf16
+    from patentclf.model.base import LoraSettings, add_lora, supports_bf16
+    from patentclf.training import trainer as training
 
     lora = training.TrainConfig()  # the LoRA settings `patentclf train` uses by default
     bf16 = supports_bf16(device)
@@ -215,7 +215,7 @@ def build_qlora(config, device, args):
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from patentclf import training
+    from patentclf.training import trainer as training
 
     folder = Path(args.tmp) / "random-base"
     if not folder.exists():
@@ -298,7 +298,7 @@ def main() -> None:
         if getattr(args, option) is None:
             setattr(args, option, tiny if args.tiny else full)
 
-    from patentclf.models import pick_device
+    from patentclf.model.base import pick_device
 
     device = pick_device()
     if device.type != "cuda" and not args.tiny:

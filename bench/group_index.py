@@ -26,7 +26,7 @@ def outputs(classifier, split, cache: Path):
     """The split's representations and calibrated subclass probabilities (cached)."""
     import numpy as np
 
-    from patentclf.bundle import model_digest
+    from patentclf.model.bundle import model_digest
 
     path = cache / f"{model_digest(classifier.path)}-{split.source.replace('/', '_')}.npz"
     if path.is_file():
@@ -49,11 +49,11 @@ def main() -> None:
 
     import numpy as np
 
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split
-    from patentclf.evaluation import tfidf_neighbour_groups
-    from patentclf.groups import GroupPriors, GroupVoting, group_figures, suggested_codes
-    from patentclf.index import IndexedPatent, PatentIndex
+    from patentclf.corpus.data import load_split
+    from patentclf.inference.classifier import Classifier
+    from patentclf.inference.groups import GroupPriors, GroupVoting, group_figures, suggested_codes
+    from patentclf.inference.index import IndexedPatent, PatentIndex
+    from patentclf.training.evaluation import tfidf_neighbour_groups
 
     classifier = Classifier.load(args.model, index=None)
     voting = GroupVoting.from_dict(classifier.index.voting if classifier.index else {})

@@ -25,7 +25,7 @@ from pathlib import Path
 import common  # noqa: F401  (sets offline mode and the import path)
 import httpx
 
-from patentclf.data import load_split
+from patentclf.corpus.data import load_split
 from tests.servers import LiveServer
 
 
@@ -35,8 +35,7 @@ def tiny_random_bundle(folder: Path) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from patentclf.bundle import save_bundle
-    from patentclf.models import (
+    from patentclf.model.base import (
         EMBEDDED_MODEL,
         LoraSettings,
         add_lora,
@@ -44,6 +43,7 @@ def tiny_random_bundle(folder: Path) -> Path:
         load_tokenizer,
         resolve_base_model,
     )
+    from patentclf.model.bundle import save_bundle
 
     base = folder / "tiny-base"
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(EMBEDDED_MODEL))
@@ -73,7 +73,7 @@ def resolve_model(choice: str, workdir: Path) -> Path:
     if choice == "tiny":
         return tiny_random_bundle(workdir)
     if choice == "shipped":
-        from patentclf.bundle import default_model_dir
+        from patentclf.model.bundle import default_model_dir
 
         path = default_model_dir()
         if not (path / "patentclf.json").is_file():

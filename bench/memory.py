@@ -32,10 +32,10 @@ def _cuda_peak() -> float | None:
 def child_train(path: str, model_dir: str | None, steps: int, base_model: str) -> dict:
     from transformers import DataCollatorWithPadding, Trainer
 
-    from patentclf import training
-    from patentclf.bundle import read_info
-    from patentclf.data import load_split, stratified_subset
-    from patentclf.models import load_tokenizer, pick_device
+    from patentclf.corpus.data import load_split, stratified_subset
+    from patentclf.model.base import load_tokenizer, pick_device
+    from patentclf.model.bundle import read_info
+    from patentclf.training import trainer as training
 
     recipe = {}
     if model_dir and path == "new":  # the recipe the shipped bundle was trained with
@@ -98,8 +98,8 @@ def child_train(path: str, model_dir: str | None, steps: int, base_model: str) -
 
 
 def child_serve(model_dir: str, rows: int) -> dict:
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split, stratified_subset
+    from patentclf.corpus.data import load_split, stratified_subset
+    from patentclf.inference.classifier import Classifier
 
     classifier = Classifier.load(model_dir)
     loaded = rss_mb()

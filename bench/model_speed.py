@@ -30,9 +30,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    from patentclf.bundle import default_model_dir
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split, stratified_subset
+    from patentclf.corpus.data import load_split, stratified_subset
+    from patentclf.inference.classifier import Classifier
+    from patentclf.model.bundle import default_model_dir
 
     model = args.model or default_model_dir()
     texts = stratified_subset(load_split("bundled", "test"), args.rows, seed=0).texts

@@ -33,9 +33,9 @@ def untrained_bundle(folder: Path, base_model: str = "smollm2-135m", max_length:
     """A LoRA over the base model with a random head, saved as a bundle (same shapes as a trained one)."""
     import torch
 
-    from patentclf.bundle import save_bundle
-    from patentclf.models import LoraSettings, add_lora, load_classification_model, load_tokenizer
-    from patentclf.training import ALL_PROJECTIONS
+    from patentclf.model.base import LoraSettings, add_lora, load_classification_model, load_tokenizer
+    from patentclf.model.bundle import save_bundle
+    from patentclf.training.trainer import ALL_PROJECTIONS
 
     torch.manual_seed(0)
     tokenizer = load_tokenizer(base_model)
@@ -56,7 +56,7 @@ def untrained_bundle(folder: Path, base_model: str = "smollm2-135m", max_length:
 def bench_model(model: Path | None, scratch: Path, base_model: str = "smollm2-135m") -> Path:
     """The bundle a benchmark measures: the one named, else the shipped model, else an untrained one
     saved under ``scratch``."""
-    from patentclf.bundle import default_model_dir
+    from patentclf.model.bundle import default_model_dir
 
     if model is not None:
         return model
@@ -67,7 +67,7 @@ def bench_model(model: Path | None, scratch: Path, base_model: str = "smollm2-13
 def baseline_pass(model, tokenizer, texts: list[str], max_length: int, normalize: bool) -> list[list[float]]:
     import torch
 
-    from patentclf.data import to_bigpatent_form
+    from patentclf.corpus.data import to_bigpatent_form
 
     out = []
     with torch.inference_mode():
@@ -93,9 +93,9 @@ def main() -> None:
 
     import torch
 
-    from patentclf.bundle import load_bundle
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split, stratified_subset
+    from patentclf.corpus.data import load_split, stratified_subset
+    from patentclf.inference.classifier import Classifier
+    from patentclf.model.bundle import load_bundle
 
     print(f"machine: {machine()}")
     print(f"at start: {other_load()}")

@@ -101,8 +101,7 @@ def prepare_llama(folder: Path, tiny: bool, seq_len: int) -> tuple[str, str]:
     import torch
     from transformers import LlamaForCausalLM
 
-    from patentclf.bundle import save_bundle
-    from patentclf.models import (
+    from patentclf.model.base import (
         EMBEDDED_MODEL,
         LoraSettings,
         add_lora,
@@ -110,6 +109,7 @@ def prepare_llama(folder: Path, tiny: bool, seq_len: int) -> tuple[str, str]:
         load_tokenizer,
         quiet_transformers,
     )
+    from patentclf.model.bundle import save_bundle
 
     base, bundle = folder / "llama-1b-random", folder / "llama-1b-bundle"
     tokenizer = load_tokenizer(EMBEDDED_MODEL)
@@ -133,7 +133,7 @@ def prepare_llama(folder: Path, tiny: bool, seq_len: int) -> tuple[str, str]:
 
 def precision_of(variant: str, device) -> tuple[str, str | None]:
     """(precision, quantize) of a variant; the quantized bases train as `patentclf train` picks."""
-    from patentclf.models import supports_bf16
+    from patentclf.model.base import supports_bf16
 
     if variant in ("fp32", "bf16"):
         return variant, None
@@ -145,8 +145,8 @@ def measure_train(base: str, variant: str, args) -> dict:
     from gpu_train import StepTimer, flops_per_token, random_dataset, trainer_options
     from transformers import Trainer
 
-    from patentclf import training
-    from patentclf.models import load_tokenizer, pick_device
+    from patentclf.model.base import load_tokenizer, pick_device
+    from patentclf.training import trainer as training
 
     device = pick_device()
     precision, quantize = precision_of(variant, device)
@@ -188,9 +188,9 @@ def measure_train(base: str, variant: str, args) -> dict:
 def measure_predict(bundle: str, variant: str, args) -> dict:
     import torch
 
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split
-    from patentclf.models import pick_device
+    from patentclf.corpus.data import load_split
+    from patentclf.inference.classifier import Classifier
+    from patentclf.model.base import pick_device
 
     device = pick_device()
     precision, quantize = precision_of(variant, device)
@@ -210,7 +210,7 @@ def measure_predict(bundle: str, variant: str, args) -> dict:
 
 
 def child(args) -> None:
-    from patentclf.models import ModelError
+    from patentclf.model.base import ModelError
 
     if args.child == "prepare":  # the random base and its bundle, made where their memory is freed after
         print("RESULT " + json.dumps({"folders": prepare_llama(Path(args.base_ref), args.tiny, args.seq_len)}), flush=True)
@@ -322,8 +322,8 @@ def main() -> None:
         if set(given) - set(known):
             parser.error(f"{name}: unknown {sorted(set(given) - set(known))}; choose from {', '.join(known)}")
 
-    from patentclf.bundle import default_model_dir, read_info
-    from patentclf.models import quantization_problem
+    from patentclf.model.base import quantization_problem
+    from patentclf.model.bundle import default_model_dir, read_info
 
     print(f"machine: {machine()}")
     print(f"before: {other_load()}")

@@ -28,9 +28,9 @@ from common import machine, median, other_load, rss_mb, table
 
 
 def child(model: str, pad_multiple: int, batches: int, seed: int) -> dict:
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split
-    from patentclf.engines import torch as engine_module
+    from patentclf.corpus.data import load_split
+    from patentclf.inference.classifier import Classifier
+    from patentclf.inference.engines import torch as engine_module
 
     engine_module.PAD_MULTIPLE = pad_multiple  # 1: each batch padded to its longest row, as before
     classifier = Classifier.load(model or None)

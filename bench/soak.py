@@ -39,8 +39,8 @@ from pathlib import Path
 import common  # noqa: F401  (sets offline mode and the import path)
 import httpx
 
-from patentclf.data import load_split
-from patentclf.feedback import FeedbackStore
+from patentclf.corpus.data import load_split
+from patentclf.store.feedback import FeedbackStore
 from tests.servers import LiveServer
 
 API_KEY = "soak-key"

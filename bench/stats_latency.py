@@ -30,9 +30,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from common import other_load
 
-from patentclf.labels import CODES
-from patentclf.monitoring import LoggedPrediction, PredictionLog
-from patentclf.store import Store
+from patentclf.corpus.labels import CODES
+from patentclf.store.database import Store
+from patentclf.store.monitoring import LoggedPrediction, PredictionLog
 
 CHUNK = 20_000  # rows per flush while filling (the service flushes about once a second)
 

@@ -66,7 +66,7 @@ def run_path(name: str, split, tokenizer, device, args) -> dict:
     import torch
     from transformers import DataCollatorWithPadding, Trainer
 
-    from patentclf import training
+    from patentclf.training import trainer as training
 
     common_options = dict(
         data=args.data, base_model=args.base_model, max_length=args.max_length, batch_size=args.batch_size, seed=0
@@ -130,7 +130,7 @@ def full_split_padding(split, tokenizer, config) -> float:
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
-    from patentclf import training
+    from patentclf.training import trainer as training
 
     lengths = [len(ids) for ids in training._tokenized(split, tokenizer, config)["input_ids"]]
     order = get_length_grouped_indices(lengths, config.batch_size, generator=torch.Generator().manual_seed(0))
@@ -157,8 +157,8 @@ def main() -> None:
 
     import torch
 
-    from patentclf import data as data_mod
-    from patentclf.models import load_tokenizer, pick_device
+    from patentclf.corpus import data as data_mod
+    from patentclf.model.base import load_tokenizer, pick_device
 
     print(f"machine: {machine()}")
     print(f"at start: {other_load()}")
@@ -200,7 +200,7 @@ def main() -> None:
         f"median of {args.repeats} epochs after 1 warm-up epoch, device {device.type}"
     )
     print(table(["path", "precision", "order", "optimizer", "LoRA", "trainable", "tokens/row", "samples/s", "vs baseline"], rows))
-    from patentclf import training
+    from patentclf.training import trainer as training
 
     whole = data_mod.load_split(args.data, "train")
     config = training.TrainConfig(

@@ -21,11 +21,11 @@ import common  # noqa: F401
 import torch
 from common import machine, other_load
 
-from patentclf.bundle import default_model_dir
-from patentclf.classifier import Classifier
-from patentclf.data import load_split, stratified_subset
-from patentclf.engines.vllm import VllmServer, vllm_available
-from patentclf.export import export_merged
+from patentclf.corpus.data import load_split, stratified_subset
+from patentclf.inference.classifier import Classifier
+from patentclf.inference.engines.vllm import VllmServer, vllm_available
+from patentclf.model.bundle import default_model_dir
+from patentclf.training.export import export_merged
 
 
 def timed(function):

@@ -94,7 +94,7 @@ def tiny_base_model(tmp_path_factory) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from patentclf.models import EMBEDDED_MODEL, resolve_base_model
+    from patentclf.model.base import EMBEDDED_MODEL, resolve_base_model
 
     folder = tmp_path_factory.mktemp("tiny-llama")
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(EMBEDDED_MODEL))
@@ -117,7 +117,7 @@ def tiny_base_model(tmp_path_factory) -> Path:
 
 
 def tiny_train_config(data: Path | str, base: Path, output: Path, **overrides):
-    from patentclf.training import TrainConfig
+    from patentclf.training.trainer import TrainConfig
 
     options = dict(
         data=str(data),
@@ -139,7 +139,7 @@ def tiny_train_config(data: Path | str, base: Path, output: Path, **overrides):
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, toy_data, tiny_base_model) -> Path:
     """A bundle trained for a few dozen steps on the toy task (reaches high accuracy)."""
-    from patentclf.training import train
+    from patentclf.training.trainer import train
 
     output = tmp_path_factory.mktemp("tiny-bundle") / "model"
     return train(tiny_train_config(toy_data, tiny_base_model, output), progress=False)
@@ -148,7 +148,7 @@ def tiny_bundle(tmp_path_factory, toy_data, tiny_base_model) -> Path:
 @pytest.fixture(scope="session")
 def tiny_hierarchy_bundle(tmp_path_factory, toy_hierarchy_data, tiny_base_model) -> Path:
     """A bundle with the hierarchy heads, the TF-IDF partner and calibration, trained on the toy task."""
-    from patentclf.training import train
+    from patentclf.training.trainer import train
 
     output = tmp_path_factory.mktemp("tiny-hierarchy-bundle") / "model"
     config = tiny_train_config(toy_hierarchy_data, tiny_base_model, output, prefix_loss_weight=0.5, head_learning_rate=1e-2)
@@ -157,7 +157,7 @@ def tiny_hierarchy_bundle(tmp_path_factory, toy_hierarchy_data, tiny_base_model)
 
 @pytest.fixture(scope="session")
 def shipped_model() -> Path:
-    from patentclf.bundle import default_model_dir
+    from patentclf.model.bundle import default_model_dir
 
     path = default_model_dir()
     if not (path / "patentclf.json").is_file():

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from patentclf.cli import app
-from patentclf.labels import CODES
-from patentclf.prediction import CodeSuggestion, Prediction
+from patentclf.corpus.labels import CODES
+from patentclf.inference.prediction import CodeSuggestion, Prediction
 from patentclf.service.runtime import ServedPrediction
 from patentclf.service.schemas import PredictionResponse
 

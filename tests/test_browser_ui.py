@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from patentclf.labels import section
+from patentclf.corpus.labels import section
 from patentclf.ui.examples import EXAMPLES
 
 from .servers import json_api, run_api, run_ui

@@ -21,9 +21,9 @@ from .conftest import write_jsonl
 
 @pytest.fixture
 def bulk(monkeypatch):
-    """patentclf.bulk, with any cluster start turned into a failure: nothing here may need one."""
+    """patentclf.jobs.bulk, with any cluster start turned into a failure: nothing here may need one."""
     pytest.importorskip("ray.data", reason="the ray extra: pip install 'patentclf[ray]'")
-    from patentclf import bulk
+    from patentclf.jobs import bulk
 
     def no_cluster(*args, **kwargs):
         raise AssertionError("this check should have stopped the run before any cluster started")
@@ -35,7 +35,7 @@ def bulk(monkeypatch):
 @pytest.fixture
 def fake_bundle(tmp_path):
     """Enough of a bundle for the checks made before a cluster starts (its info and adapter digest)."""
-    from patentclf.bundle import ADAPTER_FILE, INFO_FILE, label_table
+    from patentclf.model.bundle import ADAPTER_FILE, INFO_FILE, label_table
 
     def make(name: str, weights: bytes = b"weights"):
         folder = tmp_path / name
@@ -80,8 +80,8 @@ def test_input_is_checked_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
 def test_the_parquet_rows_are_the_jsonl_lines(bulk):
     """The Parquet schema is derived from the prediction record: each row holds what a line of
     `patentclf predict --input` holds, the nine probabilities as a struct, the predicted sections' as a map."""
-    from patentclf.labels import CODES
-    from patentclf.prediction import CodeSuggestion, Prediction, file_record, prediction_record
+    from patentclf.corpus.labels import CODES
+    from patentclf.inference.prediction import CodeSuggestion, Prediction, file_record, prediction_record
 
     prediction = Prediction(
         label="H",
@@ -187,7 +187,7 @@ def test_without_ray_the_ray_engine_says_what_to_install(monkeypatch, tmp_path):
     for name in [m for m in sys.modules if m.startswith("ray.")]:  # a Ray imported by other tests
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as where it is not installed
-    monkeypatch.delitem(sys.modules, "patentclf.bulk", raising=False)
+    monkeypatch.delitem(sys.modules, "patentclf.jobs.bulk", raising=False)
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "a sensor"}])
     message = cli_error("predict", "--engine", "ray", "--input", str(source), "--output", str(tmp_path / "o"))
     assert message.startswith("error: --engine ray needs Ray (ray") and message.endswith(

@@ -23,7 +23,7 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.dataset as pads  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from patentclf.bulk import CHECKPOINT_DIR, PREDICTION_SCHEMA, BulkError, read_predictions, run_bulk  # noqa: E402
+from patentclf.jobs.bulk import CHECKPOINT_DIR, PREDICTION_SCHEMA, BulkError, read_predictions, run_bulk  # noqa: E402
 
 from .conftest import toy_rows, write_jsonl  # noqa: E402
 from .ray_cluster import RayHead  # noqa: E402
@@ -50,7 +50,7 @@ def input_rows() -> list[dict]:
 @pytest.fixture(scope="module")
 def expected(tiny_bundle, input_rows) -> dict:
     """``Classifier.predict`` in this process, row by row: what every bulk row must say."""
-    from patentclf.classifier import Classifier
+    from patentclf.inference.classifier import Classifier
 
     predictions = Classifier.load(tiny_bundle).predict([r["text"] for r in input_rows], batch_size=BATCH)
     return {row["id"]: p for row, p in zip(input_rows, predictions)}
@@ -176,8 +176,8 @@ def test_a_bad_row_stops_the_run_with_its_id(ray_address, tiny_bundle, tmp_path)
 def test_an_index_built_on_ray_resumes_and_matches_the_local_one(ray_address, tiny_hierarchy_bundle, tmp_path):
     """`patentclf index --engine ray`, killed midway and run again, indexes each row once, with the
     vectors the local engine computes."""
-    from patentclf.classifier import Classifier
-    from patentclf.index import PatentIndex
+    from patentclf.inference.classifier import Classifier
+    from patentclf.inference.index import PatentIndex
 
     from .conftest import toy_hierarchy_rows
 

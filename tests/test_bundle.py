@@ -8,8 +8,9 @@ import shutil
 
 import pytest
 
-from patentclf.bundle import FORMAT_VERSION, INFO_FILE, default_model_dir, read_info, render_model_card
-from patentclf.models import ModelError
+from patentclf.model.base import ModelError
+from patentclf.model.bundle import FORMAT_VERSION, INFO_FILE, default_model_dir, read_info
+from patentclf.training.cards import render_model_card
 
 
 def _copy_with(tmp_path, source, **changes):
@@ -32,7 +33,7 @@ def test_a_bundle_from_a_newer_patentclf_is_refused_in_one_line(tmp_path, tiny_b
 
 
 def test_a_bundle_without_a_format_reads_as_format_1(tmp_path, tiny_bundle):
-    from patentclf.classifier import Classifier
+    from patentclf.inference.classifier import Classifier
 
     folder = _copy_with(tmp_path, tiny_bundle, format=None)
     assert "format" not in read_info(folder)
@@ -61,8 +62,8 @@ def test_the_shipped_card_is_what_its_template_renders():
 
 
 def test_the_export_card_states_the_window_and_its_overlap_as_the_classifier_reads_them():
-    from patentclf.cards import export_card
-    from patentclf.windows import chunk_overlap
+    from patentclf.model.windows import chunk_overlap
+    from patentclf.training.cards import export_card
 
     info = read_info(default_model_dir())
     card = export_card(info, "bfloat16")

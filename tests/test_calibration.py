@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from patentclf import calibration as cal
-from patentclf.ensemble import TFIDF_JSON, TFIDF_WEIGHTS, TfidfModels, fit_tfidf
+from patentclf.inference import calibration as cal
+from patentclf.model.ensemble import TFIDF_JSON, TFIDF_WEIGHTS, TfidfModels, fit_tfidf
 
 from .conftest import toy_hierarchy_rows
 
@@ -171,7 +171,7 @@ def test_a_stored_calibration_reads_back_as_it_was_written():
     the model's probabilities through."""
     import json
 
-    from patentclf.bundle import INFO_FILE, default_model_dir
+    from patentclf.model.bundle import INFO_FILE, default_model_dir
 
     stored = json.loads((default_model_dir() / INFO_FILE).read_text())["calibration"]
     assert cal.Calibration.from_dict(stored).to_dict() == stored
@@ -191,8 +191,8 @@ def test_calibrate_without_tfidf_refits_the_calibration_training_stored(tmp_path
 
     from typer.testing import CliRunner
 
-    from patentclf.bundle import INFO_FILE, read_info
     from patentclf.cli import app
+    from patentclf.model.bundle import INFO_FILE, read_info
 
     folder = tmp_path / "bundle"
     shutil.copytree(tiny_hierarchy_bundle, folder)
@@ -215,8 +215,8 @@ def test_calibrate_refits_a_bundle_in_place_and_rewrites_its_figures(tiny_hierar
 
     from typer.testing import CliRunner
 
-    from patentclf.bundle import read_info
     from patentclf.cli import app
+    from patentclf.model.bundle import read_info
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_hierarchy_bundle, bundle)

@@ -8,9 +8,9 @@ import sys
 
 import torch
 
-from patentclf.classifier import Classifier
-from patentclf.engines.torch import CPU_BATCH_TOKENS, PAD_MULTIPLE, padded_length
-from patentclf.windows import make_windows
+from patentclf.inference.classifier import Classifier
+from patentclf.inference.engines.torch import CPU_BATCH_TOKENS, PAD_MULTIPLE, padded_length
+from patentclf.model.windows import make_windows
 
 TEXTS = [
     "a polymer compound",

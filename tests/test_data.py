@@ -7,9 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from patentclf import data
-from patentclf.data import DataError
-from patentclf.labels import CODES, parse_label, section
+from patentclf.corpus import data
+from patentclf.corpus.data import DataError
+from patentclf.corpus.labels import CODES, parse_label, section
 
 from .conftest import write_jsonl
 

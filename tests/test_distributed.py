@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from patentclf.bundle import load_bundle, read_info
+from patentclf.model.bundle import load_bundle, read_info
 
 # Measured on this machine: largest adapter weight difference 2e-7 (weights ~0.1), logits 1.2e-7.
 WEIGHT_TOLERANCE = 1e-5

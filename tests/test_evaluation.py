@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patentclf.evaluation import compute_metrics
+from patentclf.training.evaluation import compute_metrics
 
 
 def test_macro_f1_ignores_stray_predictions_of_absent_sections():

@@ -8,9 +8,9 @@ import sys
 
 from typer.testing import CliRunner
 
-from patentclf.classifier import Classifier
 from patentclf.cli import app
-from patentclf.labels import CODES
+from patentclf.corpus.labels import CODES
+from patentclf.inference.classifier import Classifier
 
 TEXTS = [
     "A polymer compound made with an acid Catalyst.",
@@ -24,7 +24,7 @@ LOAD_WITHOUT_PEFT = r"""
 import json, sys
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
-from patentclf.data import to_bigpatent_form
+from patentclf.corpus.data import to_bigpatent_form
 folder, max_length = sys.argv[1], int(sys.argv[2])
 texts = json.loads(sys.stdin.read())
 model = AutoModelForSequenceClassification.from_pretrained(folder, dtype="auto").eval()

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from patentclf.feedback import FeedbackStore
+from patentclf.store.feedback import FeedbackStore
 from tests.pg_server import PostgresServer, find_bindir
 from tests.servers import LiveServer
 

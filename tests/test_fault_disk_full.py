@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from patentclf.feedback import FeedbackStore
+from patentclf.store.feedback import FeedbackStore
 
 from .servers import LiveServer
 

@@ -9,9 +9,9 @@ import json
 import httpx
 import pytest
 
-from patentclf.data import load_split
-from patentclf.feedback import Feedback, FeedbackStore, export_jsonl
-from patentclf.labels import LABEL2ID
+from patentclf.corpus.data import load_split
+from patentclf.corpus.labels import LABEL2ID
+from patentclf.store.feedback import Feedback, FeedbackStore, export_jsonl
 
 from .servers import LiveServer
 

@@ -12,10 +12,10 @@ import sys
 
 import httpx
 
-from patentclf.bundle import read_info
-from patentclf.classifier import Classifier
-from patentclf.data import load_split
-from patentclf.training import train
+from patentclf.corpus.data import load_split
+from patentclf.inference.classifier import Classifier
+from patentclf.model.bundle import read_info
+from patentclf.training.trainer import train
 
 from .conftest import FILLER, tiny_train_config, toy_rows, write_jsonl
 from .servers import LiveServer

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from patentclf.groups import GroupPriors, GroupVoting, fit_voting, group_figures, hits, suggest_groups
-from patentclf.hierarchy import full_code, main_group, parse_group_list, parse_index_codes, title
+from patentclf.corpus.hierarchy import full_code, main_group, parse_group_list, parse_index_codes, title
+from patentclf.inference.groups import GroupPriors, GroupVoting, fit_voting, group_figures, hits, suggest_groups
 
 
 @pytest.mark.parametrize(

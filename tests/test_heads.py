@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from patentclf import data
-from patentclf.bundle import load_bundle, read_info
-from patentclf.classifier import Classifier
-from patentclf.heads import IGNORE, HeadLayout, LossWeights, encode_targets, head_loss
-from patentclf.training import HeadTrainer, TrainConfig
+from patentclf.corpus import data
+from patentclf.inference.classifier import Classifier
+from patentclf.model.bundle import load_bundle, read_info
+from patentclf.model.heads import IGNORE, HeadLayout, LossWeights, encode_targets, head_loss
+from patentclf.training.trainer import HeadTrainer, TrainConfig
 
 
 def test_layout_slices_and_targets():
@@ -90,8 +90,8 @@ def test_hierarchy_bundle_predicts_every_level(tiny_hierarchy_bundle, toy_hierar
 
 
 def test_pooled_section_probabilities_follow_the_stored_weights(tiny_hierarchy_bundle, toy_hierarchy_data):
-    from patentclf import calibration as cal
-    from patentclf.labels import CODES
+    from patentclf.corpus.labels import CODES
+    from patentclf.inference import calibration as cal
 
     classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32")
     texts = data.load_split(str(toy_hierarchy_data), "test").texts[:12]
@@ -114,8 +114,8 @@ def test_pooled_section_probabilities_follow_the_stored_weights(tiny_hierarchy_b
 def test_sections_come_from_the_stored_stack_and_fall_back_to_the_raw_head_without_tfidf(
     tiny_hierarchy_bundle, toy_hierarchy_data
 ):
-    from patentclf import calibration as cal
-    from patentclf.labels import CODES
+    from patentclf.corpus.labels import CODES
+    from patentclf.inference import calibration as cal
 
     calibration = read_info(tiny_hierarchy_bundle)["calibration"]
     stack = calibration["sections_stack"]

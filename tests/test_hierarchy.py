@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from patentclf import data
-from patentclf.hierarchy import CodeError, level, parse_code, parse_code_list, targets, title
+from patentclf.corpus import data
+from patentclf.corpus.hierarchy import CodeError, level, parse_code, parse_code_list, targets, title
 
 from .conftest import write_jsonl
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from patentclf.bundle import model_digest
-from patentclf.classifier import Classifier
-from patentclf.index import INFO_FILE, IndexedPatent, PatentIndex, PatentIndexError, check_factory
-from patentclf.indexing import VECTORS_DIR, build_index, embed_locally, read_corpus
-from patentclf.inputs import DataError
+from patentclf.corpus.inputs import DataError
+from patentclf.inference.classifier import Classifier
+from patentclf.inference.index import INFO_FILE, IndexedPatent, PatentIndex, PatentIndexError, check_factory
+from patentclf.jobs.indexing import VECTORS_DIR, build_index, embed_locally, read_corpus
+from patentclf.model.bundle import model_digest
 from tests.conftest import write_jsonl
 
 
@@ -151,7 +151,8 @@ def test_a_bundle_s_own_index_is_told_of_in_its_card(tiny_hierarchy_bundle, toy_
     bundle's own ``index/`` rewrites it, with each step's history."""
     import shutil
 
-    from patentclf.bundle import read_info, render_model_card
+    from patentclf.model.bundle import read_info
+    from patentclf.training.cards import render_model_card
 
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_hierarchy_bundle, bundle)
@@ -232,7 +233,7 @@ def test_the_service_answers_groups_and_evidence_from_its_index(tiny_hierarchy_b
 def test_accepted_feedback_joins_an_index_as_evidence(tiny_hierarchy_bundle, toy_index, tmp_path):
     import shutil
 
-    from patentclf.feedback import training_row
+    from patentclf.store.feedback import training_row
 
     index = tmp_path / "index"
     shutil.copytree(toy_index, index)

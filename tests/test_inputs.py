@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from patentclf import inputs
-from patentclf.data import read_file, rows_to_split
-from patentclf.inputs import DataError
+from patentclf.corpus import inputs
+from patentclf.corpus.data import read_file, rows_to_split
+from patentclf.corpus.inputs import DataError
 
 from .conftest import write_jsonl
 

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from patentclf.bundle import read_info
-from patentclf.classifier import Classifier
-from patentclf.data import load_split, stratified_subset
-from patentclf.labels import CODES
+from patentclf.corpus.data import load_split, stratified_subset
+from patentclf.corpus.labels import CODES
+from patentclf.inference.classifier import Classifier
+from patentclf.model.bundle import read_info
 
 from .conftest import write_jsonl
 
@@ -57,7 +57,7 @@ def test_shipped_model_info_records_both_text_forms(shipped_model):
 
 def test_shipped_model_reaches_its_card_figures_on_the_whole_test_split(shipped_model):
     # What the README and the model card claim, measured again through Classifier (the pooled section).
-    from patentclf.evaluation import compute_metrics
+    from patentclf.training.evaluation import compute_metrics
 
     info = read_info(shipped_model)
     assert set(info["calibration"]["section"]["weights"]) == {"llm", "tfidf", "class", "subclass"}
@@ -68,7 +68,7 @@ def test_shipped_model_reaches_its_card_figures_on_the_whole_test_split(shipped_
     assert abs(found["accuracy"] - info["metrics"]["test"]["accuracy"]) < 0.005
     # The main groups from the bundle's index, as its index.json records them (bf16 on some CPUs,
     # fp32 on others: neighbours near a tie may swap, so up to 2 points of difference).
-    from patentclf.groups import group_figures
+    from patentclf.inference.groups import group_figures
 
     recorded = json.loads((shipped_model / "index" / "index.json").read_text())["voting"]["test_figures"]
     groups = group_figures([[g.code for g in p.groups] for p in predictions], test.groups)
@@ -111,9 +111,9 @@ def test_predict_arguments_and_bad_input():
 
 
 def test_smollm2_lora_training_saves_the_head_and_round_trips(tmp_path):
-    from patentclf.bundle import load_bundle
-    from patentclf.heads import HeadLayout
-    from patentclf.training import TrainConfig, train
+    from patentclf.model.bundle import load_bundle
+    from patentclf.model.heads import HeadLayout
+    from patentclf.training.trainer import TrainConfig, train
 
     out = train(
         TrainConfig(

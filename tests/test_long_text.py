@@ -8,10 +8,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from patentclf.classifier import Classifier
 from patentclf.cli import app
-from patentclf.labels import CODES
-from patentclf.windows import chunk_overlap, make_windows
+from patentclf.corpus.labels import CODES
+from patentclf.inference.classifier import Classifier
+from patentclf.model.windows import chunk_overlap, make_windows
 
 from .conftest import FILLER, TOY_WORDS  # the toy task: filler carries no section, each section its own words
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from patentclf.labels import CODES
-from patentclf.monitoring import Metrics, PredictionLog, new_log_row
+from patentclf.corpus.labels import CODES
+from patentclf.store.monitoring import Metrics, PredictionLog, new_log_row
 
 
 def row(i: int, label: str, confidence: float, text: str | None = None):

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from patentclf.labels import CODES
-from patentclf.prediction import (
+from patentclf.corpus.labels import CODES
+from patentclf.inference.prediction import (
     FILE_FIELDS,
     RECORD_FIELDS,
     CodeSuggestion,

@@ -10,10 +10,10 @@ import sys
 import pytest
 import torch
 
-from patentclf.bundle import load_bundle, read_info
-from patentclf.classifier import Classifier
-from patentclf.data import load_split
-from patentclf.models import ModelError, quantization_problem
+from patentclf.corpus.data import load_split
+from patentclf.inference.classifier import Classifier
+from patentclf.model.base import ModelError, quantization_problem
+from patentclf.model.bundle import load_bundle, read_info
 from tests.conftest import tiny_train_config
 
 PROBLEM = quantization_problem(torch.device("cpu"))
@@ -25,7 +25,7 @@ LAYER_TYPES = {"8bit": "Linear8bitLt", "4bit": "Linear4bit"}
 def quantized_bundle(request, tmp_path_factory, toy_data, tiny_base_model):
     if PROBLEM is not None:
         pytest.skip(f"bitsandbytes cannot quantize here: {PROBLEM}")
-    from patentclf.training import train
+    from patentclf.training.trainer import train
 
     output = tmp_path_factory.mktemp(f"qlora-{request.param}") / "model"
     # precision auto: bf16 autocast on a CPU with native bf16, as `patentclf train` picks. No TF-IDF
@@ -92,7 +92,7 @@ def test_train_without_bitsandbytes_fails_in_one_line(tmp_path, toy_data, tiny_b
 def test_export_merges_a_qlora_adapter_into_the_full_precision_base(quantized_bundle, tmp_path):
     import json
 
-    from patentclf.export import export_merged
+    from patentclf.training.export import export_merged
 
     _, bundle = quantized_bundle
     out = export_merged(bundle, tmp_path / "export")

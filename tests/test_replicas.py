@@ -13,7 +13,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from patentclf.feedback import FeedbackStore
+from patentclf.store.feedback import FeedbackStore
 
 from .servers import LiveServer
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from patentclf.classifier import Classifier
-from patentclf.labels import CODES
+from patentclf.corpus.labels import CODES
+from patentclf.inference.classifier import Classifier
 
 from .conftest import toy_rows
 from .servers import LiveServer

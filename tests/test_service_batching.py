@@ -220,7 +220,7 @@ def test_a_short_text_sharing_a_call_with_long_ones_is_answered_when_its_own_tex
     """A one-liner sent while a batch of long texts runs shares the batch's next model call; the
     classifier runs that call as length-sorted sub-batches, so the one-liner's answer is handed over
     after the first of them, not when the whole call (or the batch) ends."""
-    from patentclf.classifier import Classifier
+    from patentclf.inference.classifier import Classifier
 
     classifier = Classifier.load(tiny_bundle, precision="fp32")
     long_text = " ".join(f"turbine valve engine pump {i}" for i in range(40))

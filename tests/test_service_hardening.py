@@ -175,7 +175,7 @@ def test_a_model_that_fails_to_load_ends_the_process_non_zero(tiny_bundle, tmp_p
 # batcher calls after each model call (outside its guard around the model) fails for a batch of 7 texts.
 FAULTY_SERVE = """
 import sys
-from patentclf.monitoring import Metrics
+from patentclf.store.monitoring import Metrics
 from patentclf.cli import main
 
 observe = Metrics.observe_batch
@@ -227,7 +227,7 @@ def in_process_server(app):
 
 
 def test_a_dead_worker_turns_ready_to_503_and_asks_to_stop(tiny_bundle, tmp_path, monkeypatch):
-    from patentclf.monitoring import Metrics
+    from patentclf.store.monitoring import Metrics
 
     def faulty(self, texts, seconds):
         raise RuntimeError("planted fault")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from patentclf.data import load_split, stratified_subset
-from patentclf.labels import CODES, SECTIONS
+from patentclf.corpus.data import load_split, stratified_subset
+from patentclf.corpus.labels import CODES, SECTIONS
 
 from .servers import LiveServer
 

@@ -21,11 +21,11 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from patentclf.data import load_split
-from patentclf.feedback import Feedback, FeedbackStore, ReviewConflict, export_jsonl, feedback_code
-from patentclf.labels import CODES
-from patentclf.monitoring import LoggedPrediction, PredictionLog, confidence_bin, new_log_row
-from patentclf.store import SCHEMA_VERSION, Store, alembic_config, metadata
+from patentclf.corpus.data import load_split
+from patentclf.corpus.labels import CODES
+from patentclf.store.database import SCHEMA_VERSION, Store, alembic_config, metadata
+from patentclf.store.feedback import Feedback, FeedbackStore, ReviewConflict, export_jsonl, feedback_code
+from patentclf.store.monitoring import LoggedPrediction, PredictionLog, confidence_bin, new_log_row
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -8,10 +8,10 @@ import warnings
 
 import torch
 
-from patentclf.bundle import load_bundle, read_info
-from patentclf.classifier import Classifier
-from patentclf.data import Split, load_split
-from patentclf.training import without_evaluation_rows
+from patentclf.corpus.data import Split, load_split
+from patentclf.inference.classifier import Classifier
+from patentclf.model.bundle import load_bundle, read_info
+from patentclf.training.trainer import without_evaluation_rows
 
 
 def test_tiny_llama_learns_the_toy_task(tiny_bundle, toy_data):

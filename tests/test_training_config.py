@@ -11,12 +11,12 @@ import typer
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from patentclf import data
-from patentclf.bundle import default_model_dir, read_info
 from patentclf.cli import app
-from patentclf.heads import LossWeights
-from patentclf.train_config import TrainConfig
-from patentclf.training import TrainingError, claim_checkpoints, run_fingerprint
+from patentclf.corpus import data
+from patentclf.model.bundle import default_model_dir, read_info
+from patentclf.model.heads import LossWeights
+from patentclf.model.train_config import TrainConfig
+from patentclf.training.trainer import TrainingError, claim_checkpoints, run_fingerprint
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from patentclf.labels import CODES, section
+from patentclf.corpus.labels import CODES, section
 from patentclf.ui import app_path
 from patentclf.ui.examples import EXAMPLES
 
@@ -116,7 +116,7 @@ def test_hierarchy_shows_sections_then_classes_and_subclasses(ui_env):
 
 
 def test_groups_and_the_nearest_patents_show_under_the_subclasses(ui_env):
-    from patentclf.hierarchy import title
+    from patentclf.corpus.hierarchy import title
 
     groups = [{"code": code, "title": title(code), "probability": p} for code, p in (("H04M 1/00", 0.31), ("H04M 3/00", 0.12))]
     similar = [

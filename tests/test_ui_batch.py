@@ -8,8 +8,8 @@ import json
 import pandas as pd
 import pytest
 
-from patentclf.data import DataError, bundled_data_dir
-from patentclf.labels import CODES
+from patentclf.corpus.data import DataError, bundled_data_dir
+from patentclf.corpus.labels import CODES
 from patentclf.ui.batch import MAX_ROWS, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
 from patentclf.ui.examples import EXAMPLES
 

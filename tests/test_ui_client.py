@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from patentclf.labels import CODES, section
+from patentclf.corpus.labels import CODES, section
 from patentclf.ui.client import ApiClient, ApiError
 
 from .servers import API_KEY, canned_server, free_port, json_body, run_api, silent_server

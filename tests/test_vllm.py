@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 
-from patentclf.engines.vllm import VllmEngine, VllmServer, vllm_available
+from patentclf.inference.engines.vllm import VllmEngine, VllmServer, vllm_available
 from tests.servers import LiveServer
 
 pytestmark = pytest.mark.slow
@@ -49,7 +49,7 @@ def start_server(export, log):
 
 @pytest.fixture(scope="module")
 def shipped_export(shipped_model, tmp_path_factory):
-    from patentclf.export import export_merged
+    from patentclf.training.export import export_merged
 
     return export_merged(shipped_model, tmp_path_factory.mktemp("vllm") / "shipped-export", dtype="float32")
 
@@ -84,8 +84,8 @@ def test_vllm_answers_classify_for_the_export(shipped_server, shipped_export):
 
 
 def test_the_shipped_model_through_vllm_agrees_with_predict(shipped_server, shipped_model):
-    from patentclf.classifier import Classifier
-    from patentclf.data import load_split, stratified_subset
+    from patentclf.corpus.data import load_split, stratified_subset
+    from patentclf.inference.classifier import Classifier
 
     texts = stratified_subset(load_split("bundled", "test"), AGREEMENT_ROWS, seed=11).texts
     # The two sides at once: vLLM computes in its own process while this one runs the torch model.
@@ -117,9 +117,9 @@ def test_engine_logits_equal_transformers(shipped_server, shipped_export, shippe
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from patentclf.bundle import read_info
-    from patentclf.data import load_split, to_bigpatent_form
-    from patentclf.heads import HeadLayout
+    from patentclf.corpus.data import load_split, to_bigpatent_form
+    from patentclf.model.bundle import read_info
+    from patentclf.model.heads import HeadLayout
 
     texts = load_split("bundled", "test").texts[:8]
     tokenizer = AutoTokenizer.from_pretrained(shipped_export)
@@ -179,7 +179,7 @@ def tiny_llama3(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from patentclf.models import EMBEDDED_MODEL, resolve_base_model
+    from patentclf.model.base import EMBEDDED_MODEL, resolve_base_model
 
     folder = tmp_path_factory.mktemp("tiny-llama3")
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(EMBEDDED_MODEL))
@@ -211,7 +211,7 @@ def tiny_llama3(tmp_path_factory):
 
 
 def test_llama3_shape_trains_exports_and_serves_on_vllm(vllm_python, tiny_llama3, toy_data, tmp_path):
-    from patentclf.classifier import Classifier
+    from patentclf.inference.classifier import Classifier
 
     bundle = tmp_path / "bundle"
     train = [sys.executable, "-m", "patentclf.cli", "train", "--data", str(toy_data), "--base-model", str(tiny_llama3)]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 
-from patentclf.labels import CODES
+from patentclf.corpus.labels import CODES
 from patentclf.service.schemas import PredictionResponse
 
 

@@ -9,7 +9,7 @@ evaluation splits never hold a patent whose twin the model trained on.
 import json
 import sys
 
-from patentclf.data import bundled_data_dir, near_duplicate_pairs
+from patentclf.corpus.data import bundled_data_dir, near_duplicate_pairs
 
 SPLITS = ("train", "validation", "test")
 

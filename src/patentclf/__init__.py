@@ -2,7 +2,7 @@
 
 import os
 
-from .labels import CODES, SECTIONS, Section
+from patentclf.corpus.labels import CODES, SECTIONS, Section
 
 # Torch's CPU build on Linux runs its threads with GNU OpenMP, whose idle threads spin 300,000 rounds
 # before they sleep. Where another process holds a core, that spinning starves the working thread:
@@ -20,7 +20,7 @@ __all__ = ["Classifier", "CODES", "SECTIONS", "Section", "__version__"]
 def __getattr__(name: str):
     # Lazy, so that `import patentclf` (and the CLI's --help) does not pay for importing torch.
     if name == "Classifier":
-        from .classifier import Classifier
+        from patentclf.inference.classifier import Classifier
 
         return Classifier
     raise AttributeError(name)

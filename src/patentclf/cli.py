@@ -14,8 +14,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .service.config import ServiceConfig  # light (pydantic-settings): the serve flags are built from it
-from .train_config import TrainConfig  # light (pydantic): the train flags are built from it
+from patentclf.model.train_config import TrainConfig  # light (pydantic): the train flags are built from it
+from patentclf.service.config import ServiceConfig  # light (pydantic-settings): the serve flags are built from it
 
 app = typer.Typer(help="Classify patents into the nine CPC sections with a LoRA-fine-tuned LLM.", no_args_is_help=True)
 console = Console()
@@ -38,9 +38,9 @@ def _load_classifier(
     vllm_url: str | None = None,
     index: Path | bool | None = None,
 ):
-    from .classifier import Classifier
-    from .index import PatentIndexError
-    from .models import ModelError
+    from patentclf.inference.classifier import Classifier
+    from patentclf.inference.index import PatentIndexError
+    from patentclf.model.base import ModelError
 
     try:
         if vllm_url:
@@ -134,16 +134,16 @@ def train(
         config = TrainConfig.load(config_file, **flags, command="patentclf " + shlex.join(sys.argv[1:]))
     except (ValueError, OSError) as exc:
         _fail(str(exc))
-    from .data import DataError
-    from .models import ModelError
-    from .training import TrainingError
-    from .training import train as run_training
+    from patentclf.corpus.data import DataError
+    from patentclf.model.base import ModelError
+    from patentclf.training.trainer import TrainingError
+    from patentclf.training.trainer import train as run_training
 
     try:
         out = run_training(config, restart=restart)
     except (DataError, ModelError, TrainingError, ValueError, OSError) as exc:
         _fail(str(exc))
-    from .bundle import read_info
+    from patentclf.model.bundle import read_info
 
     info = read_info(out)
     console.print(f"[green]model bundle written to[/] {out}")
@@ -168,12 +168,13 @@ def calibrate(
     ),
 ) -> None:
     """Fit a bundle's TF-IDF partner, blend weights, temperatures, confidence map and sections on validation."""
-    from .bundle import read_info, write_info, write_model_card
-    from .classifier import Classifier
-    from .data import DataError
-    from .models import ModelError
-    from .training import TrainConfig, load_training_data, measure_into_info
-    from .tuning import calibrate_classifier
+    from patentclf.corpus.data import DataError
+    from patentclf.inference.classifier import Classifier
+    from patentclf.model.base import ModelError
+    from patentclf.model.bundle import read_info, write_info
+    from patentclf.training.cards import write_model_card
+    from patentclf.training.trainer import TrainConfig, load_training_data, measure_into_info
+    from patentclf.training.tuning import calibrate_classifier
 
     try:
         info = read_info(model)
@@ -197,7 +198,7 @@ def calibrate(
 def _read_input_split(
     spec: str, split: str, data_config: str, text_field: Optional[list[str]], text_form: str, require_labels: bool
 ):
-    from .data import DataError, load_split, to_bigpatent_form
+    from patentclf.corpus.data import DataError, load_split, to_bigpatent_form
 
     try:
         rows = load_split(
@@ -212,7 +213,7 @@ def _read_input_split(
     if text_form == "bigpatent":
         rows.texts = [to_bigpatent_form(t) for t in rows.texts]
     elif text_form == "short":
-        from .evaluation import short_text_form
+        from patentclf.training.evaluation import short_text_form
 
         rows.texts = [short_text_form(t) for t in rows.texts]
     elif text_form != "original":
@@ -248,9 +249,9 @@ def evaluate(
 ) -> None:
     """Evaluate a bundle beside a TF-IDF baseline: sections, calibration (ECE) and, where the rows
     carry codes, every section, classes and subclasses. Writes metrics.json and the pictures."""
-    from .data import stratified_subset
-    from .evaluation import baseline_metrics, evaluate_predictions, fit_baseline, write_report
-    from .labels import SECTIONS
+    from patentclf.corpus.data import stratified_subset
+    from patentclf.corpus.labels import SECTIONS
+    from patentclf.training.evaluation import baseline_metrics, evaluate_predictions, fit_baseline, write_report
 
     rows = stratified_subset(_read_input_split(data, split, data_config, text_field, text_form, True), limit)
     classifier = _load_classifier(model, compile=compile)
@@ -309,8 +310,8 @@ def evaluate(
 
 def _group_baseline(metrics: dict, rows, train_spec: str | None, data_config: str) -> None:
     """The TF-IDF neighbours' main groups on the same rows, into ``metrics["baseline"]["groups"]``."""
-    from .evaluation import NEIGHBOUR_BASELINE, tfidf_neighbour_groups
-    from .groups import group_figures
+    from patentclf.inference.groups import group_figures
+    from patentclf.training.evaluation import NEIGHBOUR_BASELINE, tfidf_neighbour_groups
 
     try:
         train_rows = _read_input_split(train_spec, "train", data_config, None, "original", True) if train_spec else None
@@ -450,7 +451,7 @@ def predict(
                     f"  [dim]near {escape(near.id)} ({near.similarity:.2f}) {escape(near.code)} {escape(near.title[:60])}[/]"
                 )
         return
-    from .prediction import file_record, prediction_record
+    from patentclf.inference.prediction import file_record, prediction_record
 
     lines = []
     for row_id, p in zip(ids, predictions):
@@ -470,10 +471,10 @@ def _predict_on_ray(texts, input, output, text_field, **options) -> None:
     if texts or not input or not output:
         _fail("--engine ray classifies files: give --input FILES and --output FOLDER (no texts as arguments)")
     try:
-        from .bulk import BulkError, run_bulk
+        from patentclf.jobs.bulk import BulkError, run_bulk
     except ImportError as exc:  # ray is an extra
         _fail(f"--engine ray needs Ray ({exc.name} is missing): pip install 'patentclf[ray]'")
-    from .models import ModelError
+    from patentclf.model.base import ModelError
 
     try:
         result = run_bulk(input, output, text_fields=tuple(text_field) if text_field else None, **options)
@@ -481,7 +482,7 @@ def _predict_on_ray(texts, input, output, text_field, **options) -> None:
         _fail(str(exc))
     err.print(
         f"wrote {result.written} predictions in {result.seconds:.0f} s; {output} now holds {result.total} "
-        "(read it with pandas.read_parquet or patentclf.bulk.read_predictions)"
+        "(read it with pandas.read_parquet or patentclf.jobs.bulk.read_predictions)"
     )
 
 
@@ -512,10 +513,10 @@ def index_command(
 ) -> None:
     """Build a patent index of your own classified patents: they become the evidence of predictions and vote
     for the main groups. A cut-short run, rerun with the same flags, continues where it stopped."""
-    from .index import PatentIndexError
-    from .indexing import build_index
-    from .inputs import DataError
-    from .models import ModelError
+    from patentclf.corpus.inputs import DataError
+    from patentclf.inference.index import PatentIndexError
+    from patentclf.jobs.indexing import build_index
+    from patentclf.model.base import ModelError
 
     if engine == "ray" and add:
         _fail("--add runs locally (a few thousand rows): drop --engine ray")
@@ -523,7 +524,7 @@ def index_command(
         _fail("--fit-on fits a new index; an index you --add to keeps its settings")
     ray_options = {"address": ray_address, "actors": actors, "rows_per_batch": rows_per_batch, "cpus_per_actor": cpus_per_actor}
     try:
-        from .bulk import BulkError
+        from patentclf.jobs.bulk import BulkError
     except ImportError:  # ray is an extra
         BulkError = DataError  # noqa: N806 - nothing raises it without Ray
     try:
@@ -555,9 +556,9 @@ def export(
     dtype: str = typer.Option("float32", help="float32 (same predictions as the bundle) | bfloat16 | float16"),
 ) -> None:
     """Export a bundle as a plain transformers checkpoint (LoRA merged; loads without peft)."""
-    from .bundle import default_model_dir
-    from .export import export_merged
-    from .models import ModelError
+    from patentclf.model.base import ModelError
+    from patentclf.model.bundle import default_model_dir
+    from patentclf.training.export import export_merged
 
     try:
         out = export_merged(model or default_model_dir(), merged, dtype=dtype)
@@ -577,7 +578,7 @@ def ui(
     import os
     import subprocess
 
-    from .ui import app_path
+    from patentclf.ui import app_path
 
     # The UI reads its settings from its environment; PATENTCLF_API_KEY, if set, passes through
     # to the Streamlit process and stays server-side.
@@ -632,14 +633,14 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from .service import create_app
+    from patentclf.service import create_app
 
     try:
         config = ServiceConfig.load(config_file, **flags)
     except (ValidationError, ValueError, OSError) as exc:
         _fail(f"service configuration: {exc}")
-    from .bundle import default_model_dir, read_info
-    from .models import ModelError
+    from patentclf.model.base import ModelError
+    from patentclf.model.bundle import default_model_dir, read_info
 
     try:  # a wrong --model fails here with one line, not a traceback from inside uvicorn
         read_info(config.model or default_model_dir())
@@ -648,7 +649,7 @@ def serve(
     if config.database_url:
         from sqlalchemy.exc import ArgumentError
 
-        from .store import StoreError, database_url
+        from patentclf.store.database import StoreError, database_url
 
         try:  # the same for a URL that names no database patentclf can use
             database_url(config.database_url.get_secret_value())
@@ -679,14 +680,14 @@ def _feedback_database(db: Optional[str], config_file: Optional[Path]) -> str:
     """--db (a SQLite path or a URL), else the service's settings: database_url, then feedback_db."""
     if db:
         return db
-    from .service import ServiceConfig
+    from patentclf.service import ServiceConfig
 
     config = ServiceConfig.load(config_file)
     return config.database_url.get_secret_value() if config.database_url else str(config.feedback_db)
 
 
 def _describe(target: str) -> str:
-    from .store import database_url
+    from patentclf.store.database import database_url
 
     return database_url(target).render_as_string(hide_password=True) if "://" in target else target
 
@@ -710,8 +711,8 @@ def feedback_export(
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .feedback import export_jsonl
-    from .store import StoreError
+    from patentclf.store.database import StoreError
+    from patentclf.store.feedback import export_jsonl
 
     try:
         target = _feedback_database(db, config_file)
@@ -727,8 +728,8 @@ def _open_feedback(db: Optional[str], config_file: Optional[Path]):
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError
 
-    from .feedback import FeedbackStore
-    from .store import StoreError
+    from patentclf.store.database import StoreError
+    from patentclf.store.feedback import FeedbackStore
 
     try:
         target = _feedback_database(db, config_file)
@@ -769,7 +770,7 @@ def feedback_review(
     config_file: Optional[Path] = typer.Option(None, "--config", help="the service's config file"),
 ) -> None:
     """Accept or reject feedback that waits for a reviewer (e.g. everything sent from the web UI)."""
-    from .feedback import ReviewConflict
+    from patentclf.store.feedback import ReviewConflict
 
     if accept is None:
         _fail("say --accept or --reject")

@@ -23,11 +23,11 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
-from .config import ServiceConfig
-from .limits import BodyLimit, RequestDeadline
-from .routes import router
-from .runtime import ServiceRuntime, log, log_event
+from patentclf import __version__
+from patentclf.service.config import ServiceConfig
+from patentclf.service.limits import BodyLimit, RequestDeadline
+from patentclf.service.routes import router
+from patentclf.service.runtime import ServiceRuntime, log, log_event
 
 DESCRIPTION = """Classify patent text into the nine CPC sections (A-H, Y) with a LoRA-fine-tuned LLM.
 

@@ -10,10 +10,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.security import APIKeyHeader
 from sqlalchemy.exc import DBAPIError
 
-from ..feedback import ACCEPTED, PENDING, Feedback, ReviewConflict
-from .batching import BatcherClosed, QueueFull
-from .runtime import NotReady, ServedPrediction, ServiceRuntime
-from .schemas import (
+from patentclf.service.batching import BatcherClosed, QueueFull
+from patentclf.service.runtime import NotReady, ServedPrediction, ServiceRuntime
+from patentclf.service.schemas import (
     BatchPredictionResponse,
     BatchPredictRequest,
     ErrorResponse,
@@ -28,6 +27,7 @@ from .schemas import (
     ReadyResponse,
     StatsResponse,
 )
+from patentclf.store.feedback import ACCEPTED, PENDING, Feedback, ReviewConflict
 
 router = APIRouter()
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="PATENTCLF_API_KEY or one of PATENTCLF_API_KEYS")

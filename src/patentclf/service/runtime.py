@@ -14,15 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..bundle import default_model_dir, read_info
-from ..classifier import Classifier
-from ..engines.vllm import EngineUnavailable
-from ..feedback import FeedbackStore
-from ..monitoring import LoggedPrediction, Metrics, PredictionLog, new_log_row, new_prediction_id, prediction_id_age_s
-from ..prediction import Prediction, prediction_record
-from ..store import open_store
-from .batching import MicroBatcher
-from .config import ServiceConfig
+from patentclf.inference.classifier import Classifier
+from patentclf.inference.engines.vllm import EngineUnavailable
+from patentclf.inference.prediction import Prediction, prediction_record
+from patentclf.model.bundle import default_model_dir, read_info
+from patentclf.service.batching import MicroBatcher
+from patentclf.service.config import ServiceConfig
+from patentclf.store.database import open_store
+from patentclf.store.feedback import FeedbackStore
+from patentclf.store.monitoring import (
+    LoggedPrediction,
+    Metrics,
+    PredictionLog,
+    new_log_row,
+    new_prediction_id,
+    prediction_id_age_s,
+)
 
 log = logging.getLogger("patentclf.service")
 TRIM_EVERY_S = 60.0  # how often the predictions log is cut to its retention

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
-from ..feedback import feedback_code
-from ..labels import CODES
-from ..prediction import PredictionRecord
+from patentclf.corpus.labels import CODES
+from patentclf.inference.prediction import PredictionRecord
+from patentclf.store.feedback import feedback_code
 
 _TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated, or read in overlapping windows with long_text=chunk)"
 
@@ -76,7 +76,7 @@ class BatchPredictRequest(BaseModel):
 
 
 class PredictionResponse(PredictionRecord):
-    pass  # the record of a prediction (patentclf.prediction), under the API's name
+    pass  # the record of a prediction (patentclf.inference.prediction), under the API's name
 
 
 class BatchPredictionResponse(BaseModel):

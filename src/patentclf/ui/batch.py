@@ -1,8 +1,8 @@
 """Batch mode: read an uploaded CSV/JSONL file into texts, and turn predictions into a table and downloads.
 
-Uploads are read by the rules of every file of patents (``patentclf.inputs``: ``text``, or ``title`` +
+Uploads are read by the rules of every file of patents (``patentclf.corpus.inputs``: ``text``, or ``title`` +
 ``abstract``), so a file that works with ``patentclf predict --input`` works here too. The table and
-its downloads hold the API's answers field by field (``patentclf.prediction.PredictionRecord``).
+its downloads hold the API's answers field by field (``patentclf.inference.prediction.PredictionRecord``).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from ..data import rows_to_split
-from ..inputs import DataError, read_records
-from ..labels import CODES
-from ..prediction import PredictionRecord
+from patentclf.corpus.data import rows_to_split
+from patentclf.corpus.inputs import DataError, read_records
+from patentclf.corpus.labels import CODES
+from patentclf.inference.prediction import PredictionRecord
 
 UPLOAD_TYPES = ("csv", "jsonl", "json")
 MAX_ROWS = 1000  # a browser upload is for a quick look; larger jobs belong to `patentclf predict --input`

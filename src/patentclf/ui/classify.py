@@ -6,8 +6,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from patentclf.data import DataError
-from patentclf.labels import CODES, SECTIONS, section
+from patentclf.corpus.data import DataError
+from patentclf.corpus.labels import CODES, SECTIONS, section
 from patentclf.ui.batch import UPLOAD_TYPES, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
 from patentclf.ui.client import ApiClient, ApiError
 from patentclf.ui.common import get_client, show_api_status

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from patentclf.labels import CODES
+from patentclf.corpus.labels import CODES
 from patentclf.ui.client import ApiError
 from patentclf.ui.common import get_client, show_api_status
 

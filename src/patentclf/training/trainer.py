@@ -11,12 +11,9 @@ import numpy as np
 import torch
 from transformers import Trainer
 
-from . import data as data_mod
-from .bundle import read_info, save_bundle
-from .evaluation import baseline_metrics, compute_metrics, evaluate_predictions, short_text_form, summary
-from .heads import TARGET_KEYS, HeadLayout, encode_targets, head_loss, last_token_positions
-from .labels import NUM_LABELS
-from .models import (
+from patentclf.corpus import data as data_mod
+from patentclf.corpus.labels import NUM_LABELS
+from patentclf.model.base import (
     LoraSettings,
     add_lora,
     attention_implementation,
@@ -27,8 +24,12 @@ from .models import (
     supports_bf16,
     upcast_trainable,
 )
-from .train_config import ALL_PROJECTIONS, TrainConfig  # noqa: F401 (benches import ALL_PROJECTIONS from here)
-from .tuning import calibrate_classifier
+from patentclf.model.bundle import read_info, save_bundle
+from patentclf.model.heads import TARGET_KEYS, HeadLayout, encode_targets, head_loss, last_token_positions
+from patentclf.model.train_config import ALL_PROJECTIONS, TrainConfig  # noqa: F401 (benches import ALL_PROJECTIONS from here)
+from patentclf.training.cards import write_model_card
+from patentclf.training.evaluation import baseline_metrics, compute_metrics, evaluate_predictions, short_text_form, summary
+from patentclf.training.tuning import calibrate_classifier
 
 # --- data --------------------------------------------------------------------------------------
 
@@ -288,11 +289,13 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
 
     def calibrate_and_measure(folder: Path, info: dict) -> dict:
         """One classifier, loaded once: calibrated on validation, then measured on validation and test."""
-        from .classifier import Classifier
+        from patentclf.inference.classifier import Classifier
 
         classifier = Classifier.load(folder)
         info["calibration"] = calibrate_classifier(classifier, splits["train"], splits["validation"], tfidf=config.tfidf_ensemble)
-        return measure_into_info(classifier, splits, info)
+        info = measure_into_info(classifier, splits, info)
+        write_model_card(folder, info)
+        return info
 
     try:
         return save_bundle(trainer.model, tokenizer, info, config.output_dir, finish=calibrate_and_measure)

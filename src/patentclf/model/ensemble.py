@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import to_bigpatent_form
+from patentclf.corpus.data import to_bigpatent_form
 
 TFIDF_JSON = "tfidf.json"
 TFIDF_WEIGHTS = "tfidf.safetensors"
@@ -52,7 +52,7 @@ class TfidfModels:
     def aligned(self, texts: list[str], target: str, codes: list[str]) -> np.ndarray | None:
         """``target``'s probabilities in the order of ``codes`` (section codes ``A``..``Y`` for the
         section); a code the model never saw gets ~0. ``None`` when there is no model for ``target``."""
-        from .labels import CODES
+        from patentclf.corpus.labels import CODES
 
         if target not in self.targets:
             return None

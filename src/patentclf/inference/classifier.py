@@ -15,18 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .bundle import default_model_dir, load_bundle, load_bundle_tokenizer, model_digest, model_version, read_info
-from .calibration import Calibration, section_sets
-from .data import to_bigpatent_form
-from .ensemble import TfidfModels
-from .groups import GroupPriors, GroupVoting, suggest_groups
-from .heads import HeadLayout
-from .hierarchy import title
-from .index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
-from .labels import CODES, SECTIONS
-from .models import pick_device, supports_bf16
-from .prediction import CodeSuggestion, Prediction, SimilarPatent
-from .windows import LONG_TEXT_MODES, Windows, chunk_overlap, make_windows
+from patentclf.corpus.data import to_bigpatent_form
+from patentclf.corpus.hierarchy import title
+from patentclf.corpus.labels import CODES, SECTIONS
+from patentclf.inference.calibration import Calibration, section_sets
+from patentclf.inference.groups import GroupPriors, GroupVoting, suggest_groups
+from patentclf.inference.index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
+from patentclf.inference.prediction import CodeSuggestion, Prediction, SimilarPatent
+from patentclf.model.base import pick_device, supports_bf16
+from patentclf.model.bundle import default_model_dir, load_bundle, load_bundle_tokenizer, model_digest, model_version, read_info
+from patentclf.model.ensemble import TfidfModels
+from patentclf.model.heads import HeadLayout
+from patentclf.model.windows import LONG_TEXT_MODES, Windows, chunk_overlap, make_windows
 
 __all__ = ["Classifier", "CodeSuggestion", "Prediction", "LONG_TEXT_MODES", "chunk_overlap", "ENGINES"]
 
@@ -97,7 +97,7 @@ class Classifier:
         if precision not in ("auto", "bf16", "fp32"):
             raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
         if engine == "vllm":
-            from .engines.vllm import VllmEngine
+            from patentclf.inference.engines.vllm import VllmEngine
 
             if not vllm_url:
                 raise ValueError("engine 'vllm' needs vllm_url, the address of a `vllm serve` of the bundle's merged export")
@@ -107,7 +107,7 @@ class Classifier:
             if index:
                 raise ValueError("the vLLM engine answers logits only, so a patent index cannot be used with it")
             return cls(backend, tokenizer, info, version=model_version(path), path=path, use_tfidf=use_tfidf)
-        from .engines.torch import TorchEngine
+        from patentclf.inference.engines.torch import TorchEngine
 
         target = torch.device(device) if device else pick_device()
         use_bf16 = precision == "bf16" or (precision == "auto" and supports_bf16(target))

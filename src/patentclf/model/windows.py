@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .data import to_bigpatent_form
+from patentclf.corpus.data import to_bigpatent_form
 
 LONG_TEXT_MODES = ("truncate", "chunk")
 CHUNK_STRIDE = 64  # tokens shared by neighbouring windows in chunk mode

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 from string import Template
 
-from .labels import SECTIONS
+from patentclf.corpus.labels import SECTIONS
 
 
 def render(name: str, **fields) -> str:
@@ -119,8 +120,8 @@ def index_section(index: dict, index_bytes: int) -> str:
 
 def bundle_card(info: dict, index: dict | None = None, index_bytes: int = 0) -> str:
     """``index``: the bundle's ``index/index.json`` and ``index_bytes`` its faiss file's size, if it has one."""
-    from .calibration import Calibration  # numpy: not needed to read a bundle's info
-    from .heads import HeadLayout
+    from patentclf.inference.calibration import Calibration  # numpy: not needed to read a bundle's info
+    from patentclf.model.heads import HeadLayout
 
     # The training log stays in patentclf.json; the card lists the settings that reproduce the run.
     training = info.get("training", {})
@@ -155,14 +156,14 @@ def bundle_card(info: dict, index: dict | None = None, index_bytes: int = 0) -> 
 
 
 def export_card(info: dict, dtype: str) -> str:
-    from .heads import HeadLayout
-    from .windows import chunk_overlap
+    from patentclf.model.heads import HeadLayout
+    from patentclf.model.windows import chunk_overlap
 
     normalize = info.get("normalize", "bigpatent") == "bigpatent"
     rule = (
         "**Normalise the text before tokenizing, as the model was trained on it**: lowercase it and put\n"
-        "spaces around punctuation (BIGPATENT's form), exactly as `patentclf.data.to_bigpatent_form` does:\n\n"
-        "```python\nfrom patentclf.data import to_bigpatent_form\ntext = to_bigpatent_form(text)  "
+        "spaces around punctuation (BIGPATENT's form), exactly as `patentclf.corpus.data.to_bigpatent_form` does:\n\n"
+        "```python\nfrom patentclf.corpus.data import to_bigpatent_form\ntext = to_bigpatent_form(text)  "
         '# "Primary-treated sewage (10.5%)." -> "primary - treated sewage ( 10.5 % ) ."\n```\n\n'
         "A server that skips this step still runs but is less accurate on mixed-case text."
         if normalize
@@ -192,3 +193,18 @@ def export_card(info: dict, dtype: str) -> str:
         outputs=outputs,
         metrics_rows=metrics_rows(info.get("metrics", {}), info.get("baselines")),
     )
+
+
+def write_model_card(bundle_dir: str | Path, info: dict) -> None:
+    (Path(bundle_dir) / "README.md").write_text(render_model_card(bundle_dir, info))
+
+
+def render_model_card(bundle_dir: str | Path, info: dict) -> str:
+    """The card of the bundle at ``bundle_dir``: its info and, if it carries one, its patent index."""
+    from patentclf.inference.index import BUNDLE_INDEX_DIR, INDEX_FILE, read_index_info
+
+    index_dir = Path(bundle_dir) / BUNDLE_INDEX_DIR
+    index = read_index_info(index_dir)
+    if index is None:
+        return bundle_card(info)
+    return bundle_card(info, index, (index_dir / INDEX_FILE).stat().st_size)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-from .labels import CODES
+from patentclf.corpus.labels import CODES
 
 # A section letter, optionally a two-digit class, optionally a subclass letter. What follows a
 # subclass may be its group ("3/048", "53/94", " 039/00"); a bare section or class must end there

@@ -1,5 +1,5 @@
 """The service's database: one SQLAlchemy engine, the schema (tables below) and its Alembic migrations,
-for SQLite and PostgreSQL alike. :mod:`patentclf.feedback` and :mod:`patentclf.monitoring` are its users.
+for SQLite and PostgreSQL alike. :mod:`patentclf.store.feedback` and :mod:`patentclf.store.monitoring` are its users.
 
 * A path (or no URL) is the embedded default: a SQLite file, WAL journal, ``synchronous=FULL``, write
   transactions that take the write lock up front (``BEGIN IMMEDIATE``) and wait up to

@@ -7,7 +7,7 @@ A data spec is one of:
 * a Hugging Face hub dataset name such as ``ccdv/patent-classification`` (with a config name).
 
 Text comes from ``text`` or from ``title`` + ``abstract``; the label from ``label`` (0..8, ccdv order)
-or ``section`` (a letter). Files are read by :mod:`patentclf.inputs`, by the rules that every reader
+or ``section`` (a letter). Files are read by :mod:`patentclf.corpus.inputs`, by the rules that every reader
 of patents follows. Bad rows stop loading with a :class:`DataError` naming file, row and problem.
 """
 
@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .hierarchy import parse_code_list, parse_group_list
-from .inputs import SUFFIXES, DataError, clean, read_local_records, row_id, row_text, text_fields_for
-from .labels import CODES, parse_label
+from patentclf.corpus.hierarchy import parse_code_list, parse_group_list
+from patentclf.corpus.inputs import SUFFIXES, DataError, clean, read_local_records, row_id, row_text, text_fields_for
+from patentclf.corpus.labels import CODES, parse_label
 
 SPLIT_ALIASES = {
     "train": ("train",),

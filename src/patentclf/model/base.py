@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .labels import ID2LABEL, LABEL2ID, NUM_LABELS
+from patentclf.corpus.labels import ID2LABEL, LABEL2ID, NUM_LABELS
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .hierarchy import targets
-from .labels import CODES, NUM_LABELS
-from .train_config import LossWeights  # declared with the training settings (light: the CLI reads them)
+from patentclf.corpus.hierarchy import targets
+from patentclf.corpus.labels import CODES, NUM_LABELS
+from patentclf.model.train_config import LossWeights  # declared with the training settings (light: the CLI reads them)
 
 IGNORE = -100  # a target that is unknown for this row (no codes, or a code outside the vocabulary)
 

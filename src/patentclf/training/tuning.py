@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .bundle import read_info, write_info
-from .calibration import Calibration, Truth
-from .data import Split
-from .ensemble import fit_tfidf
-from .heads import HeadLayout
-from .hierarchy import targets
+from patentclf.corpus.data import Split
+from patentclf.corpus.hierarchy import targets
+from patentclf.inference.calibration import Calibration, Truth
+from patentclf.model.bundle import read_info, write_info
+from patentclf.model.ensemble import fit_tfidf
+from patentclf.model.heads import HeadLayout
 
 
 def tfidf_targets(split: Split, layout: HeadLayout) -> dict[str, list]:
@@ -40,7 +40,7 @@ def calibrate_classifier(classifier, train: Split, validation: Split, *, tfidf: 
     """Fit the TF-IDF partner on ``train`` (``tfidf``; stored in the classifier's bundle folder), then
     the calibration on ``validation``; the classifier is left calibrated. Returns the calibration
     as ``patentclf.json`` stores it."""
-    from .ensemble import TfidfModels
+    from patentclf.model.ensemble import TfidfModels
 
     if tfidf:
         fit_tfidf(train.texts, tfidf_targets(train, classifier.layout)).save(classifier.path)
@@ -51,7 +51,7 @@ def calibrate_classifier(classifier, train: Split, validation: Split, *, tfidf: 
 
 def tune_bundle(bundle_dir: str | Path, train: Split, validation: Split, *, tfidf: bool = True) -> dict:
     """``calibrate_classifier`` on the bundle in ``bundle_dir``, stored in its ``patentclf.json``."""
-    from .classifier import Classifier
+    from patentclf.inference.classifier import Classifier
 
     info = read_info(bundle_dir)
     info["calibration"] = calibrate_classifier(Classifier.load(bundle_dir), train, validation, tfidf=tfidf)

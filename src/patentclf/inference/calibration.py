@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .heads import HeadLayout
-from .hierarchy import targets
-from .labels import CODES
+from patentclf.corpus.hierarchy import targets
+from patentclf.corpus.labels import CODES
+from patentclf.model.heads import HeadLayout
 
 EPS = 1e-9
 ECE_BINS = 15

@@ -5,7 +5,7 @@
 each where the cluster has GPUs), and writes Parquet files under ``output`` with the fields of
 ``patentclf predict --input``'s JSONL lines, keyed by each row's ``id``. It adds no prediction logic:
 every row's fields come from ``Classifier.predict``, and each file is read by the rules of
-``patentclf predict`` (:mod:`patentclf.inputs`: ids and text fields as text).
+``patentclf predict`` (:mod:`patentclf.corpus.inputs`: ids and text fields as text).
 
 A rerun after an interruption finishes the rest: Ray Data's row checkpoints (``output/_checkpoint``,
 ids only) record which rows are written, with a two-phase commit, so the rerun removes any file
@@ -36,10 +36,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from ray.data.datasource import FileBasedDatasource
 
-from .data import rows_to_split
-from .inputs import FORMATS, DataError, check_columns, file_format, peek_columns, read_rows, text_fields_for
-from .labels import CODES
-from .prediction import FILE_FIELDS, FILE_NAMES, EverySection, PredictionRecord, file_record, prediction_record
+from patentclf.corpus.data import rows_to_split
+from patentclf.corpus.inputs import FORMATS, DataError, check_columns, file_format, peek_columns, read_rows, text_fields_for
+from patentclf.corpus.labels import CODES
+from patentclf.inference.prediction import FILE_FIELDS, FILE_NAMES, EverySection, PredictionRecord, file_record, prediction_record
 
 CHECKPOINT_DIR = "_checkpoint"  # a leading "_": pandas / pyarrow readers of the folder skip it
 MANIFEST = "_patentclf.json"
@@ -251,7 +251,7 @@ class Predictor:
     def __init__(self, model: str, fields: tuple[str, ...], source: str, options: dict, threads: int | None):
         import torch
 
-        from .classifier import Classifier
+        from patentclf.inference.classifier import Classifier
 
         if threads:
             torch.set_num_threads(threads)
@@ -279,8 +279,8 @@ class Embedder(Predictor):
         super().__init__(model, self.text_fields, source, options, threads)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from .hierarchy import parse_index_codes
-        from .indexing import vector_table
+        from patentclf.corpus.hierarchy import parse_index_codes
+        from patentclf.jobs.indexing import vector_table
 
         texts = batch_texts(batch, self.text_fields, self.source)
         vectors = self.classifier.embed(texts, batch_size=self.batch_size, long_text=self.long_text)
@@ -432,8 +432,8 @@ def run_bulk(
     job raise :class:`BulkError` (or ``ModelError``) before any cluster starts where they can.
     ``job="index"``: each row's representation, title and codes instead (``patentclf index``).
     ``index``: the patent index of the predictions' groups and evidence (as for ``Classifier.load``)."""
-    from .bundle import default_model_dir, model_version, read_info
-    from .classifier import LONG_TEXT_MODES
+    from patentclf.inference.classifier import LONG_TEXT_MODES
+    from patentclf.model.bundle import default_model_dir, model_version, read_info
 
     if actors < 1 or rows_per_batch < 1 or cpus_per_actor <= 0 or (gpus_per_actor or 0) < 0:
         raise BulkError("actors, rows per batch and CPUs per actor must be positive (GPUs per actor not negative)")
@@ -448,7 +448,7 @@ def run_bulk(
         check_unique_ids(in_fs, files)
         read_fields, worker = fields, Predictor
         if job == "index":
-            from .indexing import code_field
+            from patentclf.jobs.indexing import code_field
 
             columns = set().union(*(peek_columns(in_fs, f) for f in files))
             codes_column = code_field(columns)

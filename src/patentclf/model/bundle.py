@@ -15,8 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .labels import SECTIONS
-from .models import EMBEDDED_MODELS, ModelError
+from patentclf.corpus.labels import SECTIONS
+from patentclf.model.base import EMBEDDED_MODELS, ModelError
 
 INFO_FILE = "patentclf.json"
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -110,9 +110,9 @@ def model_version(bundle_dir: str | Path) -> str:
 def save_bundle(
     peft_model, tokenizer, info: dict, out_dir: str | Path, *, finish: Callable[[Path, dict], dict] | None = None
 ) -> Path:
-    """Write adapter + head, tokenizer, info and card; replaces ``out_dir`` only once all is written.
-    ``finish(folder, info) -> info`` runs on the written folder before the card (training calibrates
-    and measures the bundle there), so the card is written once, with the final figures."""
+    """Write adapter + head, tokenizer and info; replaces ``out_dir`` only once all is written.
+    ``finish(folder, info) -> info`` runs on the written folder before it replaces ``out_dir`` (training
+    calibrates and measures the bundle there and writes its card)."""
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -127,7 +127,6 @@ def save_bundle(
     if finish is not None:
         info = finish(staging, info)
         write_info(staging, info)
-    write_model_card(staging, info)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     staging.rename(out_dir)
@@ -161,8 +160,15 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from .heads import HeadLayout
-    from .models import NO_QUANTIZE, QUANTIZE_KINDS, load_classification_model, load_tokenizer, pick_device, quiet_transformers
+    from patentclf.model.base import (
+        NO_QUANTIZE,
+        QUANTIZE_KINDS,
+        load_classification_model,
+        load_tokenizer,
+        pick_device,
+        quiet_transformers,
+    )
+    from patentclf.model.heads import HeadLayout
 
     bundle_dir = Path(bundle_dir)
     info = read_info(bundle_dir)
@@ -204,24 +210,8 @@ def load_bundle_tokenizer(bundle_dir: str | Path, info: dict):
     """The bundle's tokenizer: its own copy, or an embedded base model's (see save_bundle)."""
     from transformers import AutoTokenizer
 
-    from .models import load_tokenizer
+    from patentclf.model.base import load_tokenizer
 
     if (Path(bundle_dir) / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(bundle_dir)
     return load_tokenizer(info["base_model"])
-
-
-def write_model_card(bundle_dir: str | Path, info: dict) -> None:
-    (Path(bundle_dir) / "README.md").write_text(render_model_card(bundle_dir, info))
-
-
-def render_model_card(bundle_dir: str | Path, info: dict) -> str:
-    """The card of the bundle at ``bundle_dir``: its info and, if it carries one, its patent index."""
-    from .cards import bundle_card
-    from .index import BUNDLE_INDEX_DIR, INDEX_FILE, read_index_info
-
-    index_dir = Path(bundle_dir) / BUNDLE_INDEX_DIR
-    index = read_index_info(index_dir)
-    if index is None:
-        return bundle_card(info)
-    return bundle_card(info, index, (index_dir / INDEX_FILE).stat().st_size)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-from .labels import CODES, NUM_LABELS
+from patentclf.corpus.labels import CODES, NUM_LABELS
 
 
 def compute_metrics(labels: list[int] | np.ndarray, predictions: list[int] | np.ndarray) -> dict:
@@ -84,7 +84,7 @@ def write_report(metrics: dict, output_dir: str | Path, title: str = "Confusion 
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_confusion_matrix(metrics, output_dir / "confusion_matrix.png", title)
     if metrics.get("calibration"):
-        from .calibration import plot_reliability
+        from patentclf.inference.calibration import plot_reliability
 
         plot_reliability(
             metrics["calibration"]["reliability"], metrics["calibration"]["ece"], output_dir / "reliability.png", title
@@ -108,8 +108,8 @@ def hierarchy_metrics(
     count): whether the top section is one of the patent's sections; micro- and macro-F1 of the
     predicted section sets; class and subclass top-1/3/5 accuracy against the main code and against
     any of the patent's codes."""
-    from .hierarchy import targets as code_targets
-    from .labels import CODES as SECTION_CODES
+    from patentclf.corpus.hierarchy import targets as code_targets
+    from patentclf.corpus.labels import CODES as SECTION_CODES
 
     rows = [(i, t) for i, t in enumerate(map(code_targets, codes)) if t is not None]
     if not rows:
@@ -136,7 +136,7 @@ def hierarchy_metrics(
 
 def calibration_metrics(confidence: np.ndarray, correct: np.ndarray) -> dict:
     """Expected calibration error and the per-bin reliability table of the predicted section."""
-    from .calibration import expected_calibration_error, reliability_table
+    from patentclf.inference.calibration import expected_calibration_error, reliability_table
 
     return {"ece": expected_calibration_error(confidence, correct), "reliability": reliability_table(confidence, correct)}
 
@@ -159,7 +159,7 @@ def evaluate_predictions(
         [[c.code for c in p.subclasses] for p in predictions] if has_heads else None,
     )
     if groups and any(groups) and any(p.groups for p in predictions):
-        from .groups import group_figures
+        from patentclf.inference.groups import group_figures
 
         metrics["groups"] = group_figures([[g.code for g in p.groups] for p in predictions], groups)
     return metrics
@@ -199,9 +199,9 @@ def tfidf_neighbour_groups(
 def fit_baseline(train):
     """TF-IDF + logistic regression for section, main class and main subclass, trained on ``train``
     (a ``data.Split``): the baseline every figure is compared with."""
-    from .ensemble import fit_tfidf
-    from .heads import HeadLayout
-    from .tuning import tfidf_targets
+    from patentclf.model.ensemble import fit_tfidf
+    from patentclf.model.heads import HeadLayout
+    from patentclf.training.tuning import tfidf_targets
 
     return fit_tfidf(train.texts, tfidf_targets(train, HeadLayout.from_codes(train.codes)))
 
@@ -209,7 +209,7 @@ def fit_baseline(train):
 def baseline_metrics(models, rows) -> dict:
     """The same figures as ``evaluate_predictions`` for fitted TF-IDF models (``ensemble.TfidfModels``)
     on ``rows``; the baseline's section set is its one top section."""
-    from .labels import CODES as SECTION_CODES
+    from patentclf.corpus.labels import CODES as SECTION_CODES
 
     section_probs = models.predict_proba(rows.texts, "section")
     classes = np.asarray(models.classes("section"))
@@ -233,7 +233,7 @@ def baseline_metrics(models, rows) -> dict:
 def short_text_form(text: str, characters: int = 200) -> str:
     """The first ``characters`` of a text in BIGPATENT form, cut at a word: how
     ``ccdv/patent-classification`` previews look, and the short input a person may paste."""
-    from .data import to_bigpatent_form
+    from patentclf.corpus.data import to_bigpatent_form
 
     cut = text[:characters]
     if len(text) > characters and " " in cut:

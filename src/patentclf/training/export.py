@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .bundle import INFO_FILE, load_bundle, model_version, read_info
-from .cards import export_card
-from .heads import HeadLayout
+from patentclf.model.bundle import INFO_FILE, load_bundle, model_version, read_info
+from patentclf.model.heads import HeadLayout
+from patentclf.training.cards import export_card
 
 # transformers' class names that vLLM maps to another model: vLLM serves ``XForSequenceClassification``
 # by converting its own ``XForCausalLM``, and resolves Gemma3TextForSequenceClassification to a
@@ -75,5 +75,5 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
 
 TEXT_NORMALIZATION = (
     "bigpatent: lowercase the text and put spaces around punctuation before tokenizing "
-    "(patentclf.data.to_bigpatent_form); the tokenizer adds the BOS token"
+    "(patentclf.corpus.data.to_bigpatent_form); the tokenizer adds the BOS token"
 )

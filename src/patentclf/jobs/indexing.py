@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .bundle import default_model_dir, model_digest, read_info, write_model_card
-from .data import CODE_FIELDS
-from .hierarchy import parse_index_codes
-from .index import (
+from patentclf.corpus.data import CODE_FIELDS
+from patentclf.corpus.hierarchy import parse_index_codes
+from patentclf.corpus.inputs import DataError, clean, read_local_records, row_id, row_text, text_fields_for
+from patentclf.inference.index import (
     BUNDLE_INDEX_DIR,
     DEFAULT_FACTORY,
     INFO_FILE,
@@ -34,7 +34,8 @@ from .index import (
     check_factory,
     read_index_info,
 )
-from .inputs import DataError, clean, read_local_records, row_id, row_text, text_fields_for
+from patentclf.model.bundle import default_model_dir, model_digest, read_info
+from patentclf.training.cards import write_model_card
 
 VECTORS_DIR = "_vectors"
 GRID_K = (5, 10, 20, 30, 60)  # the neighbours the voting fit tries (groups.GRID)
@@ -77,7 +78,7 @@ def vector_table(ids: list[str], titles: list[str], codes: list[list[str]], vect
 
 
 def _input_files(spec: str) -> list[Path]:
-    from .inputs import SUFFIXES
+    from patentclf.corpus.inputs import SUFFIXES
 
     path = Path(spec).expanduser()
     if path.is_dir():
@@ -192,7 +193,7 @@ def fit_group_voting(
 ) -> dict:
     """Fit the index's group voting on labelled rows (their representations, the model's subclass
     probabilities and their main groups); the figures before and after, as stored in ``index.voting``."""
-    from .groups import GroupVoting, fit_voting, group_figures, suggested_codes
+    from patentclf.inference.groups import GroupVoting, fit_voting, group_figures, suggested_codes
 
     similarities, rows = index.search(vectors, max(GRID_K))
     fitted, _ = fit_voting(index.groups, similarities, rows, subclass_probabilities, subclass_codes, truth)
@@ -223,7 +224,7 @@ def fit_on_split(classifier, index: PatentIndex, split) -> dict:
 
 def bundle_voting(model_path: Path) -> dict:
     """The group voting settings fitted with the bundle's own index (defaults where it has none)."""
-    from .groups import GroupVoting
+    from patentclf.inference.groups import GroupVoting
 
     voting = (read_index_info(model_path / BUNDLE_INDEX_DIR) or {}).get("voting", {})
     return GroupVoting.from_dict(voting).to_dict()  # the settings, not the bundle index's own figures
@@ -267,7 +268,7 @@ def build_index(
     source = input if "://" in input else os.path.abspath(os.path.expanduser(input))
     manifest = {"model_digest": digest, "input": source, "text_fields": list(text_fields or ())}
     if engine == "ray":
-        from .bulk import run_bulk
+        from patentclf.jobs.bulk import run_bulk
 
         _check_manifest(folder, manifest)
         result = run_bulk(
@@ -275,7 +276,7 @@ def build_index(
         )
         embedded, skipped = result.written, None
     else:
-        from .classifier import Classifier
+        from patentclf.inference.classifier import Classifier
 
         rows, skipped = read_corpus(input, text_fields)  # bad input fails before the model loads
         rows = [r for r in rows if r["id"] not in known]
@@ -292,8 +293,8 @@ def build_index(
         index = PatentIndex.build(vectors, patents, model_digest=digest, factory=factory)
         index.voting = bundle_voting(model_path)
         if fit_on:
-            from .classifier import Classifier
-            from .data import load_split
+            from patentclf.corpus.data import load_split
+            from patentclf.inference.classifier import Classifier
 
             fit_on_split(Classifier.load(model_path, index=False), index, load_split(fit_on, "validation"))
     else:

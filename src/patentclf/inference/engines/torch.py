@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..heads import last_token_positions
-from ..models import attention_implementation
+from patentclf.model.base import attention_implementation
+from patentclf.model.heads import last_token_positions
 
 # On CPU a batch holds at most this many (padded) tokens: larger batches spill the activations out of
 # the cache and run slower per token (on the 2-core EPYC dev machine, SmolLM2 ran 3x256 tokens 27%

@@ -31,7 +31,7 @@ DEFAULT_BATCH_SIZE = 32
 CHECK_TIMEOUT_S = 5.0
 REQUEST_TIMEOUT_S = 600.0
 # The venv `make vllm` builds (at the repository root), unless PATENTCLF_VLLM_PYTHON names a python.
-VLLM_VENV = Path(__file__).resolve().parents[3] / ".venv-vllm"
+VLLM_VENV = Path(__file__).resolve().parents[4] / ".venv-vllm"
 
 
 class EngineUnavailable(RuntimeError):

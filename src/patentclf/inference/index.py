@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .hierarchy import main_group
+from patentclf.corpus.hierarchy import main_group
 
 INDEX_FILE = "index.faiss"
 PATENTS_FILE = "patents.jsonl"

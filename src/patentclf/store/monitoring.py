@@ -1,6 +1,6 @@
 """Monitoring: Prometheus metrics, the predictions log, and the figures behind ``GET /stats``.
 
-The predictions log is table ``predictions`` of :mod:`patentclf.store`. Rows are buffered in memory and
+The predictions log is table ``predictions`` of :mod:`patentclf.store.database`. Rows are buffered in memory and
 written in one transaction every ``flush`` (the service calls it about once a second), so logging adds
 no disk write to a request; a crash loses at most the last unflushed second of log rows, never
 acknowledged feedback. The same transaction adds the rows to rolled-up counts (``prediction_totals``,
@@ -21,9 +21,9 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from .feedback import utc_now
-from .labels import CODES
-from .store import Store, open_store, prediction_buckets, prediction_texts, prediction_totals, predictions
+from patentclf.corpus.labels import CODES
+from patentclf.store.database import Store, open_store, prediction_buckets, prediction_texts, prediction_totals, predictions
+from patentclf.store.feedback import utc_now
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONFIDENCE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))

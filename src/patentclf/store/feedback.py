@@ -1,5 +1,5 @@
 """The feedback store: corrections from users, ready to become training rows (table ``feedback`` of
-:mod:`patentclf.store`, SQLite or PostgreSQL).
+:mod:`patentclf.store.database`, SQLite or PostgreSQL).
 
 * A write acknowledged by :meth:`FeedbackStore.add` has been committed (SQLite: and synced).
 * A correction names a section (``G``), a class (``G06``) or a subclass (``G06F``); the row keeps its
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from .labels import CODES, parse_label
-from .store import Store, feedback, open_store
+from patentclf.corpus.labels import CODES, parse_label
+from patentclf.store.database import Store, feedback, open_store
 
 ACCEPTED, PENDING, REJECTED = "accepted", "pending", "rejected"
 # A class (G06) or subclass (G06F) as a correction may give it; sections go through parse_label.

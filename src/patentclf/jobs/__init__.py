@@ -1,0 +1,1 @@
+"""Jobs over many files: the Ray job runner, bulk prediction, building a patent index."""

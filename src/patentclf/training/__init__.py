@@ -1,0 +1,1 @@
+"""Making and measuring a bundle: the trainer, calibration fitting, evaluation, model cards, export."""
