@@ -48,6 +48,8 @@ NEW_KEY = $(BIN)/python -c 'import secrets; print(secrets.token_hex(16))'
 serve: $(STAMP)
 	@export PATENTCLF_API_KEY="$${PATENTCLF_API_KEY:-$$($(NEW_KEY))}"; \
 	ui_key="$$($(NEW_KEY))"; \
+	echo "API key for this run (feedback writes and reviews, header X-API-Key): $$PATENTCLF_API_KEY"; \
+	echo "  set PATENTCLF_API_KEY before make serve to keep one across runs"; \
 	trap 'kill 0' INT TERM; \
 	PATENTCLF_API_KEYS="{\"ui\": \"$$ui_key\"}" $(BIN)/patentclf serve --port $(API_PORT) & \
 	PATENTCLF_API_KEY="$$ui_key" $(BIN)/patentclf ui --api-url http://127.0.0.1:$(API_PORT) --port $(UI_PORT) & \

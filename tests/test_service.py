@@ -65,6 +65,17 @@ def test_health_ready_model_and_docs(server, tiny_bundle):
     assert {"/predict", "/predict/batch", "/feedback", "/stats", "/metrics", "/health", "/ready", "/model"} <= set(paths)
 
 
+def test_the_docs_work_offline_and_the_bare_address_leads_to_them(server):
+    for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
+        html = httpx.get(server.url + page).text
+        assert "cdn." not in html and "https://" not in html.split("<body")[0], f"{page} loads from another host"
+        src = next(part.split('"')[0] for part in html.split('src="')[1:] if script in part.split('"')[0])
+        asset = httpx.get(server.url + src)
+        assert asset.status_code == 200 and len(asset.content) > 100_000, f"{src} is not served"
+    landing = httpx.get(server.url + "/", follow_redirects=False)
+    assert landing.status_code in (302, 307) and landing.headers["location"] == "/docs"
+
+
 def test_predict_answers_the_contract_and_matches_the_classifier(server, classifier):
     text = "a turbine engine with a heating valve"
     response = httpx.post(server.url + "/predict", json={"text": text})

@@ -19,7 +19,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, status
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -29,6 +30,8 @@ from patentclf.service.limits import BodyLimit, RequestDeadline
 from patentclf.service.routes import router
 from patentclf.service.runtime import ServiceRuntime, log, log_event
 
+DOCS_URL, REDOC_URL = "/docs", "/redoc"  # FastAPIOffline's defaults
+DOCS_STATIC = "/static-offline-docs"  # where FastAPIOffline serves the pages' scripts
 DESCRIPTION = """Classify patent text into the nine CPC sections (A-H, Y) with a LoRA-fine-tuned LLM.
 
 * Errors are JSON `{"detail": ...}`: 413 for a text over `max_text_chars`, a batch over `max_batch` or
@@ -92,14 +95,30 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
         finally:
             await runtime.stop()
 
-    app = FastAPI(title="patentclf", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # Swagger UI and ReDoc from files installed with the package: /docs works offline (FastAPI's own
+    # pages load their scripts from a CDN and stay blank without one).
+    app = FastAPIOffline(
+        docs_url=DOCS_URL,
+        redoc_url=REDOC_URL,
+        static_url=DOCS_STATIC,
+        title="patentclf",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
     app.include_router(router)
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        """A person who opens the bare address lands on the API's documentation."""
+        return RedirectResponse(DOCS_URL)
+
     make_schema = app.openapi
     app.openapi = lambda: app.openapi_schema or _document_limits(make_schema(), config)
     # Inside `observe` (added below, so outermost): their 413s and 503s are logged and counted like any answer.
     app.add_middleware(BodyLimit, limit=_body_limit(config))
     app.add_middleware(RequestDeadline, seconds=config.request_timeout_s, retry_after_s=config.retry_after_s)
-    docs_paths = {app.docs_url, app.redoc_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+    docs_paths = {"/", DOCS_URL, REDOC_URL, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -114,9 +133,10 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
             log_event("unhandled_error", request_id=request.state.request_id, error=f"{type(exc).__name__}: {exc}")
             response = JSONResponse({"detail": "internal server error"}, status.HTTP_500_INTERNAL_SERVER_ERROR)
         seconds = time.perf_counter() - started
-        # The route template (bounded label values), the docs pages by path, anything else "unmatched".
+        # The route template (bounded label values), the docs pages by path, their scripts as one, anything else "unmatched".
+        path = request.url.path
         route = getattr(request.scope.get("route"), "path", None) or (
-            request.url.path if request.url.path in docs_paths else "unmatched"
+            path if path in docs_paths else DOCS_STATIC if path.startswith(DOCS_STATIC + "/") else "unmatched"
         )
         runtime: ServiceRuntime | None = getattr(request.app.state, "runtime", None)
         if runtime is not None:

@@ -1,0 +1,42 @@
+"""`make serve` tells a new user the API key it made up, so the README's feedback calls work."""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.servers import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(
+    shutil.which("make") is None or not (ROOT / ".venv" / ".installed").is_file(), reason="needs make and the repo's .venv"
+)
+def test_make_serve_prints_the_api_key_of_the_run():
+    env = {k: v for k, v in os.environ.items() if k not in ("PATENTCLF_API_KEY", "MAKEFLAGS", "MAKELEVEL")}
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "serve", f"API_PORT={free_port()}", f"UI_PORT={free_port()}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # one process group: make, the API and the UI stop together
+    )
+    try:
+        deadline, line = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and "API key" not in line:
+            line = process.stdout.readline()
+        key = line.strip().rsplit(" ", 1)[-1]
+        assert "API key for this run" in line and len(key) == 32 and int(key, 16) >= 0, line
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
