@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -18,9 +19,13 @@ from .ui_samples import hierarchy_answer
 TIMEOUT = 60  # seconds an AppTest run may take (a prediction on the tiny model takes well under one)
 
 
+UI_KEY = "ui-key-of-the-tests"  # named "ui": its feedback waits for a reviewer, as make serve sets it up
+
+
 @pytest.fixture(scope="module")
 def api(tiny_bundle, tmp_path_factory):
-    with run_api(tiny_bundle, tmp_path_factory.mktemp("ui-app-api")) as live:
+    env = {"PATENTCLF_API_KEYS": json.dumps({"ui": UI_KEY})}
+    with run_api(tiny_bundle, tmp_path_factory.mktemp("ui-app-api"), env=env) as live:
         yield live
 
 
@@ -194,13 +199,27 @@ def test_feedback_is_confirmed_and_stored(ui_env):
     at.button[1].click().run()  # "Send feedback"
     assert not at.exception and not at.error
     (message,) = [s for s in texts_of(at.success) if s.startswith("Thank you")]
-    assert f"recorded as section {other}" in message
+    assert f"recorded as section {other}" in message and "accepted for training" in message
 
     after = ui_env.stats()["feedback"]
     assert after["total"] == before["total"] + 1
     assert after["disagreed"] == before["disagreed"] + 1
     feedback_id = message.split("feedback ")[1].split(" ")[0]
     assert feedback_id.isdigit() and int(feedback_id) >= 1
+
+
+def test_feedback_from_a_reviewed_key_says_it_waits_and_monitoring_counts_it(ui_env, monkeypatch):
+    monkeypatch.setenv("PATENTCLF_API_KEY", UI_KEY)
+    at = classify(classify_page(), "a patient medicine for the tooth")
+    at.button[1].click().run()  # "Send feedback", agreeing with the model
+    assert not at.exception and not at.error
+    (message,) = [s for s in texts_of(at.success) if s.startswith("Thank you")]
+    assert "waits for a reviewer" in message
+
+    pending = ui_env.stats()["feedback"]["pending"]
+    assert pending >= 1
+    metrics = {m.label: m.value for m in monitoring_page().metric}
+    assert metrics["Feedback waiting for review"] == str(pending)
 
 
 def test_feedback_may_name_a_subclass_and_is_stored_at_that_level(ui_env):

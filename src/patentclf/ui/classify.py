@@ -211,7 +211,11 @@ def _feedback(client: ApiClient, p: dict) -> None:
     if ack:
         finer = f", code {ack['code']}" if ack.get("code") and ack["code"] != ack["label"] else ""
         verdict = f"you agreed with the model{finer}" if ack.get("agreed") else f"recorded as section {ack['label']}{finer}"
-        st.success(f"Thank you: feedback {ack['feedback_id']} was stored ({verdict}).")
+        if ack.get("status") == "pending":
+            after = "It waits for a reviewer, who accepts or rejects it before it can train the next model."
+        else:
+            after = "It is accepted for training the next model."
+        st.success(f"Thank you: feedback {ack['feedback_id']} was stored ({verdict}). {after}")
 
 
 # -- batch mode -----------------------------------------------------------------------------------

@@ -22,10 +22,11 @@ def render() -> None:
         return
     feedback = stats.get("feedback") or {}
     rate = feedback.get("agreement_rate")
-    first, second, third = st.columns(3)
+    first, second, third, fourth = st.columns(4)
     first.metric("Predictions served", stats.get("predictions_total", 0))
     second.metric("Feedback received", feedback.get("total", 0))
     third.metric("Feedback agreeing with the model", "-" if rate is None else f"{rate:.0%}")
+    fourth.metric("Feedback waiting for review", feedback.get("pending", 0))
 
     st.subheader("Predictions over time")
     over_time = pd.DataFrame(stats.get("predictions_over_time") or [], columns=["time", "count"])
@@ -52,7 +53,8 @@ def render() -> None:
     else:
         st.write(
             f"{feedback.get('agreed', 0)} of {feedback['total']} answers agreed with the model; "
-            f"{feedback.get('disagreed', 0)} corrected it."
+            f"{feedback.get('disagreed', 0)} corrected it; {feedback.get('pending', 0)} wait for a reviewer "
+            "(`patentclf feedback review`) before they can train the next model."
         )
         st.progress(float(rate or 0.0), text=f"agreement {rate or 0:.0%}")
 
