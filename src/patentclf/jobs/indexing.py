@@ -17,6 +17,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,9 @@ from patentclf.inference.index import (
 from patentclf.jobs.files import JobError, absolute, check_manifest, filesystem, list_input_files
 from patentclf.model.bundle import default_model_dir, model_digest, model_version, read_info
 from patentclf.training.cards import write_model_card
+
+if TYPE_CHECKING:  # the runner imports Ray, an extra: the local engine runs without it
+    from patentclf.jobs.runner import Cluster, JobResult
 
 VECTORS_DIR = "_vectors"
 RAY_DIR = "ray"  # the Ray engine's output, under VECTORS_DIR
@@ -159,7 +163,7 @@ class Embedder:
         self.classifier = Classifier.load(options.model, device=device, index=False)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        from patentclf.jobs.runner import batch_texts
+        from patentclf.jobs.runner import batch_texts  # in an actor: Ray is there
 
         o = self.options
         vectors = self.classifier.embed(batch_texts(batch, o.text_fields, o.source))
@@ -168,9 +172,8 @@ class Embedder:
         return vector_table(batch["id"].to_pylist(), titles, codes, vectors)
 
 
-def embed_on_ray(input: str, output: str, *, model: Path, text_fields: tuple[str, ...] | None, cluster):
-    """The index job on Ray: every row's vector, title and codes into Parquet files under ``output``,
-    resumable (a :class:`~patentclf.jobs.runner.JobResult`). ``cluster``: a ``runner.Cluster``."""
+def embed_on_ray(input: str, output: str, *, model: Path, text_fields: tuple[str, ...] | None, cluster: Cluster) -> JobResult:
+    """The index job on Ray: every row's vector, title and codes into Parquet files under ``output``, resumable."""
     from patentclf.jobs.runner import Job, plan_input, run_job
 
     fs, files, fields = plan_input(input, text_fields)
