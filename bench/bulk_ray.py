@@ -53,7 +53,8 @@ def main() -> None:
     from load_service import resolve_model
 
     from patentclf.corpus.data import load_split, stratified_subset
-    from patentclf.jobs.bulk import FILTER_CPUS, LIGHT_CPUS, read_predictions, run_bulk
+    from patentclf.jobs.bulk import read_predictions, run_bulk
+    from patentclf.jobs.runner import FILTER_CPUS, LIGHT_CPUS
     from tests.ray_cluster import RayHead  # the tests' loopback cluster: `ray start --head` with its own token
 
     cores = os.cpu_count() or 1
@@ -138,7 +139,7 @@ def time_id_check(work: Path, ids: list[str], texts: list[str]) -> dict[str, flo
     and as JSONL (every line is parsed)."""
     import pyarrow.fs as pafs
 
-    from patentclf.jobs.bulk import check_unique_ids
+    from patentclf.jobs.runner import check_unique_ids
 
     jsonl = work / "input-copy.jsonl"
     jsonl.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts)))

@@ -15,20 +15,30 @@ import pytest
 from typer.testing import CliRunner
 
 from patentclf.cli import app
+from patentclf.corpus.inputs import DataError
+from patentclf.jobs.files import MANIFEST
 
 from .conftest import write_jsonl
 
 
 @pytest.fixture
-def bulk(monkeypatch):
-    """patentclf.jobs.bulk, with any cluster start turned into a failure: nothing here may need one."""
+def runner(monkeypatch):
+    """patentclf.jobs.runner, with any cluster start turned into a failure: nothing here may need one."""
     pytest.importorskip("ray.data", reason="the ray extra: pip install 'patentclf[ray]'")
-    from patentclf.jobs import bulk
+    from patentclf.jobs import runner
 
     def no_cluster(*args, **kwargs):
         raise AssertionError("this check should have stopped the run before any cluster started")
 
-    monkeypatch.setattr(bulk, "_connect", no_cluster)
+    monkeypatch.setattr(runner, "_connect", no_cluster)
+    return runner
+
+
+@pytest.fixture
+def bulk(runner):
+    """patentclf.jobs.bulk, on the runner that starts no cluster."""
+    from patentclf.jobs import bulk
+
     return bulk
 
 
@@ -47,7 +57,7 @@ def fake_bundle(tmp_path):
     return make
 
 
-def test_input_is_checked_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
+def test_input_is_checked_before_a_cluster_starts(bulk, runner, fake_bundle, tmp_path):
     model = fake_bundle("model")
 
     def run(source, **options):
@@ -74,7 +84,10 @@ def test_input_is_checked_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
     with pytest.raises(bulk.BulkError, match=r"missing text column\(s\) \['claims'\]"):
         run(data / "good.jsonl", text_fields=("claims",))
     (data / "empty.jsonl").write_text("")  # an empty file adds no rows and needs no columns
-    assert bulk.plan_input(str(data / "*.jsonl"), None)[1:] == ([str(data / "empty.jsonl"), str(data / "good.jsonl")], ("text",))
+    assert runner.plan_input(str(data / "*.jsonl"), None)[1:] == (
+        [str(data / "empty.jsonl"), str(data / "good.jsonl")],
+        ("text",),
+    )
 
 
 def test_the_parquet_rows_are_the_jsonl_lines(bulk):
@@ -104,7 +117,7 @@ def test_the_parquet_rows_are_the_jsonl_lines(bulk):
     assert row == {"id": "US1", **line}
 
 
-def test_repeated_ids_refuse_the_job_before_a_cluster_starts(bulk, fake_bundle, tmp_path):
+def test_repeated_ids_refuse_the_job_before_a_cluster_starts(bulk, runner, fake_bundle, tmp_path):
     """Rows are checkpointed and read back by id: a repeated id would silently lose a row, so it is an
     error that names the ids and the files, across files and formats."""
     model, data = fake_bundle("model"), tmp_path / "data"
@@ -113,8 +126,8 @@ def test_repeated_ids_refuse_the_job_before_a_cluster_starts(bulk, fake_bundle, 
     pq.write_table(pa.table({"id": ["9"], "text": ["a wheel"]}), data / "c.parquet")
     (data / "empty.csv").write_text("")
     fs = pafs.LocalFileSystem()
-    _, files, _ = bulk.plan_input(str(data), None)
-    assert bulk.check_unique_ids(fs, files) == 5
+    _, files, _ = runner.plan_input(str(data), None)
+    assert runner.check_unique_ids(fs, files) == 5
 
     pq.write_table(pa.table({"id": [7, 8], "text": ["a gear", "a shaft"]}), data / "d.parquet")  # ints read as text
     with pytest.raises(
@@ -125,8 +138,8 @@ def test_repeated_ids_refuse_the_job_before_a_cluster_starts(bulk, fake_bundle, 
 
     write_jsonl(data / "e.jsonl", [{"id": "  ", "text": "a spring"}])
     (data / "d.parquet").unlink()
-    with pytest.raises(bulk.DataError, match=r"e.jsonl: a row has no id"):
-        bulk.check_unique_ids(fs, bulk.plan_input(str(data), None)[1])
+    with pytest.raises(DataError, match=r"e.jsonl: a row has no id"):
+        runner.check_unique_ids(fs, runner.plan_input(str(data), None)[1])
 
 
 def test_an_output_folder_holds_one_job(bulk, fake_bundle, tmp_path):
@@ -139,11 +152,11 @@ def test_an_output_folder_holds_one_job(bulk, fake_bundle, tmp_path):
 
     with pytest.raises(AssertionError, match="before any cluster"):  # a new folder: the job starts
         run()
-    manifest = json.loads((out / bulk.MANIFEST).read_text())
+    manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["model_version"].startswith("model@") and manifest["input"] == str(source)
     with pytest.raises(AssertionError, match="before any cluster"):  # nothing written yet: another job may take it
         run(model=other_model)
-    assert json.loads((out / bulk.MANIFEST).read_text())["model_version"].startswith("other@")
+    assert json.loads((out / MANIFEST).read_text())["model_version"].startswith("other@")
 
     pq.write_table(pa.table({"id": ["1"]}), out / "part-0.parquet")  # once it holds predictions it is that job's
     with pytest.raises(bulk.BulkError, match=r"another job's predictions \(model 'other@.*' -> 'model@"):
@@ -187,7 +200,8 @@ def test_without_ray_the_ray_engine_says_what_to_install(monkeypatch, tmp_path):
     for name in [m for m in sys.modules if m.startswith("ray.")]:  # a Ray imported by other tests
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails, as where it is not installed
-    monkeypatch.delitem(sys.modules, "patentclf.jobs.bulk", raising=False)
+    for name in ("patentclf.jobs.bulk", "patentclf.jobs.runner"):  # the modules that import Ray
+        monkeypatch.delitem(sys.modules, name, raising=False)
     source = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "a sensor"}])
     message = cli_error("predict", "--engine", "ray", "--input", str(source), "--output", str(tmp_path / "o"))
     assert message.startswith("error: --engine ray needs Ray (ray") and message.endswith(
@@ -198,3 +212,42 @@ def test_without_ray_the_ray_engine_says_what_to_install(monkeypatch, tmp_path):
 def test_the_cli_imports_ray_only_for_the_ray_engine():
     code = "import sys, patentclf.cli; print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_the_index_job_and_the_predict_job_refuse_each_other_s_folder(bulk, runner, fake_bundle, tmp_path):
+    """Both jobs run on the one runner and share its manifest: a folder one wrote is refused to the other,
+    and folders written before the runner (each job's manifest as it was) are resumed."""
+    from patentclf.jobs.indexing import embed_on_ray
+    from patentclf.model.bundle import model_version
+
+    model = fake_bundle("model")
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "a valve", "ipc": "F16K 1/00"}])
+    predictions, vectors = tmp_path / "predictions", tmp_path / "vectors"
+
+    def predict(out):
+        bulk.run_bulk(str(source), str(out), model=model)
+
+    def embed(out):
+        embed_on_ray(str(source), str(out), model=model, text_fields=None, cluster=runner.Cluster(actors=1))
+
+    for run, out in ((predict, predictions), (embed, vectors)):
+        with pytest.raises(AssertionError, match="before any cluster"):  # a new folder: the job starts
+            run(out)
+        pq.write_table(pa.table({"id": ["1"]}), out / "part-0.parquet")  # once it holds rows it is that job's
+    with pytest.raises(bulk.BulkError, match=r"another job's output \(job 'predict' -> 'index'"):
+        embed(predictions)
+    with pytest.raises(bulk.BulkError, match=r"another job's output \(job 'index' -> 'predict'"):
+        predict(vectors)
+
+    # The manifests of the bulk module before the runner: the predict job's (older ones had no job)
+    # and the index job's, which run_bulk(job="index") wrote.
+    before = {"model": str(model), "model_version": model_version(model), "input": str(source), "text_fields": ["text"]}
+    old_predict = {**before, "long_text": "truncate", "index": None}
+    (predictions / MANIFEST).write_text(json.dumps(old_predict))
+    with pytest.raises(AssertionError, match="before any cluster"):
+        predict(predictions)
+    with pytest.raises(bulk.BulkError, match=r"another job's output \(job 'predict' -> 'index'"):
+        embed(predictions)
+    (vectors / MANIFEST).write_text(json.dumps({"job": "index", **old_predict}))
+    with pytest.raises(AssertionError, match="before any cluster"):
+        embed(vectors)

@@ -23,7 +23,8 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.dataset as pads  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from patentclf.jobs.bulk import CHECKPOINT_DIR, PREDICTION_SCHEMA, BulkError, read_predictions, run_bulk  # noqa: E402
+from patentclf.jobs.bulk import PREDICTION_SCHEMA, BulkError, read_predictions, run_bulk  # noqa: E402
+from patentclf.jobs.runner import CHECKPOINT_DIR  # noqa: E402
 
 from .conftest import toy_rows, write_jsonl  # noqa: E402
 from .ray_cluster import RayHead  # noqa: E402

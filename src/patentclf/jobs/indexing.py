@@ -2,28 +2,31 @@
 representations, on this machine or on a Ray cluster, resumable either way.
 
 Both engines first write the vectors as Parquet under ``INDEX/_vectors/`` (``id``, ``title``,
-``codes``, ``vector``): the local engine a part file per ``rows_per_part`` rows, the Ray engine through
-the bulk job's row checkpoints. A rerun of a cut-short job skips what is written. The vectors are then
-put into the faiss index in one pass (a compressed index is trained on them first).
+``codes``, ``vector``): the local engine a part file per ``rows_per_part`` rows, the Ray engine (the
+job runner with an :class:`Embedder` worker) under ``_vectors/ray`` with its row checkpoints. A rerun
+of a cut-short job skips what is written; ``_vectors/_manifest.json`` refuses a rerun with another
+model, input or text fields. The vectors are then put into the faiss index in one pass (a compressed
+index is trained on them first).
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from patentclf.corpus.data import CODE_FIELDS
 from patentclf.corpus.hierarchy import parse_index_codes
-from patentclf.corpus.inputs import DataError, clean, read_local_records, row_id, row_text, text_fields_for
+from patentclf.corpus.inputs import DataError, clean, peek_columns, read_records, row_id, row_text, text_fields_for
 from patentclf.inference.index import (
     BUNDLE_INDEX_DIR,
     DEFAULT_FACTORY,
@@ -34,12 +37,20 @@ from patentclf.inference.index import (
     check_factory,
     read_index_info,
 )
-from patentclf.model.bundle import default_model_dir, model_digest, read_info
+from patentclf.jobs.files import JobError, absolute, check_manifest, filesystem, list_input_files
+from patentclf.model.bundle import default_model_dir, model_digest, model_version, read_info
 from patentclf.training.cards import write_model_card
 
+if TYPE_CHECKING:  # the runner imports Ray, an extra: the local engine runs without it
+    from patentclf.jobs.runner import Cluster, JobResult
+
 VECTORS_DIR = "_vectors"
-GRID_K = (5, 10, 20, 30, 60)  # the neighbours the voting fit tries (groups.GRID)
+RAY_DIR = "ray"  # the Ray engine's output, under VECTORS_DIR
 MANIFEST = "_manifest.json"
+# What must match for a rerun to continue a folder of vectors (the same keys in both manifests,
+# _vectors/_manifest.json and the Ray job's, but for the model's name).
+INDEX_KEYS = {"model_digest": "model", "input": "input", "text_fields": "text fields"}
+RAY_KEYS = {"model_version": "model", "input": "input", "text_fields": "text fields"}
 ROWS_PER_PART = 512
 VECTOR_SCHEMA = pa.schema(
     [("id", pa.string()), ("title", pa.string()), ("codes", pa.list_(pa.string())), ("vector", pa.list_(pa.float32()))]
@@ -77,31 +88,24 @@ def vector_table(ids: list[str], titles: list[str], codes: list[list[str]], vect
     )
 
 
-def _input_files(spec: str) -> list[Path]:
-    from patentclf.corpus.inputs import SUFFIXES
-
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith((".", "_"))
-        )
-    elif path.is_file():
-        files = [path]
-    else:
-        raise DataError(f"{spec}: no such file or folder")
-    if not files:
-        raise DataError(f"{spec}: no {', '.join(SUFFIXES)} files")
-    return files
+def _records(fs: pafs.FileSystem, path: str) -> list[dict]:
+    try:
+        with fs.open_input_file(path) as f:
+            return read_records(f, path)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file: {exc}") from None
 
 
 def read_corpus(spec: str, text_fields: tuple[str, ...] | None) -> tuple[list[dict], int]:
-    """Every row of the corpus with an id, text and at least one code: ``({id, title, text, codes}, skipped)``.
-    A row without an id or text, or a repeated id, is a DataError naming it."""
+    """Every row of the corpus (a file, folder or glob) with an id, text and at least one code:
+    ``({id, title, text, codes}, skipped)``. A row without an id or text, or a repeated id, is a
+    DataError naming it."""
     rows: list[dict] = []
     seen: set[str] = set()
     skipped = 0
-    for path in _input_files(spec):
-        records = read_local_records(path)
+    fs, files = list_input_files(spec)
+    for path in files:
+        records = _records(fs, path)
         if not records:
             continue
         columns = set().union(*(r.keys() for r in records))
@@ -125,19 +129,69 @@ def read_corpus(spec: str, text_fields: tuple[str, ...] | None) -> tuple[list[di
     return rows, skipped
 
 
-def _check_manifest(folder: Path, manifest: dict) -> None:
+def _check_folder(folder: Path, manifest: dict) -> None:
     """A folder holds one job's vectors: a rerun of the same job continues, another is refused."""
-    path = folder / MANIFEST
-    if path.is_file():
-        before = json.loads(path.read_text(encoding="utf-8"))
-        changed = [f"{key} {before.get(key)!r} -> {value!r}" for key, value in manifest.items() if before.get(key) != value]
-        if changed:
-            raise PatentIndexError(
-                f"{folder} holds another job's vectors ({'; '.join(changed)}): use a new --output, or delete it"
-            )
-        return
-    folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    fs, path = filesystem(str(folder))
+    try:
+        check_manifest(fs, path, manifest, INDEX_KEYS, what="vectors", name=MANIFEST)
+    except JobError as exc:
+        raise PatentIndexError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """What each :class:`Embedder` actor is told."""
+
+    model: str
+    text_fields: tuple[str, ...]
+    codes_column: str
+    source: str  # the input as given, for errors
+
+
+class Embedder:
+    """One Ray actor of the index job: loads the bundle once, then gives each row's representation,
+    title and codes."""
+
+    def __init__(self, options: EmbedOptions, device: str | None, threads: int | None):
+        import torch
+
+        from patentclf.inference.classifier import Classifier
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.options = options
+        self.classifier = Classifier.load(options.model, device=device, index=False)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        from patentclf.jobs.runner import batch_texts  # in an actor: Ray is there
+
+        o = self.options
+        vectors = self.classifier.embed(batch_texts(batch, o.text_fields, o.source))
+        titles = [t or "" for t in batch["title"].to_pylist()] if "title" in batch.column_names else [""] * batch.num_rows
+        codes = [parse_index_codes(c) for c in batch[o.codes_column].to_pylist()]
+        return vector_table(batch["id"].to_pylist(), titles, codes, vectors)
+
+
+def embed_on_ray(input: str, output: str, *, model: Path, text_fields: tuple[str, ...] | None, cluster: Cluster) -> JobResult:
+    """The index job on Ray: every row's vector, title and codes into Parquet files under ``output``, resumable."""
+    from patentclf.jobs.runner import Job, plan_input, run_job
+
+    fs, files, fields = plan_input(input, text_fields)
+    try:
+        codes_column = code_field(set().union(*(peek_columns(fs, f) for f in files)))
+    except DataError as exc:
+        raise JobError(str(exc)) from None
+    manifest = {"model": str(model), "model_version": model_version(model), "input": absolute(input), "text_fields": list(fields)}
+    job = Job(
+        "index",
+        Embedder,
+        EmbedOptions(str(model), fields, codes_column, input),
+        tuple(dict.fromkeys((*fields, "title", codes_column))),
+        manifest,
+        RAY_KEYS,
+        what="vectors",
+    )
+    return run_job(job, fs, files, output, cluster)
 
 
 def embed_locally(
@@ -193,9 +247,9 @@ def fit_group_voting(
 ) -> dict:
     """Fit the index's group voting on labelled rows (their representations, the model's subclass
     probabilities and their main groups); the figures before and after, as stored in ``index.voting``."""
-    from patentclf.inference.groups import GroupVoting, fit_voting, group_figures, suggested_codes
+    from patentclf.inference.groups import GRID, GroupVoting, fit_voting, group_figures, suggested_codes
 
-    similarities, rows = index.search(vectors, max(GRID_K))
+    similarities, rows = index.search(vectors, max(GRID["k"]))
     fitted, _ = fit_voting(index.groups, similarities, rows, subclass_probabilities, subclass_codes, truth)
 
     def figures(voting: GroupVoting) -> dict:
@@ -265,22 +319,21 @@ def build_index(
         raise PatentIndexError(f"{output} already holds an index: pass --add to add these patents to it, or use a new folder")
     known = {p.id for p in existing.patents} if existing is not None else set()  # an indexed patent stays as it is
     folder = output / (VECTORS_DIR if existing is None else f"{VECTORS_DIR}-add")
-    source = input if "://" in input else os.path.abspath(os.path.expanduser(input))
+    source = absolute(input)
     manifest = {"model_digest": digest, "input": source, "text_fields": list(text_fields or ())}
     if engine == "ray":
-        from patentclf.jobs.bulk import run_bulk
+        from patentclf.jobs.runner import Cluster
 
-        _check_manifest(folder, manifest)
-        result = run_bulk(
-            input, str(folder / "ray"), model=model_path, job="index", text_fields=text_fields, **(ray_options or {})
-        )
+        cluster = Cluster(**(ray_options or {}))
+        _check_folder(folder, manifest)
+        result = embed_on_ray(input, str(folder / RAY_DIR), model=model_path, text_fields=text_fields, cluster=cluster)
         embedded, skipped = result.written, None
     else:
         from patentclf.inference.classifier import Classifier
 
         rows, skipped = read_corpus(input, text_fields)  # bad input fails before the model loads
         rows = [r for r in rows if r["id"] not in known]
-        _check_manifest(folder, manifest)
+        _check_folder(folder, manifest)
         classifier = Classifier.load(model_path, index=False)
         check_factory(factory, int(classifier.engine.model.config.hidden_size))
         embedded = embed_locally(classifier, rows, folder, rows_per_part=rows_per_part, batch_size=batch_size, progress=progress)
