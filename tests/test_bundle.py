@@ -36,7 +36,7 @@ def test_a_bundle_without_a_format_reads_as_format_1(tmp_path, tiny_bundle):
     from patentclf.inference.classifier import Classifier
 
     folder = _copy_with(tmp_path, tiny_bundle, format=None)
-    assert "format" not in read_info(folder)
+    assert "format" not in read_info(folder).model_fields_set
     assert Classifier.load(folder, precision="fp32").predict(["a polymer"])[0].label
 
 
@@ -67,5 +67,5 @@ def test_the_export_card_states_the_window_and_its_overlap_as_the_classifier_rea
 
     info = read_info(default_model_dir())
     card = export_card(info, "bfloat16")
-    assert f"windows of {info['max_length']} tokens that\noverlap by {chunk_overlap(info['max_length'])} tokens" in card
+    assert f"windows of {info.max_length} tokens that\noverlap by {chunk_overlap(info.max_length)} tokens" in card
     assert "(bfloat16 weights)" in card and "$" not in card.replace("$ ", "")

@@ -17,9 +17,9 @@ from patentclf.training.trainer import without_evaluation_rows
 def test_tiny_llama_learns_the_toy_task(tiny_bundle, toy_data):
     info = read_info(tiny_bundle)
     # compute_metrics really ran during training (transformers issue 29186) and after it.
-    assert any("eval_macro_f1" in row for row in info["training"]["log_history"])
-    assert info["metrics"]["validation"]["accuracy"] >= 0.9
-    assert info["metrics"]["test"]["accuracy"] >= 0.9
+    assert any("eval_macro_f1" in row for row in info.training.log_history)
+    assert info.metrics["validation"]["accuracy"] >= 0.9
+    assert info.metrics["test"]["accuracy"] >= 0.9
     test = load_split(str(toy_data), "test")
     predictions = Classifier.load(tiny_bundle, precision="fp32").predict(test.texts)
     accuracy = sum(p.label_id == y for p, y in zip(predictions, test.labels)) / len(test)
@@ -33,11 +33,11 @@ def test_bundle_holds_adapter_head_tokenizer_info_and_card(tiny_bundle):
     assert adapter_config["task_type"] == "SEQ_CLS"
     assert "score" in str(adapter_config["modules_to_save"])
     info = read_info(tiny_bundle)
-    assert [label["code"] for label in info["labels"]] == list("ABCDEFGHY")
-    assert info["versions"]["torch"] == torch.__version__
+    assert [label.code for label in info.labels] == list("ABCDEFGHY")
+    assert info.versions["torch"] == torch.__version__
     assert "patentclf" in (tiny_bundle / "README.md").read_text()
     # Peak memory is recorded (what --quantize saves shows here): at least the loaded torch + model.
-    assert info["training"]["peak_memory_mb"]["process_rss"] > 100
+    assert info.training.peak_memory_mb["process_rss"] > 100
 
 
 def test_saved_bundle_reloads_with_identical_logits(tiny_bundle):
