@@ -11,7 +11,8 @@ import torch
 from patentclf.corpus.data import Split, load_split
 from patentclf.inference.classifier import Classifier
 from patentclf.model.bundle import load_bundle, read_info
-from patentclf.training.trainer import without_evaluation_rows
+from patentclf.training.trainer import train, without_evaluation_rows
+from tests.conftest import tiny_train_config
 
 
 def test_tiny_llama_learns_the_toy_task(tiny_bundle, toy_data):
@@ -62,3 +63,17 @@ def test_extra_rows_that_are_evaluation_rows_are_dropped_with_a_warning():
         kept = without_evaluation_rows(extra, [evaluation])
     assert kept.texts == ["something new"]
     assert any("dropped 2 of 3" in str(w.message) for w in caught)
+
+
+def test_training_leaves_the_callers_config_as_it_was(tiny_bundle, toy_data, tmp_path):
+    """A continued run takes the earlier bundle's base model and window, in its own copy of the settings."""
+    config = tiny_train_config(
+        toy_data, "not-the-base", tmp_path / "continued", max_length=48, epochs=1, resume_from=str(tiny_bundle)
+    )
+    before = config.model_copy(deep=True)
+    out = train(config, progress=False)
+    assert config == before
+    info = read_info(out)
+    assert (info.base_model, info.max_length) == (read_info(tiny_bundle).base_model, 64)
+    assert info.training.resumed_from.bundle == str(tiny_bundle)
+    assert not out.with_name(out.name + ".partial").exists()
