@@ -10,7 +10,7 @@ import torch
 
 from patentclf.corpus import data
 from patentclf.inference.classifier import Classifier
-from patentclf.model.bundle import load_bundle, read_info
+from patentclf.model.bundle import BundleInfo, load_bundle, read_info
 from patentclf.model.heads import IGNORE, HeadLayout, LossWeights, encode_targets, head_loss
 from patentclf.training.trainer import HeadTrainer, TrainConfig
 
@@ -27,7 +27,7 @@ def test_layout_slices_and_targets():
     assert encoded["class_labels"] == [1, IGNORE, IGNORE]  # B65 is outside the vocabulary
     assert encoded["subclass_labels"] == [1, IGNORE, IGNORE]
     assert HeadLayout().size == 9 and not HeadLayout().hierarchical
-    assert HeadLayout.from_info({"heads": layout.to_dict()}) == layout
+    assert HeadLayout.from_info(BundleInfo.new(base_model="x", heads=layout.to_dict())) == layout
 
 
 def test_rows_without_codes_do_not_train_the_extra_heads():
