@@ -46,7 +46,7 @@ def main() -> None:
     labels = np.asarray(rows.labels)
     calibration = classifier.calibration
     print(f"machine: {machine()}")
-    print(f"model: {classifier.path} ({classifier.info.get('base_model')}); {len(rows)} rows of bundled:{args.split}")
+    print(f"model: {classifier.path} ({classifier.info.base_model}); {len(rows)} rows of bundled:{args.split}")
     for form, texts in (
         ("as published", rows.texts),
         ("first 200 characters, BIGPATENT form", [short_text_form(t) for t in rows.texts]),

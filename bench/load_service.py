@@ -43,7 +43,7 @@ def tiny_random_bundle(folder: Path) -> Path:
         load_tokenizer,
         resolve_base_model,
     )
-    from patentclf.model.bundle import save_bundle
+    from patentclf.model.bundle import BundleInfo, save_bundle
 
     base = folder / "tiny-base"
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(EMBEDDED_MODEL))
@@ -64,9 +64,8 @@ def tiny_random_bundle(folder: Path) -> Path:
     tokenizer.save_pretrained(base)
     tokenizer = load_tokenizer(str(base))
     model = add_lora(load_classification_model(str(base), pad_token_id=tokenizer.pad_token_id), LoraSettings())
-    return save_bundle(
-        model, tokenizer, {"base_model": str(base), "max_length": 256, "normalize": "bigpatent"}, folder / "tiny-model"
-    )
+    info = BundleInfo.new(base_model=str(base), max_length=256, normalize="bigpatent")
+    return save_bundle(model, tokenizer, info, folder / "tiny-model")
 
 
 def resolve_model(choice: str, workdir: Path) -> Path:

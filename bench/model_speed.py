@@ -54,8 +54,8 @@ def main() -> None:
     alone, _ = rate(model, use_tfidf=False)
     print(f"at end: {other_load()}")
     rows = [
-        [f"baseline: {old_classifier.info.get('base_model')} ({args.baseline_model})", f"{old:.2f}", "1.00x"],
-        [f"new: {new_classifier.info.get('base_model')}, as shipped (blend, all heads)", f"{new:.2f}", f"{new / old:.2f}x"],
+        [f"baseline: {old_classifier.info.base_model} ({args.baseline_model})", f"{old:.2f}", "1.00x"],
+        [f"new: {new_classifier.info.base_model}, as shipped (blend, all heads)", f"{new:.2f}", f"{new / old:.2f}x"],
         ["new, LLM alone (use_tfidf=False)", f"{alone:.2f}", f"{alone / old:.2f}x"],
     ]
     print(f"\npredicting {len(texts)} bundled test rows, median of {args.repeats} passes after a warm-up")

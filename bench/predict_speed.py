@@ -34,7 +34,7 @@ def untrained_bundle(folder: Path, base_model: str = "smollm2-135m", max_length:
     import torch
 
     from patentclf.model.base import LoraSettings, add_lora, load_classification_model, load_tokenizer
-    from patentclf.model.bundle import save_bundle
+    from patentclf.model.bundle import BundleInfo, save_bundle
     from patentclf.training.trainer import ALL_PROJECTIONS
 
     torch.manual_seed(0)
@@ -43,13 +43,9 @@ def untrained_bundle(folder: Path, base_model: str = "smollm2-135m", max_length:
         load_classification_model(base_model, pad_token_id=tokenizer.pad_token_id),
         LoraSettings(r=16, alpha=32, target_modules=list(ALL_PROJECTIONS), layers=16),
     )
-    info = {
-        "base_model": base_model,
-        "max_length": max_length,
-        "normalize": "bigpatent",
-        "metrics": {},
-        "note": "untrained, for benchmarks",
-    }
+    info = BundleInfo.new(
+        base_model=base_model, max_length=max_length, normalize="bigpatent", metrics={}, note="untrained, for benchmarks"
+    )
     return save_bundle(model, tokenizer, info, folder)
 
 
@@ -105,7 +101,7 @@ def main() -> None:
         texts = stratified_subset(load_split(args.data, "test"), args.rows, seed=0).texts
 
         base_model, tokenizer, info = load_bundle(model_dir, dtype=torch.float32, merge=False)
-        max_length, normalize = int(info.get("max_length", 256)), info.get("normalize", "bigpatent") == "bigpatent"
+        max_length, normalize = info.max_length, info.normalized
         baseline_pass(base_model, tokenizer, texts[:4], max_length, normalize)
         base_rates, base_probs = [], None
         for _ in range(args.repeats):

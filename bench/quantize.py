@@ -109,7 +109,7 @@ def prepare_llama(folder: Path, tiny: bool, seq_len: int) -> tuple[str, str]:
         load_tokenizer,
         quiet_transformers,
     )
-    from patentclf.model.bundle import save_bundle
+    from patentclf.model.bundle import BundleInfo, save_bundle
 
     base, bundle = folder / "llama-1b-random", folder / "llama-1b-bundle"
     tokenizer = load_tokenizer(EMBEDDED_MODEL)
@@ -124,7 +124,7 @@ def prepare_llama(folder: Path, tiny: bool, seq_len: int) -> tuple[str, str]:
     adapter = add_lora(
         classifier, LoraSettings(target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     )
-    save_bundle(adapter, tokenizer, {"base_model": str(base), "max_length": seq_len}, bundle)
+    save_bundle(adapter, tokenizer, BundleInfo.new(base_model=str(base), max_length=seq_len), bundle)
     return str(base), str(bundle)
 
 
@@ -339,7 +339,7 @@ def main() -> None:
         for base in bases:
             if base == "shipped":
                 bundle = str(default_model_dir())
-                reference = read_info(bundle)["base_model"]
+                reference = read_info(bundle).base_model
                 title = f"shipped base ({reference}), shipped bundle"
             else:
                 started = time.perf_counter()

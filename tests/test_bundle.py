@@ -36,7 +36,7 @@ def test_a_bundle_without_a_format_reads_as_format_1(tmp_path, tiny_bundle):
     from patentclf.inference.classifier import Classifier
 
     folder = _copy_with(tmp_path, tiny_bundle, format=None)
-    assert "format" not in read_info(folder)
+    assert "format" not in read_info(folder).model_fields_set
     assert Classifier.load(folder, precision="fp32").predict(["a polymer"])[0].label
 
 
@@ -67,5 +67,31 @@ def test_the_export_card_states_the_window_and_its_overlap_as_the_classifier_rea
 
     info = read_info(default_model_dir())
     card = export_card(info, "bfloat16")
-    assert f"windows of {info['max_length']} tokens that\noverlap by {chunk_overlap(info['max_length'])} tokens" in card
+    assert f"windows of {info.max_length} tokens that\noverlap by {chunk_overlap(info.max_length)} tokens" in card
     assert "(bfloat16 weights)" in card and "$" not in card.replace("$ ", "")
+
+
+def test_the_shipped_description_reads_typed_and_writes_back_byte_for_byte(tmp_path):
+    from patentclf.model.bundle import BundleInfo, write_info
+
+    info = read_info(default_model_dir())
+    assert isinstance(info, BundleInfo) and info.training.lora_layers == 12 and info.heads.subclasses
+    assert info.data["train"].rows == 7922 and info.metrics["test"]["n"] == 988
+    # Settings added since it was trained read as their defaults, and are not written into it.
+    assert info.training.tfidf_ensemble and "tfidf_ensemble" not in info.training.model_fields_set
+    write_info(tmp_path, info)
+    assert (tmp_path / INFO_FILE).read_text() == (default_model_dir() / INFO_FILE).read_text()
+
+
+def test_keys_from_a_newer_patentclf_are_kept(tmp_path, tiny_bundle):
+    from patentclf.model.bundle import write_info
+
+    folder = _copy_with(tmp_path, tiny_bundle, future={"a": 1})
+    raw = json.loads((folder / INFO_FILE).read_text())
+    raw["training"]["future_setting"] = "x"
+    (folder / INFO_FILE).write_text(json.dumps(raw))
+    info = read_info(folder)
+    write_info(folder, info)
+    again = json.loads((folder / INFO_FILE).read_text())
+    assert again["future"] == {"a": 1} and again["training"]["future_setting"] == "x"
+    assert list(again) == list(raw)

@@ -196,7 +196,7 @@ def test_calibrate_without_tfidf_refits_the_calibration_training_stored(tmp_path
 
     folder = tmp_path / "bundle"
     shutil.copytree(tiny_hierarchy_bundle, folder)
-    before = read_info(folder)["calibration"]
+    before = read_info(folder).calibration
     assert {"section", "class", "subclass", "sections_threshold", "sections_stack"} <= set(before)
     result = CliRunner().invoke(app, ["calibrate", "--model", str(folder), "--no-tfidf", "--no-evaluate"])
     assert result.exit_code == 0, result.output
@@ -210,7 +210,6 @@ def test_calibrate_without_tfidf_refits_the_calibration_training_stored(tmp_path
 
 
 def test_calibrate_refits_a_bundle_in_place_and_rewrites_its_figures(tiny_hierarchy_bundle, tmp_path):
-    import json
     import shutil
 
     from typer.testing import CliRunner
@@ -222,20 +221,20 @@ def test_calibrate_refits_a_bundle_in_place_and_rewrites_its_figures(tiny_hierar
     shutil.copytree(tiny_hierarchy_bundle, bundle)
     info = read_info(bundle)
     # Stale figures and an older calibration (no confidence map, no stack), as a bundle from before.
-    for figures in info["metrics"].values():
+    for figures in info.metrics.values():
         figures["accuracy"] = -1.0
-    del info["calibration"]["sections_stack"], info["calibration"]["section"]["confidence_map"]
-    (bundle / "patentclf.json").write_text(json.dumps(info))
+    del info.calibration["sections_stack"], info.calibration["section"]["confidence_map"]
+    (bundle / "patentclf.json").write_text(info.to_json())
     tfidf_before = (bundle / "tfidf.safetensors").read_bytes()
 
     result = CliRunner().invoke(app, ["calibrate", "--model", str(bundle), "--no-tfidf"])
     assert result.exit_code == 0, result.output
     after = read_info(bundle)
-    assert "sections_stack" in after["calibration"] and "confidence_map" in after["calibration"]["section"]
-    assert set(after["metrics"]) >= {"validation", "test"}
-    assert all(0 <= figures["accuracy"] <= 1 for figures in after["metrics"].values())
+    assert "sections_stack" in after.calibration and "confidence_map" in after.calibration["section"]
+    assert set(after.metrics) >= {"validation", "test"}
+    assert all(0 <= figures["accuracy"] <= 1 for figures in after.metrics.values())
     card = (bundle / "README.md").read_text()
-    assert "-1.000" not in card and f"{after['metrics']['test']['accuracy']:.3f}" in card
+    assert "-1.000" not in card and f"{after.metrics['test']['accuracy']:.3f}" in card
     assert (bundle / "tfidf.safetensors").read_bytes() == tfidf_before  # --no-tfidf keeps the partner
     # A bundle folder that is not one: a clear error, not a traceback.
     missing = CliRunner().invoke(app, ["calibrate", "--model", str(tmp_path / "nowhere"), "--no-tfidf"])

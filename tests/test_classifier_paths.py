@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import torch
 
 from patentclf.inference.classifier import Classifier
@@ -127,3 +128,33 @@ def test_import_sets_a_short_openmp_spin_unless_the_user_chose_one():
     assert seen() == "1000"
     assert seen(GOMP_SPINCOUNT="300000") == "300000"
     assert seen(OMP_WAIT_POLICY="PASSIVE") == "None"
+
+
+def test_a_classifier_without_an_index_has_every_attribute(tiny_bundle):
+    classifier = Classifier.load(tiny_bundle, precision="fp32", index=False)
+    assert classifier.index is None and classifier.voting is None and classifier.priors is None
+    assert classifier.neighbours({"embedding": np.zeros((1, 4), np.float32)}) == {}
+
+
+def test_the_vllm_engine_needs_no_torch_and_gives_torchs_probabilities():
+    """The vLLM engine's module and its probabilities are torch-free (a Classifier on it still loads torch
+    today: model/base.py imports it at the top, and transformers' AutoTokenizer imports it)."""
+    code = (
+        "import sys\n"
+        "from patentclf.inference.engines.vllm import VllmEngine\n"
+        "engine = VllmEngine('http://127.0.0.1:9', outputs=18)\n"
+        "import numpy as np\n"
+        "engine.probabilities(np.zeros((2, 18), np.float32), {'section': slice(0, 9), 'sections': slice(9, 18)}, {'sections'})\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ})
+    assert found.returncode == 0, found.stderr
+    from patentclf.inference.engines.torch import TorchEngine
+    from patentclf.inference.engines.vllm import VllmEngine
+
+    logits = np.random.default_rng(0).normal(0, 4, (50, 30)).astype(np.float32)
+    parts = {"section": slice(0, 9), "sections": slice(9, 18), "class": slice(18, 30)}
+    ours, torchs = VllmEngine.probabilities(logits, parts, {"sections"}), TorchEngine.probabilities(logits, parts, {"sections"})
+    for head in parts:
+        assert ours[head].dtype == np.float32
+        np.testing.assert_allclose(ours[head], torchs[head], atol=1e-6)

@@ -96,8 +96,8 @@ def test_feedback_retrains_the_model_on_its_mistakes(tiny_base_model, toy_data, 
         "0",
     )
     info = read_info(retrained)
-    assert info["base_model"] == read_info(old_bundle)["base_model"]
-    assert info["data"]["train"]["labels"]["Y"] == 16
+    assert info.base_model == read_info(old_bundle).base_model
+    assert info.data["train"].labels["Y"] == 16
 
     # Scored on Y texts that neither model trained on: the new model learnt the section, not 16 texts.
     held_out = [row["text"] for row in y_rows(16, seed=99)]

@@ -10,7 +10,7 @@ import torch
 
 from patentclf.corpus import data
 from patentclf.inference.classifier import Classifier
-from patentclf.model.bundle import load_bundle, read_info
+from patentclf.model.bundle import BundleInfo, load_bundle, read_info
 from patentclf.model.heads import IGNORE, HeadLayout, LossWeights, encode_targets, head_loss
 from patentclf.training.trainer import HeadTrainer, TrainConfig
 
@@ -27,7 +27,7 @@ def test_layout_slices_and_targets():
     assert encoded["class_labels"] == [1, IGNORE, IGNORE]  # B65 is outside the vocabulary
     assert encoded["subclass_labels"] == [1, IGNORE, IGNORE]
     assert HeadLayout().size == 9 and not HeadLayout().hierarchical
-    assert HeadLayout.from_info({"heads": layout.to_dict()}) == layout
+    assert HeadLayout.from_info(BundleInfo.new(base_model="x", heads=layout.to_dict())) == layout
 
 
 def test_rows_without_codes_do_not_train_the_extra_heads():
@@ -70,10 +70,10 @@ def test_training_and_prediction_read_the_same_token_even_when_eos_is_appended(t
 
 def test_hierarchy_bundle_predicts_every_level(tiny_hierarchy_bundle, toy_hierarchy_data):
     info = read_info(tiny_hierarchy_bundle)
-    assert info["heads"]["subclasses"] and 0 < info["calibration"]["sections_threshold"] < 1
-    assert {"llm_weight", "temperature", "llm_temperature"} <= set(info["calibration"]["section"])
+    assert info.heads.subclasses and 0 < info.calibration["sections_threshold"] < 1
+    assert {"llm_weight", "temperature", "llm_temperature"} <= set(info.calibration["section"])
     # The section is pooled with the finer heads summed up to sections, all weights fitted on validation.
-    assert list(info["calibration"]["section"]["weights"]) == ["llm", "tfidf", "class", "subclass"]
+    assert list(info.calibration["section"]["weights"]) == ["llm", "tfidf", "class", "subclass"]
     test = data.load_split(str(toy_hierarchy_data), "test")
     predictions = Classifier.load(tiny_hierarchy_bundle, precision="fp32").predict(test.texts)
     for p in predictions:
@@ -117,7 +117,7 @@ def test_sections_come_from_the_stored_stack_and_fall_back_to_the_raw_head_witho
     from patentclf.corpus.labels import CODES
     from patentclf.inference import calibration as cal
 
-    calibration = read_info(tiny_hierarchy_bundle)["calibration"]
+    calibration = read_info(tiny_hierarchy_bundle).calibration
     stack = calibration["sections_stack"]
     assert stack["features"] == list(cal.STACK_FEATURES) and len(stack["coefficients"]) == len(stack["features"])
     classifier = Classifier.load(tiny_hierarchy_bundle, precision="fp32")
@@ -146,9 +146,9 @@ def test_sections_come_from_the_stored_stack_and_fall_back_to_the_raw_head_witho
 def test_section_only_bundle_keeps_working(tiny_bundle):
     p = Classifier.load(tiny_bundle, precision="fp32").predict(["a turbine engine"])[0]
     assert p.sections == [p.label] and p.classes == [] and p.subclasses == []
-    assert "heads" not in read_info(tiny_bundle)
+    assert "heads" not in read_info(tiny_bundle).model_dump()
 
 
 def test_bundle_names_its_base_model_not_a_path_of_the_training_machine(tiny_hierarchy_bundle):
     adapter = json.loads((tiny_hierarchy_bundle / "adapter_config.json").read_text())
-    assert adapter["base_model_name_or_path"] == read_info(tiny_hierarchy_bundle)["base_model"]
+    assert adapter["base_model_name_or_path"] == read_info(tiny_hierarchy_bundle).base_model

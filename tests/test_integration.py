@@ -50,7 +50,7 @@ def test_shipped_model_classifies_real_abstracts(shipped_model):
 
 
 def test_shipped_model_info_records_both_text_forms(shipped_model):
-    metrics = read_info(shipped_model)["metrics"]
+    metrics = read_info(shipped_model).metrics
     assert {"validation", "test", "test (BIGPATENT form)", "test (first 200 characters)"} <= set(metrics)
     assert metrics["test"]["n"] == 988  # the bundled test split after near-duplicates were regrouped
 
@@ -60,12 +60,12 @@ def test_shipped_model_reaches_its_card_figures_on_the_whole_test_split(shipped_
     from patentclf.training.evaluation import compute_metrics
 
     info = read_info(shipped_model)
-    assert set(info["calibration"]["section"]["weights"]) == {"llm", "tfidf", "class", "subclass"}
+    assert set(info.calibration["section"]["weights"]) == {"llm", "tfidf", "class", "subclass"}
     test = load_split("bundled", "test")
     predictions = Classifier.load(shipped_model).predict(test.texts)
     found = compute_metrics(test.labels, [p.label_id for p in predictions])
     assert found["accuracy"] >= 0.78 and found["macro_f1"] >= 0.77
-    assert abs(found["accuracy"] - info["metrics"]["test"]["accuracy"]) < 0.005
+    assert abs(found["accuracy"] - info.metrics["test"]["accuracy"]) < 0.005
     # The main groups from the bundle's index, as its index.json records them (bf16 on some CPUs,
     # fp32 on others: neighbours near a tie may swap, so up to 2 points of difference).
     from patentclf.inference.groups import group_figures
@@ -130,7 +130,7 @@ def test_smollm2_lora_training_saves_the_head_and_round_trips(tmp_path):
         progress=False,
     )
     info = read_info(out)
-    assert info["base_model"] == "smollm2-135m" and info["metrics"]["validation"]["n"] == 16
+    assert info.base_model == "smollm2-135m" and info.metrics["validation"]["n"] == 16
     model, tokenizer, _ = load_bundle(out, dtype=torch.float32)
     again, _, _ = load_bundle(out, dtype=torch.float32)
     batch = tokenizer(["a lens for a camera", "an antenna array"], return_tensors="pt", padding=True)

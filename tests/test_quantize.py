@@ -40,8 +40,8 @@ def quantized_bundle(request, tmp_path_factory, toy_data, tiny_base_model):
 def test_qlora_learns_and_the_bundle_records_it(quantized_bundle, toy_data):
     kind, bundle = quantized_bundle
     info = read_info(bundle)
-    assert info["training"]["quantize"] == kind
-    assert info["metrics"]["validation"]["accuracy"] >= 0.8
+    assert info.training.quantize == kind
+    assert info.metrics["validation"]["accuracy"] >= 0.8
     # Reloaded as recorded: the base is quantized again and the adapter sits unmerged on top.
     model, _, _ = load_bundle(bundle)
     assert type(model.model.layers[0].self_attn.q_proj.base_layer).__name__ == LAYER_TYPES[kind]
@@ -51,7 +51,7 @@ def test_qlora_learns_and_the_bundle_records_it(quantized_bundle, toy_data):
     second = Classifier.load(bundle).predict(test.texts)
     assert [p.probabilities for p in first] == [p.probabilities for p in second]
     accuracy = sum(p.label_id == y for p, y in zip(first, test.labels)) / len(test)
-    assert accuracy == pytest.approx(info["metrics"]["test"]["accuracy"])
+    assert accuracy == pytest.approx(info.metrics["test"]["accuracy"])
 
 
 @needs_bnb

@@ -11,15 +11,16 @@ import torch
 from patentclf.corpus.data import Split, load_split
 from patentclf.inference.classifier import Classifier
 from patentclf.model.bundle import load_bundle, read_info
-from patentclf.training.trainer import without_evaluation_rows
+from patentclf.training.trainer import train, without_evaluation_rows
+from tests.conftest import tiny_train_config
 
 
 def test_tiny_llama_learns_the_toy_task(tiny_bundle, toy_data):
     info = read_info(tiny_bundle)
     # compute_metrics really ran during training (transformers issue 29186) and after it.
-    assert any("eval_macro_f1" in row for row in info["training"]["log_history"])
-    assert info["metrics"]["validation"]["accuracy"] >= 0.9
-    assert info["metrics"]["test"]["accuracy"] >= 0.9
+    assert any("eval_macro_f1" in row for row in info.training.log_history)
+    assert info.metrics["validation"]["accuracy"] >= 0.9
+    assert info.metrics["test"]["accuracy"] >= 0.9
     test = load_split(str(toy_data), "test")
     predictions = Classifier.load(tiny_bundle, precision="fp32").predict(test.texts)
     accuracy = sum(p.label_id == y for p, y in zip(predictions, test.labels)) / len(test)
@@ -33,11 +34,11 @@ def test_bundle_holds_adapter_head_tokenizer_info_and_card(tiny_bundle):
     assert adapter_config["task_type"] == "SEQ_CLS"
     assert "score" in str(adapter_config["modules_to_save"])
     info = read_info(tiny_bundle)
-    assert [label["code"] for label in info["labels"]] == list("ABCDEFGHY")
-    assert info["versions"]["torch"] == torch.__version__
+    assert [label.code for label in info.labels] == list("ABCDEFGHY")
+    assert info.versions["torch"] == torch.__version__
     assert "patentclf" in (tiny_bundle / "README.md").read_text()
     # Peak memory is recorded (what --quantize saves shows here): at least the loaded torch + model.
-    assert info["training"]["peak_memory_mb"]["process_rss"] > 100
+    assert info.training.peak_memory_mb["process_rss"] > 100
 
 
 def test_saved_bundle_reloads_with_identical_logits(tiny_bundle):
@@ -62,3 +63,17 @@ def test_extra_rows_that_are_evaluation_rows_are_dropped_with_a_warning():
         kept = without_evaluation_rows(extra, [evaluation])
     assert kept.texts == ["something new"]
     assert any("dropped 2 of 3" in str(w.message) for w in caught)
+
+
+def test_training_leaves_the_callers_config_as_it_was(tiny_bundle, toy_data, tmp_path):
+    """A continued run takes the earlier bundle's base model and window, in its own copy of the settings."""
+    config = tiny_train_config(
+        toy_data, "not-the-base", tmp_path / "continued", max_length=48, epochs=1, resume_from=str(tiny_bundle)
+    )
+    before = config.model_copy(deep=True)
+    out = train(config, progress=False)
+    assert config == before
+    info = read_info(out)
+    assert (info.base_model, info.max_length) == (read_info(tiny_bundle).base_model, 64)
+    assert info.training.resumed_from.bundle == str(tiny_bundle)
+    assert not out.with_name(out.name + ".partial").exists()

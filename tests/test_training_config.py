@@ -94,7 +94,7 @@ def test_config_files_yaml_or_json_with_overrides_and_one_line_errors(tmp_path):
 def test_an_older_bundles_stored_settings_still_validate():
     """The shipped bundle was trained before tfidf_ensemble and the loss weights were settings: what it
     stored still reads as a TrainConfig, the new settings at their defaults."""
-    stored = read_info(default_model_dir())["training"]
+    stored = read_info(default_model_dir()).training.model_dump(mode="json")  # as the file holds it
     assert "tfidf_ensemble" not in stored and "class_loss_weight" not in stored
     config = TrainConfig.model_validate({k: v for k, v in stored.items() if k in TrainConfig.model_fields})
     assert config.lora_layers == stored["lora_layers"] and config.loss_weights() == LossWeights()
@@ -212,13 +212,13 @@ def test_train_flags_and_a_config_file_reach_the_run(tmp_path, toy_hierarchy_dat
     )
     # fmt: on
     assert result.exit_code == 0, result.output
-    training = read_info(out)["training"]
+    training = read_info(out).training.model_dump(mode="json")
     expected = dict(
         epochs=1.0, batch_size=16, lora_r=4, class_loss_weight=0.75, subclass_loss_weight=0.25, sections_loss_weight=2.0,
         eval_batch_size=8, weight_decay=0.01, warmup_ratio=0.1, normalize=False, evaluate_test=False,
         prefix_tokens=[4, 8], tfidf_ensemble=False,
     )  # fmt: skip
     assert {k: training[k] for k in expected} == expected
-    assert set(read_info(out)["metrics"]) == {"validation"}  # --no-evaluate-test
+    assert set(read_info(out).metrics) == {"validation"}  # --no-evaluate-test
     assert not (out / "tfidf.safetensors").exists()  # --no-tfidf-ensemble
     assert '"class_loss_weight": 0.75' in (out / "README.md").read_text()

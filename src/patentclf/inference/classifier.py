@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from patentclf.corpus.data import to_bigpatent_form
 from patentclf.corpus.hierarchy import title
@@ -22,8 +21,7 @@ from patentclf.inference.calibration import Calibration, section_sets
 from patentclf.inference.groups import GroupPriors, GroupVoting, suggest_groups
 from patentclf.inference.index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
 from patentclf.inference.prediction import CodeSuggestion, Prediction, SimilarPatent
-from patentclf.model.base import pick_device, supports_bf16
-from patentclf.model.bundle import default_model_dir, load_bundle, load_bundle_tokenizer, model_digest, model_version, read_info
+from patentclf.model.bundle import BundleInfo, default_model_dir, model_digest, model_version, read_info
 from patentclf.model.ensemble import TfidfModels
 from patentclf.model.heads import HeadLayout
 from patentclf.model.windows import LONG_TEXT_MODES, Windows, chunk_overlap, make_windows
@@ -44,8 +42,7 @@ class Classifier:
     def __init__(
         self,
         engine,
-        tokenizer,
-        info: dict,
+        info: BundleInfo,
         *,
         version: str,
         path: Path,
@@ -53,19 +50,21 @@ class Classifier:
         index: PatentIndex | None = None,
     ):
         self.engine = engine
-        self.tokenizer = tokenizer
+        self.tokenizer = engine.tokenizer
         self.info = info
         self.version = version
         self.path = path
-        self.max_length = int(info.get("max_length", 256))
-        self.normalize = info.get("normalize", "bigpatent") == "bigpatent"
+        self.max_length = info.max_length
+        self.normalize = info.normalized
         self.layout = HeadLayout.from_info(info)
-        self.calibration = Calibration.from_dict(info.get("calibration"), self.layout)
+        self.calibration = Calibration.from_dict(info.calibration, self.layout)
         # The TF-IDF partner of the blend, stored in the bundle without pickle (see ensemble.py).
         self.tfidf = TfidfModels.load(path) if use_tfidf else None
+        # The patent index and how its neighbours vote for main groups (all None without an index).
         self.index: PatentIndex | None = None
-        if index is not None:
-            self.use_index(index)
+        self.voting: GroupVoting | None = None
+        self.priors: GroupPriors | None = None
+        self.use_index(index)
 
     @classmethod
     def load(
@@ -94,35 +93,18 @@ class Classifier:
         path = Path(path) if path else default_model_dir()
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
-        if precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
-        if engine == "vllm":
+        if engine == "vllm":  # imported only when chosen: the vLLM path needs no torch
             from patentclf.inference.engines.vllm import VllmEngine
 
-            if not vllm_url:
-                raise ValueError("engine 'vllm' needs vllm_url, the address of a `vllm serve` of the bundle's merged export")
-            info = read_info(path)
-            tokenizer = load_bundle_tokenizer(path, info)
-            backend = VllmEngine(vllm_url, outputs=HeadLayout.from_info(info).size)
             if index:
                 raise ValueError("the vLLM engine answers logits only, so a patent index cannot be used with it")
-            return cls(backend, tokenizer, info, version=model_version(path), path=path, use_tfidf=use_tfidf)
-        from patentclf.inference.engines.torch import TorchEngine
+            backend, found = VllmEngine.from_bundle(path, vllm_url), None
+        else:
+            from patentclf.inference.engines.torch import TorchEngine
 
-        target = torch.device(device) if device else pick_device()
-        use_bf16 = precision == "bf16" or (precision == "auto" and supports_bf16(target))
-        dtype = torch.bfloat16 if use_bf16 else torch.float32
-        options = {"quantize": quantize} if quantize else {}
-        model, tokenizer, info = load_bundle(path, dtype=dtype, device=target, **options)
-        classifier = cls(
-            TorchEngine(model, tokenizer, target, compile=compile),
-            tokenizer,
-            info,
-            version=model_version(path),
-            path=path,
-            use_tfidf=use_tfidf,
-            index=cls._find_index(path, index),
-        )
+            backend = TorchEngine.from_bundle(path, device=device, precision=precision, compile=compile, quantize=quantize)
+            found = cls._find_index(path, index)
+        classifier = cls(backend, read_info(path), version=model_version(path), path=path, use_tfidf=use_tfidf, index=found)
         if compile:
             # torch.compile works on the first call: make it here, so its cost and any failure (such
             # as no C++ compiler) come at load time, never with a caller's texts.
@@ -141,9 +123,8 @@ class Classifier:
     def use_index(self, index: PatentIndex | None) -> None:
         """Answer groups and evidence from ``index`` (``None``: none)."""
         self.index = index
-        if index is not None:
-            self.voting = GroupVoting.from_dict(index.voting)
-            self.priors = GroupPriors(index.groups, self.voting.other_weight)
+        self.voting = GroupVoting.from_dict(index.voting) if index is not None else None
+        self.priors = GroupPriors(index.groups, self.voting.other_weight) if index is not None else None
 
     @property
     def device(self) -> str:
@@ -174,7 +155,7 @@ class Classifier:
         ``batch_size``: most texts per model call (default 8 on CPU, 32 on a GPU)."""
         windows = self._windows(texts, long_text)
         raw = self._gather(self._document_outputs(windows, len(texts), batch_size, progress), len(texts))
-        outputs = self.calibrated(raw, texts)
+        outputs = {**self.calibrated(raw, texts), **self.neighbours(raw)}
         chunks = Counter(windows.owners)
         return [self._prediction(outputs, i, windows.truncated[i], chunks[i]) for i in range(len(texts))]
 
@@ -195,7 +176,7 @@ class Classifier:
         windows = self._windows(texts, long_text)
         chunks = Counter(windows.owners)
         for documents, raw in self._document_outputs(windows, len(texts), batch_size, None):
-            outputs = self.calibrated(raw, [texts[i] for i in documents])
+            outputs = {**self.calibrated(raw, [texts[i] for i in documents]), **self.neighbours(raw)}
             yield [
                 (doc, self._prediction(outputs, row, windows.truncated[doc], chunks[doc])) for row, doc in enumerate(documents)
             ]
@@ -221,10 +202,14 @@ class Classifier:
     def calibrated(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
         """The bundle's calibration applied to raw head probabilities of ``texts`` (reading TF-IDF only
         for the heads the calibration uses)."""
-        out = self.calibration.apply(raw, self.tfidf_outputs(texts, self.calibration.tfidf_heads()))
-        if self.index is not None and EMBEDDING in raw:
-            out["neighbours"] = self.index.search(raw[EMBEDDING], max(self.voting.k, SIMILAR_PATENTS))
-        return out
+        return self.calibration.apply(raw, self.tfidf_outputs(texts, self.calibration.tfidf_heads()))
+
+    def neighbours(self, raw: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{"neighbours": (similarities, rows)}``: the nearest indexed patents of each text's
+        representation, enough to vote and to show as evidence (nothing without an index)."""
+        if self.index is None or EMBEDDING not in raw:
+            return {}
+        return {"neighbours": self.index.search(raw[EMBEDDING], max(self.voting.k, SIMILAR_PATENTS))}
 
     def _windows(self, texts: Sequence[str], long_text: str) -> Windows:
         if long_text not in LONG_TEXT_MODES:
@@ -248,11 +233,7 @@ class Classifier:
         sums: dict[int, dict[str, np.ndarray]] = {}
         for chosen in self.engine.batches([len(w) for w in windows.ids], batch_size):
             logits, representations = self.engine.outputs_of([windows.ids[i] for i in chosen])
-            logits = torch.from_numpy(logits)
-            probs = {
-                head: (torch.sigmoid(logits[:, part]) if head == "sections" else torch.softmax(logits[:, part], dim=-1)).numpy()
-                for head, part in parts.items()
-            }
+            probs = self.engine.probabilities(logits, parts, independent={"sections"})
             if representations is not None:  # averaged over a text's windows like the probabilities
                 probs[EMBEDDING] = representations
             done = []

@@ -1,6 +1,7 @@
 """A model bundle on disk: LoRA adapter with its head, tokenizer, ``patentclf.json`` and a model card.
 
 The bundle names its base model (``smollm2-135m``, a hub id or a folder), so it stays a few MB.
+``BundleInfo`` is what ``patentclf.json`` holds, typed: everything reads the bundle through it.
 """
 
 from __future__ import annotations
@@ -8,15 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_serializer, model_validator
 
 from patentclf.corpus.labels import SECTIONS
 from patentclf.model.base import EMBEDDED_MODELS, ModelError
+from patentclf.model.train_config import TrainConfig
 
 INFO_FILE = "patentclf.json"
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -32,67 +33,153 @@ def label_table() -> list[dict]:
     return [{"id": s.id, "code": s.code, "name": s.name} for s in SECTIONS]
 
 
-class HeadsInfo(BaseModel):
+class InfoPart(BaseModel):
+    """A part of ``patentclf.json`` that is written back as it was read: keys it does not name (a newer
+    patentclf's) are kept, the keys keep their order, and a field the file lacked is not added while it
+    holds its default (an old bundle reads and writes back unchanged)."""
+
+    model_config = ConfigDict(extra="allow")
+    _keys: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _remember_keys(cls, data, handler):
+        part = handler(data)
+        if isinstance(data, dict):
+            part._keys = list(data)
+        return part
+
+    @model_serializer(mode="wrap")
+    def _as_read(self, handler) -> dict:
+        out = handler(self)
+        for name, field in type(self).model_fields.items():
+            if name not in self.model_fields_set and getattr(self, name) == field.get_default(call_default_factory=True):
+                out.pop(name, None)
+        # The keys as they were given first, then those set since (in declaration order).
+        return {**{key: out[key] for key in self._keys if key in out}, **out}
+
+
+# Figures of one split: n, accuracy, macro_f1, ece, the hierarchy figures ... (evaluation.py names them).
+Figures = dict[str, int | float]
+
+
+class HeadsInfo(InfoPart):
     classes: list[str] = []
     subclasses: list[str] = []
 
 
-class BundleInfo(BaseModel):
-    """What ``patentclf.json`` holds: the label table, the base model, how text is read, the heads,
-    the run that made it, its figures and its calibration (``calibration.Calibration.to_dict``).
-    Keys it does not name (a newer patentclf's) are kept as they are."""
+class LabelInfo(InfoPart):
+    id: int
+    code: str
+    name: str
 
-    model_config = ConfigDict(extra="allow")
+
+class SplitInfo(InfoPart):
+    """A split the bundle was trained or measured on."""
+
+    source: str | None = None
+    rows: int = 0
+    labels: dict[str, int] = {}  # rows per section code
+
+
+class TrainingInfo(TrainConfig, InfoPart):
+    """The run that made the bundle: its ``TrainConfig`` (``precision`` as resolved; ``command`` is
+    the bundle's own) and the facts of the run. Settings added since an old bundle was trained read
+    as their defaults."""
+
+    model_config = ConfigDict(extra="allow", validate_assignment=False)
+
+    device: str | None = None
+    world_size: int | None = None
+    train_rows: int | None = None
+    best_checkpoint: str | None = None
+    peak_memory_mb: dict[str, int] = {}  # process_rss, and cuda_allocated on a GPU
+    log_history: list[dict] = []  # the Trainer's last log rows
+    resumed_from: PreviousRun | None = None  # a continued bundle: what it was trained with before
+
+
+class PreviousRun(InfoPart):
+    """The bundle a run continued (its adapter's settings, such as LoRA rank and layers, come from
+    there, not from this run's config): where it was, its run (less the log), figures and command."""
+
+    bundle: str
+    training: TrainingInfo | None = None
+    metrics: dict[str, Figures] = {}
+    command: str | None = None
+
+
+class BundleInfo(InfoPart):
+    """What ``patentclf.json`` holds: the label table, the base model, how text is read, the heads,
+    the run that made it, its figures and its calibration (``calibration.Calibration.to_dict``)."""
 
     format: int = Field(1, ge=1)  # bundles written before the format was recorded read as format 1
-    labels: list[dict]
+    labels: list[LabelInfo]
     base_model: str
     base_model_weights: str | None = None
     max_length: int = Field(256, gt=0)
-    normalize: Literal["bigpatent", "none"] = "bigpatent"
     heads: HeadsInfo | None = None
-    training: dict = {}
-    data: dict = {}
-    metrics: dict = {}
-    baselines: dict = {}
-    versions: dict = {}
+    normalize: Literal["bigpatent", "none"] = "bigpatent"
+    training: TrainingInfo | None = None
+    data: dict[str, SplitInfo] = {}
+    metrics: dict[str, Figures] = {}  # per split name (and text form)
+    versions: dict[str, str] = {}  # python, torch, transformers, peft
     command: str | None = None
-    calibration: dict = {}
+    calibration: dict = {}  # as calibration.Calibration.from_dict reads it
+    baselines: dict[str, Figures] = {}  # the TF-IDF partner's figures, per split name
+    exported_from: dict | None = None  # a merged export: the bundle, its version and the dtype
+
+    @classmethod
+    def new(cls, **fields) -> "BundleInfo":
+        """A new bundle's description: this format and the nine sections, then ``fields``."""
+        return cls(format=FORMAT_VERSION, labels=label_table(), **fields)
+
+    @property
+    def normalized(self) -> bool:
+        """Whether text is put in BIGPATENT form before tokenizing, as in training."""
+        return self.normalize == "bigpatent"
+
+    @property
+    def quantization(self) -> str | None:
+        """The quantization the adapter was trained over (4bit | 8bit), or None."""
+        return (self.model_extra or {}).get("quantize") or (self.training.quantize if self.training else None)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2) + "\n"
 
 
-def read_info(bundle_dir: str | Path) -> dict:
+def read_info(bundle_dir: str | Path) -> BundleInfo:
     """The bundle's ``patentclf.json``, checked against ``BundleInfo`` and its format version (a
-    ModelError says what is wrong in one line); returned as the dict it is on disk."""
+    ModelError says what is wrong in one line)."""
     path = Path(bundle_dir) / INFO_FILE
     if not path.is_file():
         raise ModelError(f"{bundle_dir}: not a patentclf model bundle (no {INFO_FILE})")
     try:
-        info = json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: unreadable: {exc}") from exc
-    if not isinstance(info, dict):
+    if not isinstance(raw, dict):
         raise ModelError(f"{path}: not a bundle description (a JSON object)")
-    found = info.get("format", 1)
+    found = raw.get("format", 1)
     if isinstance(found, int) and found > FORMAT_VERSION:
         raise ModelError(
             f"{path}: bundle format {found} was written by a newer patentclf; this one reads formats up to "
             f"{FORMAT_VERSION}: upgrade patentclf (pip install -U patentclf)"
         )
     try:
-        BundleInfo.model_validate(info)
+        info = BundleInfo.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "(top level)"
         raise ModelError(f"{path}: {where}: {first['msg']}") from None
-    if [s.get("code") for s in info["labels"]] != [s.code for s in SECTIONS]:
+    if [label.code for label in info.labels] != [s.code for s in SECTIONS]:
         raise ModelError(f"{path}: its label table differs from the nine CPC sections A..H, Y")
     return info
 
 
-def write_info(bundle_dir: str | Path, info: dict) -> None:
+def write_info(bundle_dir: str | Path, info: BundleInfo) -> None:
     path = Path(bundle_dir) / INFO_FILE
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(info.to_json())
     tmp.replace(path)
 
 
@@ -107,30 +194,38 @@ def model_version(bundle_dir: str | Path) -> str:
     return f"{Path(bundle_dir).resolve().name}@{model_digest(bundle_dir)}"
 
 
-def save_bundle(
-    peft_model, tokenizer, info: dict, out_dir: str | Path, *, finish: Callable[[Path, dict], dict] | None = None
-) -> Path:
-    """Write adapter + head, tokenizer and info; replaces ``out_dir`` only once all is written.
-    ``finish(folder, info) -> info`` runs on the written folder before it replaces ``out_dir`` (training
-    calibrates and measures the bundle there and writes its card)."""
-    out_dir = Path(out_dir)
-    staging = out_dir.with_name(out_dir.name + ".partial")
+def staging_dir(out_dir: str | Path) -> Path:
+    """An empty ``<out_dir>.partial`` beside ``out_dir``: a bundle is written there, then published."""
+    staging = Path(out_dir).with_name(Path(out_dir).name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
-    peft_model.save_pretrained(staging)
+    return staging
+
+
+def write_bundle(peft_model, tokenizer, info: BundleInfo, folder: str | Path) -> Path:
+    """Write adapter + head, tokenizer and info into ``folder``."""
+    folder = Path(folder)
+    peft_model.save_pretrained(folder)
     # An embedded base model's tokenizer installs with it (Gemma's is 33 MB): the bundle keeps only
     # its own tokenizer for other bases, whose tokenizer could change on the hub.
-    if info["base_model"] not in EMBEDDED_MODELS:
-        tokenizer.save_pretrained(staging)
-    name_base_model(staging, info["base_model"])
-    info = {"format": FORMAT_VERSION, "labels": label_table(), **info}
-    write_info(staging, info)
-    if finish is not None:
-        info = finish(staging, info)
-        write_info(staging, info)
+    if info.base_model not in EMBEDDED_MODELS:
+        tokenizer.save_pretrained(folder)
+    name_base_model(folder, info.base_model)
+    write_info(folder, info)
+    return folder
+
+
+def publish(staging: str | Path, out_dir: str | Path) -> Path:
+    """Put the finished bundle in ``staging`` at ``out_dir``, replacing what was there."""
+    out_dir = Path(out_dir)
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    staging.rename(out_dir)
+    Path(staging).rename(out_dir)
     return out_dir
+
+
+def save_bundle(peft_model, tokenizer, info: BundleInfo, out_dir: str | Path) -> Path:
+    """Write a bundle at ``out_dir``; replaces ``out_dir`` only once all is written."""
+    return publish(write_bundle(peft_model, tokenizer, info, staging_dir(out_dir)), out_dir)
 
 
 def name_base_model(bundle_dir: Path, reference: str) -> None:
@@ -143,11 +238,6 @@ def name_base_model(bundle_dir: Path, reference: str) -> None:
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def recorded_quantization(info: dict) -> str | None:
-    """The quantization a bundle's adapter was trained over (4bit | 8bit), or None."""
-    return info.get("quantize") or info.get("training", {}).get("quantize")
-
-
 def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool = True, quantize: str | None = None):
     """Load (model, tokenizer, info); the LoRA weights are merged into the base for fast inference.
 
@@ -158,13 +248,11 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     and ``dtype`` applies to the layers that are not quantized."""
     import torch
     from peft import PeftModel
-    from transformers import AutoTokenizer
 
     from patentclf.model.base import (
         NO_QUANTIZE,
         QUANTIZE_KINDS,
         load_classification_model,
-        load_tokenizer,
         pick_device,
         quiet_transformers,
     )
@@ -172,18 +260,15 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
 
     bundle_dir = Path(bundle_dir)
     info = read_info(bundle_dir)
-    kind = recorded_quantization(info) if quantize is None else quantize
+    kind = info.quantization if quantize is None else quantize
     if kind not in (*QUANTIZE_KINDS, NO_QUANTIZE, None):
         raise ModelError(f"unknown quantization {kind!r}: use 4bit, 8bit or none")
     kind = None if kind == NO_QUANTIZE else kind
     target = torch.device(device) if device is not None else (pick_device() if kind else None)
-    if (bundle_dir / "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(bundle_dir)
-    else:  # an embedded base model's own tokenizer (see save_bundle)
-        tokenizer = load_tokenizer(info["base_model"])
+    tokenizer = load_bundle_tokenizer(bundle_dir, info)
     with quiet_transformers():
         base = load_classification_model(
-            info["base_model"],
+            info.base_model,
             pad_token_id=tokenizer.pad_token_id,
             # Merging is done in fp32; over a quantized base, the layers it leaves (embeddings,
             # norms, head) are loaded in ``dtype`` straight away: nothing is merged into them.
@@ -206,12 +291,12 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     return model, tokenizer, info
 
 
-def load_bundle_tokenizer(bundle_dir: str | Path, info: dict):
-    """The bundle's tokenizer: its own copy, or an embedded base model's (see save_bundle)."""
+def load_bundle_tokenizer(bundle_dir: str | Path, info: BundleInfo):
+    """The bundle's tokenizer: its own copy, or an embedded base model's (see write_bundle)."""
     from transformers import AutoTokenizer
 
     from patentclf.model.base import load_tokenizer
 
     if (Path(bundle_dir) / "tokenizer_config.json").is_file():
         return AutoTokenizer.from_pretrained(bundle_dir)
-    return load_tokenizer(info["base_model"])
+    return load_tokenizer(info.base_model)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,9 @@ import torch.nn.functional as F
 from patentclf.corpus.hierarchy import targets
 from patentclf.corpus.labels import CODES, NUM_LABELS
 from patentclf.model.train_config import LossWeights  # declared with the training settings (light: the CLI reads them)
+
+if TYPE_CHECKING:
+    from patentclf.model.bundle import BundleInfo
 
 IGNORE = -100  # a target that is unknown for this row (no codes, or a code outside the vocabulary)
 
@@ -68,9 +72,11 @@ class HeadLayout:
         return names
 
     @classmethod
-    def from_info(cls, info: dict) -> "HeadLayout":
-        heads = info.get("heads") or {}
-        return cls(classes=list(heads.get("classes", [])), subclasses=list(heads.get("subclasses", [])))
+    def from_info(cls, info: BundleInfo) -> "HeadLayout":
+        """The heads a bundle was trained with (none recorded: the main section only)."""
+        if info.heads is None:
+            return cls()
+        return cls(classes=list(info.heads.classes), subclasses=list(info.heads.subclasses))
 
     @classmethod
     def from_codes(cls, codes: list[list[str]], min_count: int = 1) -> "HeadLayout":

@@ -157,7 +157,7 @@ async def model_info(runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, runtime.fatal_error or "the model is loading")
     index = runtime.classifier.index
     described = None if index is None else {"patents": len(index), "factory": index.factory, "voting": index.voting}
-    return {**runtime.classifier.info, "model_version": runtime.model_version, "index": described}
+    return {**runtime.classifier.info.model_dump(mode="json"), "model_version": runtime.model_version, "index": described}
 
 
 _KEY_ERRORS = {
@@ -298,7 +298,8 @@ async def stats(
         pass
     figures = await asyncio.to_thread(runtime.prediction_log.stats, bucket=bucket, buckets=buckets)
     feedback = await asyncio.to_thread(runtime.feedback.summary)
-    training = runtime.info.get("data", {}).get("train", {}).get("labels", {})
+    trained_on = runtime.info.data.get("train") if runtime.info else None
+    training = trained_on.labels if trained_on else {}
     return {
         **figures,
         "training_mix": {code: int(training.get(code, 0)) for code in figures["label_mix"]},

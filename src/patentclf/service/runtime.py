@@ -17,7 +17,7 @@ from pathlib import Path
 from patentclf.inference.classifier import Classifier
 from patentclf.inference.engines.vllm import EngineUnavailable
 from patentclf.inference.prediction import Prediction, prediction_record
-from patentclf.model.bundle import default_model_dir, read_info
+from patentclf.model.bundle import BundleInfo, default_model_dir, read_info
 from patentclf.service.batching import MicroBatcher
 from patentclf.service.config import ServiceConfig
 from patentclf.store.database import open_store
@@ -109,7 +109,7 @@ class ServiceRuntime:
         self.recent = RecentTexts(config.recent_texts, config.recent_texts_chars)
         self.classifier: Classifier | None = None
         self.batcher: MicroBatcher | None = None
-        self.info: dict = {}
+        self.info: BundleInfo | None = None  # read at start
         self.fatal_error: str | None = None
         self.engine_error: str | None = None  # engine vllm: why its server does not answer now
         self._tasks: list[asyncio.Task] = []

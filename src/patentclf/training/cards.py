@@ -9,6 +9,7 @@ from pathlib import Path
 from string import Template
 
 from patentclf.corpus.labels import SECTIONS
+from patentclf.model.bundle import BundleInfo
 
 
 def render(name: str, **fields) -> str:
@@ -118,55 +119,53 @@ def index_section(index: dict, index_bytes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bundle_card(info: dict, index: dict | None = None, index_bytes: int = 0) -> str:
+def bundle_card(info: BundleInfo, index: dict | None = None, index_bytes: int = 0) -> str:
     """``index``: the bundle's ``index/index.json`` and ``index_bytes`` its faiss file's size, if it has one."""
     from patentclf.inference.calibration import Calibration  # numpy: not needed to read a bundle's info
     from patentclf.model.heads import HeadLayout
 
     # The training log stays in patentclf.json; the card lists the settings that reproduce the run.
-    training = info.get("training", {})
-    hyper = {k: v for k, v in training.items() if k not in ("log_history", "resumed_from")}
-    commands = [info.get("command", "(unknown)")]
-    previous = training.get("resumed_from")
+    hyper = info.training.model_dump(mode="json", exclude={"log_history", "resumed_from"}) if info.training else {}
+    commands = [info.command or "(unknown)"]
+    previous = info.training.resumed_from if info.training else None
     while previous:  # a continued run: its earlier runs' commands come first
-        commands.insert(0, f"{previous.get('command')}   # then continued by:")
-        previous = previous.get("training", {}).get("resumed_from")
-    heads = info.get("heads")
+        commands.insert(0, f"{previous.command}   # then continued by:")
+        previous = previous.training.resumed_from if previous.training else None
+    heads = info.heads
     heads_text = (
         f"Besides the main section it answers every section the patent belongs to (multi-label), and the top 5 main CPC "
-        f"classes ({len(heads['classes'])} known) and subclasses ({len(heads['subclasses'])} known)."
+        f"classes ({len(heads.classes)} known) and subclasses ({len(heads.subclasses)} known)."
         if heads
         else "It answers the main section only."
     )
     return render(
         "bundle",
-        base_model=info.get("base_model"),
-        base_model_weights=info.get("base_model_weights", info.get("base_model")),
+        base_model=info.base_model,
+        base_model_weights=info.base_model_weights or info.base_model,
         heads_text=heads_text,
-        max_length=info.get("max_length"),
-        calibration_text=Calibration.from_dict(info.get("calibration"), HeadLayout.from_info(info)).describe(),
-        metrics_rows=metrics_rows(info.get("metrics", {}), info.get("baselines")),
-        hierarchy_table=hierarchy_table(info.get("metrics", {}), info.get("baselines")),
-        data=json.dumps(info.get("data", {})),
+        max_length=info.max_length,
+        calibration_text=Calibration.from_dict(info.calibration, HeadLayout.from_info(info)).describe(),
+        metrics_rows=metrics_rows(info.metrics, info.baselines),
+        hierarchy_table=hierarchy_table(info.metrics, info.baselines),
+        data=json.dumps({name: split.model_dump(mode="json") for name, split in info.data.items()}),
         hyperparameters=json.dumps(hyper),
-        versions=json.dumps(info.get("versions", {})),
+        versions=json.dumps(info.versions),
         commands="\n".join(commands),
         index_section=index_section(index or {}, index_bytes),
     )
 
 
-def export_card(info: dict, dtype: str) -> str:
+def export_card(info: BundleInfo, dtype: str) -> str:
     from patentclf.model.heads import HeadLayout
     from patentclf.model.windows import chunk_overlap
 
-    normalize = info.get("normalize", "bigpatent") == "bigpatent"
     rule = (
         "**Normalise the text before tokenizing, as the model was trained on it**: lowercase it and put\n"
         "spaces around punctuation (BIGPATENT's form), exactly as `patentclf.corpus.data.to_bigpatent_form` does:\n\n"
         "```python\nfrom patentclf.corpus.data import to_bigpatent_form\ntext = to_bigpatent_form(text)  "
         '# "Primary-treated sewage (10.5%)." -> "primary - treated sewage ( 10.5 % ) ."\n```\n\n'
         "A server that skips this step still runs but is less accurate on mixed-case text."
-        if normalize
+        if info.normalized
         else "The text is tokenized as it is (no normalisation)."
     )
     layout = HeadLayout.from_info(info)
@@ -179,27 +178,27 @@ def export_card(info: dict, dtype: str) -> str:
     ) + (
         " patentclf blends them with a TF-IDF model and a temperature (`tfidf.*` and `calibration` in the bundle);"
         " this export is the LLM alone, so its probabilities are a little less accurate and less calibrated."
-        if info.get("calibration")
+        if info.calibration
         else ""
     )
     return render(
         "export",
-        base_model=info.get("base_model"),
+        base_model=info.base_model,
         dtype=dtype,
         labels_line=labels_line(),
         normalisation_rule=rule,
-        max_length=info.get("max_length"),
-        overlap=chunk_overlap(int(info.get("max_length", 256))),
+        max_length=info.max_length,
+        overlap=chunk_overlap(info.max_length),
         outputs=outputs,
-        metrics_rows=metrics_rows(info.get("metrics", {}), info.get("baselines")),
+        metrics_rows=metrics_rows(info.metrics, info.baselines),
     )
 
 
-def write_model_card(bundle_dir: str | Path, info: dict) -> None:
+def write_model_card(bundle_dir: str | Path, info: BundleInfo) -> None:
     (Path(bundle_dir) / "README.md").write_text(render_model_card(bundle_dir, info))
 
 
-def render_model_card(bundle_dir: str | Path, info: dict) -> str:
+def render_model_card(bundle_dir: str | Path, info: BundleInfo) -> str:
     """The card of the bundle at ``bundle_dir``: its info and, if it carries one, its patent index."""
     from patentclf.inference.index import BUNDLE_INDEX_DIR, INDEX_FILE, read_index_info
 

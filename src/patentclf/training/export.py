@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from patentclf.model.bundle import INFO_FILE, load_bundle, model_version, read_info
+from patentclf.model.bundle import load_bundle, model_version, read_info, write_info
 from patentclf.model.heads import HeadLayout
 from patentclf.training.cards import export_card
 
@@ -50,8 +50,8 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
     config.pad_token_id = tokenizer.pad_token_id
     config.problem_type = "single_label_classification"
     # What a server must do to the text before tokenizing (also in README.md and patentclf.json).
-    config.patentclf_text_normalization = TEXT_NORMALIZATION if info.get("normalize", "bigpatent") == "bigpatent" else "none"
-    config.patentclf_max_length = int(info.get("max_length", 256))
+    config.patentclf_text_normalization = TEXT_NORMALIZATION if info.normalized else "none"
+    config.patentclf_max_length = info.max_length
 
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -61,11 +61,8 @@ def export_merged(bundle_dir: str | Path, out_dir: str | Path, *, dtype: str = "
     saved["architectures"] = [VLLM_ARCHITECTURES.get(name, name) for name in saved.get("architectures") or []]
     (staging / "config.json").write_text(json.dumps(saved, indent=2, sort_keys=True) + "\n")
     tokenizer.save_pretrained(staging)
-    exported = {
-        **info,
-        "exported_from": {"bundle": str(bundle_dir.resolve()), "version": model_version(bundle_dir), "dtype": dtype},
-    }
-    (staging / INFO_FILE).write_text(json.dumps(exported, indent=2) + "\n")
+    exported_from = {"bundle": str(bundle_dir.resolve()), "version": model_version(bundle_dir), "dtype": dtype}
+    write_info(staging, info.model_copy(update={"exported_from": exported_from}))
     (staging / "README.md").write_text(export_card(info, dtype))
     if out_dir.exists():
         shutil.rmtree(out_dir)

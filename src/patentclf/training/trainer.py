@@ -13,6 +13,7 @@ from transformers import Trainer
 
 from patentclf.corpus import data as data_mod
 from patentclf.corpus.labels import NUM_LABELS
+from patentclf.inference.classifier import Classifier
 from patentclf.model.base import (
     LoraSettings,
     add_lora,
@@ -24,7 +25,17 @@ from patentclf.model.base import (
     supports_bf16,
     upcast_trainable,
 )
-from patentclf.model.bundle import read_info, save_bundle
+from patentclf.model.bundle import (
+    BundleInfo,
+    PreviousRun,
+    SplitInfo,
+    TrainingInfo,
+    publish,
+    read_info,
+    staging_dir,
+    write_bundle,
+    write_info,
+)
 from patentclf.model.heads import TARGET_KEYS, HeadLayout, encode_targets, head_loss, last_token_positions
 from patentclf.model.train_config import ALL_PROJECTIONS, TrainConfig  # noqa: F401 (benches import ALL_PROJECTIONS from here)
 from patentclf.training.cards import write_model_card
@@ -221,16 +232,17 @@ def head_layout(config: TrainConfig, train_split: data_mod.Split) -> HeadLayout:
 
 
 def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> Path:
-    """Fine-tune, keep the best evaluation, write the bundle, then evaluate it on validation and test.
+    """Fine-tune, keep the best evaluation, then build the bundle beside ``output_dir`` (weights,
+    calibration on validation, figures on validation and test, card) and put it in place.
 
     Checkpoints of an interrupted run are resumed when the run's settings and data are the same;
-    a different run in the same checkpoint folder is refused unless ``restart`` clears it."""
+    a different run in the same checkpoint folder is refused unless ``restart`` clears it. The
+    caller's ``config`` is left as it was."""
     from transformers import set_seed
 
-    if config.resume_from:
+    if config.resume_from:  # a continued bundle keeps its base model and window
         previous = read_info(config.resume_from)
-        config.base_model = previous["base_model"]
-        config.max_length = previous.get("max_length", config.max_length)
+        config = config.model_copy(update={"base_model": previous.base_model, "max_length": previous.max_length})
     set_seed(config.seed)
     splits = load_training_data(config)
     checkpoint_dir = Path(config.checkpoint_dir or f"{config.output_dir}-checkpoints")
@@ -262,14 +274,29 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
         trainer.accelerator.wait_for_everyone()
         return Path(config.output_dir)
 
-    info = {
-        "base_model": config.base_model,
-        "base_model_weights": base_model_weights(config.base_model),
-        "max_length": config.max_length,
-        **({"heads": layout.to_dict()} if layout.hierarchical else {}),
-        "normalize": "bigpatent" if config.normalize else "none",
-        "training": {
-            **{k: v for k, v in config.to_dict().items() if k not in ("command",)},
+    try:
+        # Built in <output_dir>.partial: output_dir is replaced only once everything is written.
+        staging = staging_dir(config.output_dir)
+        info = bundle_info(config, layout, splits, trainer, precision, device)
+        write_bundle(trainer.model, tokenizer, info, staging)
+        classifier = Classifier.load(staging)  # loaded once: calibrated, then measured
+        info.calibration = calibrate_classifier(classifier, splits["train"], splits["validation"], tfidf=config.tfidf_ensemble)
+        info = measure_into_info(classifier, splits, info)
+        write_info(staging, info)
+        write_model_card(staging, info)
+        return publish(staging, config.output_dir)
+    finally:
+        trainer.accelerator.wait_for_everyone()
+
+
+def bundle_info(
+    config: TrainConfig, layout: HeadLayout, splits: dict[str, data_mod.Split], trainer: Trainer, precision: str, device
+) -> BundleInfo:
+    """What the new bundle's ``patentclf.json`` says before calibration and figures: the base model,
+    how text is read, the heads, the run (settings and facts), its data and the library versions."""
+    training = TrainingInfo.model_validate(
+        {
+            **config.model_dump(exclude={"command"}),  # the command is the bundle's own
             "precision": precision,
             "device": device.type,
             "world_size": trainer.args.world_size,
@@ -278,29 +305,22 @@ def train(config: TrainConfig, progress: bool = True, restart: bool = False) -> 
             "peak_memory_mb": peak_memory_mb(device),
             "log_history": trainer.state.log_history[-20:],
             **({"resumed_from": previous_run(config.resume_from)} if config.resume_from else {}),
+        }
+    )
+    return BundleInfo.new(
+        base_model=config.base_model,
+        base_model_weights=base_model_weights(config.base_model),
+        max_length=config.max_length,
+        **({"heads": layout.to_dict()} if layout.hierarchical else {}),
+        normalize="bigpatent" if config.normalize else "none",
+        training=training,
+        data={
+            name: SplitInfo(source=split.source, rows=len(split), labels=split.label_counts()) for name, split in splits.items()
         },
-        "data": {
-            name: {"source": split.source, "rows": len(split), "labels": split.label_counts()} for name, split in splits.items()
-        },
-        "metrics": {},
-        "versions": library_versions(),
-        "command": config.command or " ".join(sys.argv),
-    }
-
-    def calibrate_and_measure(folder: Path, info: dict) -> dict:
-        """One classifier, loaded once: calibrated on validation, then measured on validation and test."""
-        from patentclf.inference.classifier import Classifier
-
-        classifier = Classifier.load(folder)
-        info["calibration"] = calibrate_classifier(classifier, splits["train"], splits["validation"], tfidf=config.tfidf_ensemble)
-        info = measure_into_info(classifier, splits, info)
-        write_model_card(folder, info)
-        return info
-
-    try:
-        return save_bundle(trainer.model, tokenizer, info, config.output_dir, finish=calibrate_and_measure)
-    finally:
-        trainer.accelerator.wait_for_everyone()
+        metrics={},
+        versions=library_versions(),
+        command=config.command or " ".join(sys.argv),
+    )
 
 
 # --- the loss over every head ------------------------------------------------------------------
@@ -417,17 +437,13 @@ def claim_checkpoints(checkpoint_dir: Path, fingerprint: dict, restart: bool = F
     return False
 
 
-def previous_run(bundle_dir: str | Path) -> dict:
+def previous_run(bundle_dir: str | Path) -> PreviousRun:
     """What a continued bundle was trained with (its adapter's settings, such as LoRA rank and
     layers, come from there, not from this run's config), for the model card."""
     previous = read_info(bundle_dir)
-    training = {k: v for k, v in previous.get("training", {}).items() if k != "log_history"}
-    return {
-        "bundle": str(bundle_dir),
-        "training": training,
-        "metrics": previous.get("metrics", {}),
-        "command": previous.get("command"),
-    }
+    # The training log stays in the earlier bundle.
+    training = TrainingInfo.model_validate(previous.training.model_dump(exclude={"log_history"})) if previous.training else None
+    return PreviousRun(bundle=str(bundle_dir), training=training, metrics=previous.metrics, command=previous.command)
 
 
 def peak_memory_mb(device: torch.device) -> dict:
@@ -446,9 +462,8 @@ def headline(metrics: dict) -> dict:
     return {**summary(metrics), "ece": metrics["calibration"]["ece"], **metrics.get("hierarchy", {})}
 
 
-def measure_into_info(classifier, splits: dict[str, data_mod.Split], info: dict) -> dict:
+def measure_into_info(classifier, splits: dict[str, data_mod.Split], info: BundleInfo) -> BundleInfo:
     """``info`` with the classifier's figures on validation and test (and TF-IDF's beside them)."""
-    info.setdefault("metrics", {})
     for name in ("validation", "test"):
         if name not in splits:
             continue
@@ -459,8 +474,8 @@ def measure_into_info(classifier, splits: dict[str, data_mod.Split], info: dict)
             forms["test (first 200 characters)"] = [short_text_form(t) for t in split.texts]
         for label, texts in forms.items():
             metrics = evaluate_predictions(split.labels, split.codes, classifier.predict(texts))
-            info["metrics"][label] = headline(metrics)
+            info.metrics[label] = headline(metrics)
             if classifier.tfidf is not None:  # its TF-IDF partner is the baseline, trained on the same rows
                 rows = data_mod.Split(texts=list(texts), labels=split.labels, codes=split.codes)
-                info.setdefault("baselines", {})[label] = headline(baseline_metrics(classifier.tfidf, rows))
+                info.baselines[label] = headline(baseline_metrics(classifier.tfidf, rows))
     return info

@@ -54,6 +54,6 @@ def tune_bundle(bundle_dir: str | Path, train: Split, validation: Split, *, tfid
     from patentclf.inference.classifier import Classifier
 
     info = read_info(bundle_dir)
-    info["calibration"] = calibrate_classifier(Classifier.load(bundle_dir), train, validation, tfidf=tfidf)
+    info.calibration = calibrate_classifier(Classifier.load(bundle_dir), train, validation, tfidf=tfidf)
     write_info(bundle_dir, info)
-    return info["calibration"]
+    return info.calibration

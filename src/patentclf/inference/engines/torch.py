@@ -3,13 +3,17 @@ length-bucketed batches and the forward pass."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from patentclf.model.base import attention_implementation
+from patentclf.model.base import attention_implementation, pick_device, supports_bf16
+from patentclf.model.bundle import load_bundle
 from patentclf.model.heads import last_token_positions
+
+PRECISIONS = ("auto", "bf16", "fp32")
 
 # On CPU a batch holds at most this many (padded) tokens: larger batches spill the activations out of
 # the cache and run slower per token (on the 2-core EPYC dev machine, SmolLM2 ran 3x256 tokens 27%
@@ -49,6 +53,27 @@ class TorchEngine:
                 self.backbone = torch.compile(self.backbone, dynamic=True)
             else:
                 self.model = torch.compile(model, dynamic=True)
+
+    @classmethod
+    def from_bundle(
+        cls,
+        path: str | Path,
+        *,
+        device: str | None = None,
+        precision: str = "auto",
+        compile: bool = False,
+        quantize: str | None = None,
+    ) -> "TorchEngine":
+        """The bundle's merged model on ``device`` (default: the best one here). ``precision``: auto
+        (bf16 where the hardware has native bf16), bf16 or fp32; ``quantize``: 4bit or 8bit base
+        weights (default: what the bundle was trained with)."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+        target = torch.device(device) if device else pick_device()
+        use_bf16 = precision == "bf16" or (precision == "auto" and supports_bf16(target))
+        options = {"quantize": quantize} if quantize else {}
+        model, tokenizer, _ = load_bundle(path, dtype=torch.bfloat16 if use_bf16 else torch.float32, device=target, **options)
+        return cls(model, tokenizer, target, compile=compile)
 
     def batches(self, lengths: Sequence[int], batch_size: int | None = None) -> list[list[int]]:
         """Indices grouped into batches of similar length, shortest first: at most ``batch_size`` rows
@@ -94,6 +119,17 @@ class TorchEngine:
         # The hidden state the score layer reads: the patent's representation for the index (free).
         pooled = hidden[torch.arange(len(windows), device=self.device), last]
         return self.model.score(pooled), pooled
+
+    @staticmethod
+    def probabilities(logits: np.ndarray, parts: dict[str, slice], independent: Collection[str]) -> dict[str, np.ndarray]:
+        """Softmax over each part of the outputs, sigmoid for the ``independent`` ones, computed by
+        torch (numpy's exp differs from torch's in the last bit, and the shipped predictions are
+        torch's to 1e-6)."""
+        table = torch.from_numpy(logits)
+        return {
+            name: (torch.sigmoid(table[:, part]) if name in independent else torch.softmax(table[:, part], dim=-1)).numpy()
+            for name, part in parts.items()
+        }
 
     def check(self) -> None:
         """An in-process model cannot go away: nothing to check."""

@@ -19,11 +19,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import httpx
 import numpy as np
+from scipy.special import expit, softmax
 
 # Windows per /classify request: vLLM's scheduler batches across requests and rows itself, so a few
 # large requests keep the HTTP and JSON overhead small without holding any row back for long.
@@ -41,12 +42,24 @@ class EngineUnavailable(RuntimeError):
 class VllmEngine:
     """``logits(windows)``: the raw outputs of the model served by the vLLM server at ``url``."""
 
-    def __init__(self, url: str, *, outputs: int, timeout: float = REQUEST_TIMEOUT_S):
+    def __init__(self, url: str, *, outputs: int, tokenizer=None, timeout: float = REQUEST_TIMEOUT_S):
         self.url = url.rstrip("/")
+        self.tokenizer = tokenizer  # the bundle's: the server is sent token ids
         self.outputs = int(outputs)
         self.device = f"vllm {self.url}"
         self.client = httpx.Client(base_url=self.url, timeout=timeout, trust_env=False)
         self._model: str | None = None
+
+    @classmethod
+    def from_bundle(cls, path: str | Path, url: str, *, timeout: float = REQUEST_TIMEOUT_S) -> "VllmEngine":
+        """The engine for the bundle at ``path`` served (as its merged export) by the vLLM server at ``url``."""
+        from patentclf.model.bundle import load_bundle_tokenizer, read_info
+        from patentclf.model.heads import HeadLayout
+
+        if not url:
+            raise ValueError("engine 'vllm' needs vllm_url, the address of a `vllm serve` of the bundle's merged export")
+        info = read_info(path)
+        return cls(url, outputs=HeadLayout.from_info(info).size, tokenizer=load_bundle_tokenizer(path, info), timeout=timeout)
 
     def batches(self, lengths: Sequence[int], batch_size: int | None = None) -> list[list[int]]:
         """Consecutive groups of at most ``batch_size`` windows (vLLM packs rows of any length without
@@ -77,6 +90,15 @@ class VllmEngine:
     def outputs_of(self, windows: list[list[int]]) -> tuple[np.ndarray, None]:
         """The logits, without representations: vLLM's classify runner answers the score layer's output only."""
         return self.logits(windows), None
+
+    @staticmethod
+    def probabilities(logits: np.ndarray, parts: dict[str, slice], independent: Collection[str]) -> dict[str, np.ndarray]:
+        """Softmax over each part of the outputs, sigmoid for the ``independent`` ones (numpy: this
+        engine's process needs no torch)."""
+        return {
+            name: expit(logits[:, part]) if name in independent else softmax(logits[:, part], axis=1)
+            for name, part in parts.items()
+        }
 
     def model(self) -> str:
         """The name the server serves its model under (asked once)."""
