@@ -109,15 +109,14 @@ def hierarchy_metrics(
     predicted section sets; class and subclass top-1/3/5 accuracy against the main code and against
     any of the patent's codes."""
     from patentclf.corpus.hierarchy import targets as code_targets
-    from patentclf.corpus.labels import CODES as SECTION_CODES
 
     rows = [(i, t) for i, t in enumerate(map(code_targets, codes)) if t is not None]
     if not rows:
         return {}
     out: dict = {"n": len(rows)}
     out["top_section_in_sections"] = float(np.mean([top_sections[i] in t.sections for i, t in rows]))
-    predicted = np.array([[c in section_sets[i] for c in SECTION_CODES] for i, _ in rows])
-    truth = np.array([[c in t.sections for c in SECTION_CODES] for _, t in rows])
+    predicted = np.array([[c in section_sets[i] for c in CODES] for i, _ in rows])
+    truth = np.array([[c in t.sections for c in CODES] for _, t in rows])
     present = truth.any(axis=0)
     out["sections_micro_f1"] = float(f1_score(truth, predicted, average="micro", zero_division=0))
     out["sections_macro_f1"] = float(f1_score(truth[:, present], predicted[:, present], average="macro", zero_division=0))
@@ -199,9 +198,8 @@ def tfidf_neighbour_groups(
 def fit_baseline(train):
     """TF-IDF + logistic regression for section, main class and main subclass, trained on ``train``
     (a ``data.Split``): the baseline every figure is compared with."""
-    from patentclf.model.ensemble import fit_tfidf
+    from patentclf.model.ensemble import fit_tfidf, tfidf_targets
     from patentclf.model.heads import HeadLayout
-    from patentclf.training.tuning import tfidf_targets
 
     return fit_tfidf(train.texts, tfidf_targets(train, HeadLayout.from_codes(train.codes)))
 
@@ -209,8 +207,6 @@ def fit_baseline(train):
 def baseline_metrics(models, rows) -> dict:
     """The same figures as ``evaluate_predictions`` for fitted TF-IDF models (``ensemble.TfidfModels``)
     on ``rows``; the baseline's section set is its one top section."""
-    from patentclf.corpus.labels import CODES as SECTION_CODES
-
     section_probs = models.predict_proba(rows.texts, "section")
     classes = np.asarray(models.classes("section"))
     predicted = classes[section_probs.argmax(axis=1)]
@@ -225,7 +221,7 @@ def baseline_metrics(models, rows) -> dict:
         names = models.classes(target)
         return [[names[j] for j in np.argsort(-row)[:5]] for row in probs]
 
-    top = [SECTION_CODES[int(label)] for label in predicted]
+    top = [CODES[int(label)] for label in predicted]
     metrics["hierarchy"] = hierarchy_metrics(rows.codes, top, [[code] for code in top], rankings("class"), rankings("subclass"))
     return metrics
 
