@@ -36,10 +36,10 @@ def main() -> None:
     from patentclf.corpus.data import load_split, stratified_subset
     from patentclf.corpus.hierarchy import targets
     from patentclf.corpus.labels import CODES
-    from patentclf.inference.calibration import blend, expected_calibration_error, section_sets, section_sources
+    from patentclf.inference.calibration import blend, section_sets, section_sources
     from patentclf.inference.classifier import Classifier
     from patentclf.model.bundle import default_model_dir
-    from patentclf.training.evaluation import compute_metrics, short_text_form
+    from patentclf.training.evaluation import compute_metrics, expected_calibration_error, short_text_form
 
     classifier = Classifier.load(args.model or default_model_dir())
     rows = stratified_subset(load_split("bundled", args.split), args.limit)
@@ -65,7 +65,7 @@ def main() -> None:
         classifier.calibration = calibration
         partners = classifier.tfidf_outputs(texts)
         tfidf = partners["section"]
-        section = calibration.heads["section"]
+        section = calibration.heads.get("section")
         variants = {
             "LLM alone, raw softmax": raw["section"],
             "LLM alone, temperature": blend(raw["section"], None, 1.0, section.llm_temperature),
@@ -73,7 +73,7 @@ def main() -> None:
             "LLM + TF-IDF blend, temperature": section.apply(raw["section"], tfidf),
         }
         if calibration.pool:
-            variants["pooled with the class / subclass heads"] = calibration.pool.apply(
+            variants["pooled with the class / subclass heads"] = calibration.pool.pooled(
                 section_sources(raw, tfidf, classifier.layout)
             )
         variants["shipped (the above read through the confidence map)"] = shipped["section"]
@@ -96,7 +96,7 @@ def main() -> None:
             main = shipped["section"].argmax(axis=1)[found_rows]
             out = []
             for name, probs, threshold in (
-                ("multi-label head, its threshold", raw["sections"], calibration.sections_threshold),
+                ("multi-label head, its threshold", raw["sections"], calibration.sections_threshold.threshold),
                 ("sections stack (shipped)", shipped["sections"], calibration.stack.threshold),
             ):
                 chosen = section_sets(probs[found_rows], main, threshold)
@@ -114,7 +114,7 @@ def main() -> None:
                 for name, probs in (
                     ("LLM alone", raw[head]),
                     ("TF-IDF alone", partner),
-                    ("blend (shipped)", calibration.heads[head].apply(raw[head], partner)),
+                    ("blend (shipped)", calibration.heads.get(head).apply(raw[head], partner)),
                 ):
                     if probs is None:
                         continue

@@ -1,4 +1,5 @@
-"""Calibration maths (ECE, temperature, blend, threshold) and the pickle-free TF-IDF partner."""
+"""Calibration: the shared maths (temperature, blend, pool, threshold), each stage, the walk through
+them, and the pickle-free TF-IDF partner."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 
 from patentclf.inference import calibration as cal
 from patentclf.model.ensemble import TFIDF_JSON, TFIDF_WEIGHTS, TfidfModels, fit_tfidf
+from patentclf.training.evaluation import expected_calibration_error
 
 from .conftest import toy_hierarchy_rows
 
@@ -15,17 +17,6 @@ def softmax(z):
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
-
-
-def test_ece_is_small_when_confidence_matches_accuracy_and_large_when_not():
-    rng = np.random.default_rng(0)
-    confidence = rng.uniform(0.3, 1.0, 20000)
-    honest = rng.random(20000) < confidence
-    over = rng.random(20000) < confidence - 0.2
-    assert cal.expected_calibration_error(confidence, honest.astype(float)) < 0.02
-    assert cal.expected_calibration_error(confidence, over.astype(float)) == pytest.approx(0.2, abs=0.02)
-    table = cal.reliability_table(confidence, honest.astype(float))
-    assert sum(r["n"] for r in table) == 20000 and all(r["low"] < r["confidence"] <= r["high"] for r in table)
 
 
 def test_fit_combination_trusts_the_informative_source_and_sums_codes_to_sections():
@@ -84,12 +75,12 @@ def test_confidence_map_bends_overconfidence_back_and_keeps_every_prediction():
     labels = np.array([rng.choice(9, p=p) for p in softmax(logits / 2.0)])  # the true scores are flatter
     probs = softmax(logits)  # over-confident
     fit, held = slice(0, 3000), slice(3000, None)
-    confidence_map = cal.fit_confidence_map(probs[fit], labels[fit])
-    assert confidence_map["confidence"] == sorted(confidence_map["confidence"])
-    assert confidence_map["accuracy"] == sorted(confidence_map["accuracy"])  # non-decreasing
-    mapped = cal.apply_confidence_map(probs[held], confidence_map)
-    before = cal.expected_calibration_error(probs[held].max(1), probs[held].argmax(1) == labels[held])
-    after = cal.expected_calibration_error(mapped.max(1), mapped.argmax(1) == labels[held])
+    confidence_map = cal.ConfidenceMap.learn(probs[fit], labels[fit])
+    assert confidence_map.confidence == sorted(confidence_map.confidence)
+    assert confidence_map.accuracy == sorted(confidence_map.accuracy)  # non-decreasing
+    mapped = confidence_map.read(probs[held])
+    before = expected_calibration_error(probs[held].max(1), probs[held].argmax(1) == labels[held])
+    after = expected_calibration_error(mapped.max(1), mapped.argmax(1) == labels[held])
     assert before > 0.08 and after < 0.03
     assert (mapped.argmax(1) == probs[held].argmax(1)).all()  # no prediction changes
     np.testing.assert_allclose(mapped.sum(axis=1), 1.0, atol=1e-9)
@@ -98,22 +89,20 @@ def test_confidence_map_bends_overconfidence_back_and_keeps_every_prediction():
     order = np.argsort(probs[held].max(1))
     rising = np.diff(probs[held].max(1)[order]) > 1e-9
     assert (np.diff(mapped.max(1)[order])[rising] > 0).all()
-    flat = cal.apply_confidence_map(
-        np.array([[0.5, 0.5 - 1e-3] + [1e-3 / 7] * 7, [0.6, 0.4] + [0.0] * 7]), {"confidence": [0, 1], "accuracy": [0.7, 0.7]}
-    )
+    flat = cal.ConfidenceMap([0, 1], [0.7, 0.7]).read(np.array([[0.5, 0.5 - 1e-3] + [1e-3 / 7] * 7, [0.6, 0.4] + [0.0] * 7]))
     assert 0.69 < flat[0, 0] < flat[1, 0] < 0.71
     # A row that was sure to the last bit: the rest of its probability is spread, and it still sums to 1.
-    certain = cal.apply_confidence_map(np.array([[1.0] + [0.0] * 8, [1 - 1e-12] + [1e-12 / 8] * 8]), confidence_map)
+    certain = confidence_map.read(np.array([[1.0] + [0.0] * 8, [1 - 1e-12] + [1e-12 / 8] * 8]))
     np.testing.assert_allclose(certain.sum(axis=1), 1.0, atol=1e-9)
     assert (certain.argmax(axis=1) == 0).all() and (certain[:, 1:] > 0).all()
     # Always right on validation still does not make it claim certainty (the review threshold needs < 1).
-    always_right = cal.fit_confidence_map(softmax(5.0 * np.eye(9)[labels[:800]]), labels[:800])
-    assert 0.99 < max(always_right["accuracy"]) < 1.0
+    always_right = cal.ConfidenceMap.learn(softmax(5.0 * np.eye(9)[labels[:800]]), labels[:800])
+    assert 0.99 < max(always_right.accuracy) < 1.0
     # A map that pulls the top down to the runner-up's share: the others are capped at the top.
-    squashed = cal.apply_confidence_map(np.array([[0.6, 0.3, 0.1]]), {"confidence": [0, 1], "accuracy": [0.4, 0.4]})
+    squashed = cal.ConfidenceMap([0, 1], [0.4, 0.4]).read(np.array([[0.6, 0.3, 0.1]]))
     np.testing.assert_allclose(squashed[0], [0.404, 0.404, 0.192], atol=1e-5)  # 0.4 and ORDER_MIX of 0.6
     assert squashed[0].argmax() == 0
-    floor = cal.apply_confidence_map(np.array([[0.6, 0.3, 0.1]]), {"confidence": [0, 1], "accuracy": [0.1, 0.1]})
+    floor = cal.ConfidenceMap([0, 1], [0.1, 0.1]).read(np.array([[0.6, 0.3, 0.1]]))
     np.testing.assert_allclose(floor[0], [1 / 3] * 3, atol=1e-5)  # never below 1 / (number of sections)
 
 
@@ -125,27 +114,19 @@ def test_sections_stack_trusts_the_informative_source_and_beats_the_raw_head():
     sharp = 1 / (1 + np.exp(-(3.0 * (truth - 0.5) * 2 + rng.normal(0, 1.2, truth.shape))))
     raw_head = 1 / (1 + np.exp(-(1.0 * (truth - 0.5) * 2 + rng.normal(0, 1.5, truth.shape))))
     tables = {"sections": raw_head, "class": sharp}
-    stack = cal.fit_sections_stack(tables, truth, main)
-    assert stack["features"] == ["sections", "class"]
-    assert stack["coefficients"][1] > stack["coefficients"][0] > 0
-    assert 0 < stack["threshold"] < 1
+    stack = cal.SectionsStack.learn(tables, truth, main)
+    assert stack.features == ["sections", "class"]
+    assert stack.coefficients[1] > stack.coefficients[0] > 0
+    assert 0 < stack.threshold < 1
 
     def micro_f1(probabilities, threshold):
         chosen = cal.section_sets(probabilities, main, threshold)
         return 2 * (chosen & truth).sum() / (chosen.sum() + truth.sum())
 
-    stacked = cal.stacked_sections(tables, stack)
+    stacked = stack.probabilities(tables)
     assert stacked.shape == truth.shape and ((0 < stacked) & (stacked < 1)).all()
     raw_best = max(micro_f1(raw_head, t) for t in np.arange(0.05, 0.95, 0.025))
-    assert micro_f1(stacked, stack["threshold"]) > raw_best + 0.05
-
-
-def test_reliability_diagram_is_drawn(tmp_path):
-    rng = np.random.default_rng(3)
-    confidence = rng.uniform(0, 1, 500)
-    table = cal.reliability_table(confidence, (rng.random(500) < confidence).astype(float))
-    path = cal.plot_reliability(table, 0.05, tmp_path / "reliability.png")
-    assert path.stat().st_size > 5000 and path.read_bytes()[:4] == b"\x89PNG"
+    assert micro_f1(stacked, stack.threshold) > raw_best + 0.05
 
 
 def test_tfidf_models_round_trip_without_pickle(tmp_path):
@@ -239,3 +220,59 @@ def test_calibrate_refits_a_bundle_in_place_and_rewrites_its_figures(tiny_hierar
     # A bundle folder that is not one: a clear error, not a traceback.
     missing = CliRunner().invoke(app, ["calibrate", "--model", str(tmp_path / "nowhere"), "--no-tfidf"])
     assert missing.exit_code != 0 and "Traceback" not in missing.output
+
+
+def test_the_stages_are_fitted_in_order_each_on_the_walk_so_far():
+    """``Calibration.fit`` walks ``STAGES``: the stack reads the pooled section, the map is fitted on it;
+    what it stores reads back key for key, in order, and applies the same."""
+    from patentclf.model.heads import HeadLayout
+
+    rng = np.random.default_rng(6)
+    layout = HeadLayout(classes=["A01", "G06", "H04"], subclasses=["A01B", "G06F", "H04N"])
+    labels = rng.choice([0, 6, 7], 600)  # sections A, G and H; a code's index in the layout is labels // 3
+    codes = [[f"{layout.subclasses[label // 3]} 1/00"] + (["H04N 5/00"] if rng.random() < 0.3 else []) for label in labels]
+    truth = cal.Truth.from_split(list(labels), codes, layout)
+    finer = np.array([label // 3 for label in labels])
+
+    def noisy(columns, target, sharpness):
+        return softmax(sharpness * np.eye(columns)[target] + rng.normal(0, 1, (len(target), columns)))
+
+    raw = {
+        "section": noisy(9, labels, 2.0),
+        "sections": 1 / (1 + np.exp(-rng.normal(0, 1, (600, 9)))),
+        "class": noisy(3, finer, 1.5),
+        "subclass": noisy(3, finer, 1.5),
+    }
+    tfidf = {"section": noisy(9, labels, 1.0), "class": noisy(3, finer, 1.0), "subclass": noisy(3, finer, 1.0)}
+    fitted = cal.Calibration.fit(raw, tfidf, truth, layout)
+    assert [type(stage) for stage in fitted.stages()] == [kind for _, kind in cal.STAGES]
+    pooled = fitted.pool.pooled(cal.section_sources(raw, tfidf["section"], layout))
+    assert fitted.confidence_map == cal.ConfidenceMap.learn(pooled, labels)
+    rows = [i for i, found in enumerate(truth.sections) if found]
+    members = np.array([[code in truth.sections[i] for code in "ABCDEFGHY"] for i in rows])
+    tables = cal.stack_tables(raw, pooled, tfidf, layout)
+    assert fitted.stack == cal.SectionsStack.learn({k: v[rows] for k, v in tables.items()}, members, pooled.argmax(1)[rows])
+
+    stored = fitted.to_dict()
+    assert list(stored) == ["section", "class", "subclass", "sections_threshold", "sections_stack"]
+    assert list(stored["section"]) == ["llm_weight", "temperature", "llm_temperature", "fitted_on", "weights", "confidence_map"]
+    loaded = cal.Calibration.from_dict(stored, layout)
+    assert loaded.to_dict() == stored and loaded.tfidf_heads() == {"section", "class", "subclass"}
+    for key, table in fitted.apply(raw, tfidf).items():
+        np.testing.assert_array_equal(loaded.apply(raw, tfidf)[key], table)
+    # TF-IDF switched off: no pool, no stack, no map (it was fitted on the pooled section).
+    alone = loaded.apply(raw, {})
+    np.testing.assert_allclose(
+        alone["section"], cal.blend(raw["section"], None, 1.0, fitted.heads.get("section").llm_temperature)
+    )
+    assert (alone["sections"] == raw["sections"]).all() and (
+        alone["sections_threshold"] == fitted.sections_threshold.threshold
+    ).all()
+
+
+def test_only_the_tfidf_heads_a_calibration_reads_are_asked_for():
+    """A stack that reads the TF-IDF partner's section only does not ask for its class and subclass
+    models (each costs a pass over the texts)."""
+    stack = cal.SectionsStack(["sections", "section", "tfidf"], [1.0, 1.0, 1.0], 0.0, 0.5)
+    calibration = cal.Calibration(pool=cal.SectionPool({"llm": 0.5, "tfidf": 0.5}), stack=stack)
+    assert calibration.tfidf_heads() == {"section"}

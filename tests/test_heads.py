@@ -98,17 +98,14 @@ def test_pooled_section_probabilities_follow_the_stored_weights(tiny_hierarchy_b
     raw = classifier.raw_outputs(texts)
     sources = cal.section_sources(raw, classifier.tfidf_outputs(texts)["section"], classifier.layout)
     weights = classifier.calibration.pool.weights
-    confidence_map = {
-        "confidence": classifier.calibration.confidence_map.confidence,
-        "accuracy": classifier.calibration.confidence_map.accuracy,
-    }
-    expected = cal.apply_confidence_map(cal.combine([sources[name] for name in weights], list(weights.values())), confidence_map)
+    confidence_map = classifier.calibration.confidence_map
+    expected = confidence_map.read(cal.combine([sources[name] for name in weights], list(weights.values())))
     got = np.array([[p.probabilities[c] for c in CODES] for p in classifier.predict(texts)])
     np.testing.assert_allclose(got, expected, atol=1e-5)
     # Only the weights decide: the LLM section head alone would answer otherwise.
     classifier.calibration.pool = cal.SectionPool({"llm": 1.0})
     alone = np.array([[p.probabilities[c] for c in CODES] for p in classifier.predict(texts)])
-    np.testing.assert_allclose(alone, cal.apply_confidence_map(cal.combine([raw["section"]], [1.0]), confidence_map), atol=1e-5)
+    np.testing.assert_allclose(alone, confidence_map.read(cal.combine([raw["section"]], [1.0])), atol=1e-5)
 
 
 def test_sections_come_from_the_stored_stack_and_fall_back_to_the_raw_head_without_tfidf(
@@ -128,7 +125,7 @@ def test_sections_come_from_the_stored_stack_and_fall_back_to_the_raw_head_witho
     weights = calibration["section"]["weights"]
     sources = cal.section_sources(raw, tfidf["section"], classifier.layout)
     pooled = cal.combine([sources[name] for name in weights], list(weights.values()))
-    expected = cal.stacked_sections(cal.stack_tables(raw, pooled, tfidf, classifier.layout), stack)
+    expected = cal.SectionsStack(**stack).probabilities(cal.stack_tables(raw, pooled, tfidf, classifier.layout))
     predictions = classifier.predict(texts)
     got = np.array([[p.section_probabilities[c] for c in CODES] for p in predictions])
     np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -11,10 +11,15 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from patentclf.corpus.data import to_bigpatent_form
+from patentclf.corpus.data import Split, to_bigpatent_form
+from patentclf.corpus.hierarchy import targets
+
+if TYPE_CHECKING:  # heads imports torch, which reading TF-IDF models does not need
+    from patentclf.model.heads import HeadLayout
 
 TFIDF_JSON = "tfidf.json"
 TFIDF_WEIGHTS = "tfidf.safetensors"
@@ -127,3 +132,15 @@ def fit_tfidf(texts: list[str], targets: dict[str, list], *, max_features: int |
         model = LogisticRegression(C=C, max_iter=2000).fit(features, [values[i] for i in rows])
         fitted[name] = TfidfTarget(vectorizer, model)
     return TfidfModels(fitted)
+
+
+def tfidf_targets(split: Split, layout: HeadLayout) -> dict[str, list]:
+    """Per-row targets for the TF-IDF models: the section always, class / subclass where the row's
+    main code is in the model's vocabulary."""
+    found = [targets(codes) for codes in split.codes]
+    out: dict[str, list] = {"section": list(split.labels)}
+    if layout.hierarchical:
+        classes, subclasses = set(layout.classes), set(layout.subclasses)
+        out["class"] = [t.main_class if t and t.main_class in classes else None for t in found]
+        out["subclass"] = [t.main_subclass if t and t.main_subclass in subclasses else None for t in found]
+    return out

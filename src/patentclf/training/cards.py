@@ -119,6 +119,36 @@ def index_section(index: dict, index_bytes: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def calibration_text(calibration) -> str:
+    """What the bundle's calibration (an ``inference.calibration.Calibration``) does, in a sentence or three."""
+    from patentclf.inference.calibration import ORDER_MIX
+
+    section = calibration.heads.blends.get("section")
+    if section is None:
+        return "Probabilities are the model's own softmax (not calibrated)."
+    threshold = calibration.sections_threshold.threshold if calibration.sections_threshold else None
+    if not calibration.pool:
+        return (
+            f"Section probabilities are a log-linear blend of the LLM ({section.llm_weight:.2f}) and a TF-IDF + "
+            f"logistic regression model trained on the same rows ({1 - section.llm_weight:.2f}), divided by a "
+            f"temperature of {section.temperature:.2f}; weights, temperatures and the sections threshold "
+            f"({'-' if threshold is None else threshold}) were fitted on the validation split."
+        )
+    bins = len(calibration.confidence_map.confidence) if calibration.confidence_map else 0
+    if calibration.stack:
+        threshold = calibration.stack.threshold
+    return (
+        "Section probabilities pool, log-linearly, the LLM's section head, a TF-IDF + logistic regression model "
+        "trained on the same rows, and the LLM's class and subclass heads summed up to sections, with weights "
+        + ", ".join(f"{name} {weight:.2f}" for name, weight in calibration.pool.weights.items())
+        + f"; the predicted section's probability is then read through a confidence map ({bins} equal-count bins, "
+        f"isotonic, with {ORDER_MIX:.0%} of the raw value mixed in so that confidences keep their order), so it "
+        "matches how often such answers are right. The sections come from a logistic regression over every head's "
+        f"view of each section (threshold {'-' if threshold is None else threshold}); class and subclass "
+        "probabilities blend the LLM with TF-IDF and a temperature. All of these were fitted on the validation split."
+    )
+
+
 def bundle_card(info: BundleInfo, index: dict | None = None, index_bytes: int = 0) -> str:
     """``index``: the bundle's ``index/index.json`` and ``index_bytes`` its faiss file's size, if it has one."""
     from patentclf.inference.calibration import Calibration  # numpy: not needed to read a bundle's info
@@ -144,7 +174,7 @@ def bundle_card(info: BundleInfo, index: dict | None = None, index_bytes: int = 
         base_model_weights=info.base_model_weights or info.base_model,
         heads_text=heads_text,
         max_length=info.max_length,
-        calibration_text=Calibration.from_dict(info.calibration, HeadLayout.from_info(info)).describe(),
+        calibration_text=calibration_text(Calibration.from_dict(info.calibration, HeadLayout.from_info(info))),
         metrics_rows=metrics_rows(info.metrics, info.baselines),
         hierarchy_table=hierarchy_table(info.metrics, info.baselines),
         data=json.dumps({name: split.model_dump(mode="json") for name, split in info.data.items()}),

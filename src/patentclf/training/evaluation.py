@@ -1,4 +1,5 @@
-"""Metrics, the per-class report and the confusion-matrix picture."""
+"""Metrics (accuracy, macro-F1, ECE, hierarchy figures), baselines, the per-class report and pictures
+(the confusion matrix, the reliability diagram)."""
 
 from __future__ import annotations
 
@@ -51,6 +52,78 @@ def summary(metrics: dict) -> dict:
     return {key: metrics[key] for key in ("n", "accuracy", "macro_f1", "weighted_f1")}
 
 
+# -- calibration: how far confidence is from accuracy -------------------------------------------------
+
+# Equal-width confidence bins of ECE and the reliability diagram.
+ECE_BINS = 15
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins,
+    weighted by how many predictions fall in each."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            total += members.mean() * abs(confidence[members].mean() - correct[members].mean())
+    return float(total)
+
+
+def reliability_table(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> list[dict]:
+    """Per confidence bin: its range, how many predictions, their mean confidence and accuracy."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows = []
+    for b in range(bins):
+        members = which == b
+        if members.any():
+            rows.append(
+                {
+                    "low": float(edges[b]),
+                    "high": float(edges[b + 1]),
+                    "n": int(members.sum()),
+                    "confidence": float(confidence[members].mean()),
+                    "accuracy": float(correct[members].mean()),
+                }
+            )
+    return rows
+
+
+def plot_reliability(table: list[dict], ece: float, path: str | Path, title: str = "Reliability") -> Path:
+    """Accuracy against confidence per bin, beside the diagonal of perfect calibration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfectly calibrated")
+    centres = [(r["low"] + r["high"]) / 2 for r in table]
+    width = (table[0]["high"] - table[0]["low"]) if table else 0.066
+    ax.bar(centres, [r["accuracy"] for r in table], width=width * 0.9, alpha=0.7, label="accuracy in bin")
+    ax.plot(
+        [r["confidence"] for r in table],
+        [r["accuracy"] for r in table],
+        marker="o",
+        color="black",
+        label="(mean confidence, accuracy)",
+    )
+    for r, x in zip(table, centres):
+        ax.text(x, 0.02, str(r["n"]), ha="center", fontsize=7, rotation=90)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence of the predicted section")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title} (ECE {ece:.3f})")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_confusion_matrix(metrics: dict, path: str | Path, title: str = "Confusion matrix") -> Path:
     import matplotlib
 
@@ -84,8 +157,6 @@ def write_report(metrics: dict, output_dir: str | Path, title: str = "Confusion 
     (output_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     plot_confusion_matrix(metrics, output_dir / "confusion_matrix.png", title)
     if metrics.get("calibration"):
-        from patentclf.inference.calibration import plot_reliability
-
         plot_reliability(
             metrics["calibration"]["reliability"], metrics["calibration"]["ece"], output_dir / "reliability.png", title
         )
@@ -109,15 +180,14 @@ def hierarchy_metrics(
     predicted section sets; class and subclass top-1/3/5 accuracy against the main code and against
     any of the patent's codes."""
     from patentclf.corpus.hierarchy import targets as code_targets
-    from patentclf.corpus.labels import CODES as SECTION_CODES
 
     rows = [(i, t) for i, t in enumerate(map(code_targets, codes)) if t is not None]
     if not rows:
         return {}
     out: dict = {"n": len(rows)}
     out["top_section_in_sections"] = float(np.mean([top_sections[i] in t.sections for i, t in rows]))
-    predicted = np.array([[c in section_sets[i] for c in SECTION_CODES] for i, _ in rows])
-    truth = np.array([[c in t.sections for c in SECTION_CODES] for _, t in rows])
+    predicted = np.array([[c in section_sets[i] for c in CODES] for i, _ in rows])
+    truth = np.array([[c in t.sections for c in CODES] for _, t in rows])
     present = truth.any(axis=0)
     out["sections_micro_f1"] = float(f1_score(truth, predicted, average="micro", zero_division=0))
     out["sections_macro_f1"] = float(f1_score(truth[:, present], predicted[:, present], average="macro", zero_division=0))
@@ -136,8 +206,6 @@ def hierarchy_metrics(
 
 def calibration_metrics(confidence: np.ndarray, correct: np.ndarray) -> dict:
     """Expected calibration error and the per-bin reliability table of the predicted section."""
-    from patentclf.inference.calibration import expected_calibration_error, reliability_table
-
     return {"ece": expected_calibration_error(confidence, correct), "reliability": reliability_table(confidence, correct)}
 
 
@@ -199,9 +267,8 @@ def tfidf_neighbour_groups(
 def fit_baseline(train):
     """TF-IDF + logistic regression for section, main class and main subclass, trained on ``train``
     (a ``data.Split``): the baseline every figure is compared with."""
-    from patentclf.model.ensemble import fit_tfidf
+    from patentclf.model.ensemble import fit_tfidf, tfidf_targets
     from patentclf.model.heads import HeadLayout
-    from patentclf.training.tuning import tfidf_targets
 
     return fit_tfidf(train.texts, tfidf_targets(train, HeadLayout.from_codes(train.codes)))
 
@@ -209,8 +276,6 @@ def fit_baseline(train):
 def baseline_metrics(models, rows) -> dict:
     """The same figures as ``evaluate_predictions`` for fitted TF-IDF models (``ensemble.TfidfModels``)
     on ``rows``; the baseline's section set is its one top section."""
-    from patentclf.corpus.labels import CODES as SECTION_CODES
-
     section_probs = models.predict_proba(rows.texts, "section")
     classes = np.asarray(models.classes("section"))
     predicted = classes[section_probs.argmax(axis=1)]
@@ -225,7 +290,7 @@ def baseline_metrics(models, rows) -> dict:
         names = models.classes(target)
         return [[names[j] for j in np.argsort(-row)[:5]] for row in probs]
 
-    top = [SECTION_CODES[int(label)] for label in predicted]
+    top = [CODES[int(label)] for label in predicted]
     metrics["hierarchy"] = hierarchy_metrics(rows.codes, top, [[code] for code in top], rankings("class"), rankings("subclass"))
     return metrics
 
