@@ -121,7 +121,7 @@ SERVICE_FIELDS = ("id", "needs_review", "model_version")
 # A file row holds every field but these (a file keys its rows by the input's own ``id``).
 FILE_FIELDS = tuple(name for name in RECORD_FIELDS if name not in (*SERVICE_FIELDS, "name", "label_id", "chunks"))
 # Files written before the section was called ``label`` in every output called it ``prediction``:
-# readers of patentclf's own files accept both (see :func:`read_label`).
+# readers of patentclf's own files accept both.
 OLD_LABEL_NAME = "prediction"
 
 
@@ -135,11 +135,6 @@ def prediction_record(prediction: Prediction, **added) -> dict:
 def file_record(record: dict) -> dict:
     """The part of a record that a file row holds."""
     return {name: record[name] for name in FILE_FIELDS}
-
-
-def read_label(row: dict) -> str:
-    """The section of a file row, written now (``label``) or by an older patentclf (``prediction``)."""
-    return row["label"] if "label" in row else row[OLD_LABEL_NAME]
 
 
 # --- files of predictions: JSONL, CSV, Parquet ---------------------------------------------------
