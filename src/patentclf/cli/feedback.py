@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from patentclf.cli.common import console, err, fail
+from patentclf.cli.common import ConfigFile, console, err, fail, warn
 
 app = typer.Typer(help="The feedback store: corrections sent to POST /feedback.", no_args_is_help=True)
 
@@ -29,9 +29,13 @@ def _describe(target: str) -> str:
     return database_url(target).render_as_string(hide_password=True) if "://" in target else target
 
 
-_DB_HELP = (
-    "SQLite file or postgresql:// URL (default: env PATENTCLF_DATABASE_URL, PATENTCLF_FEEDBACK_DB, config, the default file)"
-)
+Db = Annotated[
+    Optional[str],
+    typer.Option(
+        "--db",
+        help="SQLite file or postgresql:// URL (default: env PATENTCLF_DATABASE_URL, PATENTCLF_FEEDBACK_DB, config, the default file)",
+    ),
+]
 
 
 @app.command("export")
@@ -39,8 +43,8 @@ def feedback_export(
     output: Path = typer.Option(
         ..., "--output", help="JSONL of training rows: text, section, class/subclass/ipc if given, source..."
     ),
-    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="the service's config file (database_url, feedback_db)"),
+    db: Db = None,
+    config_file: ConfigFile = None,
     disagreed_only: bool = typer.Option(False, help="only corrections where the model was wrong"),
     include_pending: bool = typer.Option(False, help="also feedback still waiting for a reviewer (never rejected feedback)"),
 ) -> None:
@@ -58,7 +62,7 @@ def feedback_export(
         fail(str(exc))
     console.print(f"wrote {count} training rows from {_describe(target)} to {output}")
     if count == 0:
-        err.print("[yellow]warning:[/] no accepted feedback yet; training would refuse an empty file")
+        warn("no accepted feedback yet; training would refuse an empty file")
 
 
 def _open_feedback(db: Optional[str], config_file: Optional[Path]):
@@ -81,8 +85,8 @@ def _open_feedback(db: Optional[str], config_file: Optional[Path]):
 def feedback_list(
     status: str = typer.Option("pending", help="pending | accepted | rejected"),
     limit: int = typer.Option(50, help="most rows shown, oldest first"),
-    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="the service's config file"),
+    db: Db = None,
+    config_file: ConfigFile = None,
 ) -> None:
     """Show stored feedback: by default what waits for a reviewer."""
     if status not in ("pending", "accepted", "rejected"):
@@ -103,8 +107,8 @@ def feedback_review(
     ids: list[int] = typer.Argument(..., help="feedback ids (see `patentclf feedback list`)"),
     accept: Optional[bool] = typer.Option(None, "--accept/--reject", help="accept for training, or reject for good"),
     reviewer: str = typer.Option(..., "--reviewer", help="your name, recorded with the decision"),
-    db: Optional[str] = typer.Option(None, "--db", help=_DB_HELP),
-    config_file: Optional[Path] = typer.Option(None, "--config", help="the service's config file"),
+    db: Db = None,
+    config_file: ConfigFile = None,
 ) -> None:
     """Accept or reject feedback that waits for a reviewer (e.g. everything sent from the web UI)."""
     from patentclf.store.feedback import ReviewConflict
