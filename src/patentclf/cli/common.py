@@ -27,8 +27,10 @@ def warn(message: str) -> None:
     err.print(f"[yellow]warning:[/] {escape(message)}")
 
 
-def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=err)
+def progress_bar(disable: bool = False) -> Progress:
+    """A bar on stderr; ``disable``: none at all (even an empty bar leaves a blank line)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err, disable=disable)
 
 
 # --- options more than one command takes ---------------------------------------------------------

@@ -101,8 +101,8 @@ def predict(
         if any(not t.strip() for t in items):
             fail("empty text")
     classifier = load_classifier(model, compile=compile, vllm_url=vllm_url, index=chosen_index)
-    with progress_bar() as bar:
-        task = bar.add_task(f"classifying {len(items)} texts", total=len(items), visible=bool(input))
+    with progress_bar(disable=not input) as bar:
+        task = bar.add_task(f"classifying {len(items)} texts", total=len(items))
         predictions = classifier.predict(
             items, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n)
         )
