@@ -103,9 +103,7 @@ def main() -> None:
                     )
                     assert result.total == len(texts), f"{result.total} rows written, {len(texts)} expected"
                     written = read_predictions(out)
-                    agree = sum(
-                        local[i] == label for i, label in zip(written["id"].to_pylist(), written["prediction"].to_pylist())
-                    )
+                    agree = sum(local[i] == label for i, label in zip(written["id"].to_pylist(), written["label"].to_pylist()))
                     timings[name].append(result.seconds)
                     same = f"same label as one process: {agree}/{len(texts)}"
                     print(f"round {round_}, {name}: {len(texts) / result.seconds:.2f} rows/s ({result.seconds:.1f} s); {same}")
@@ -179,7 +177,7 @@ def run_local(model: Path, source: Path, output: Path, threads: int | None) -> t
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
     lines = [json.loads(line) for line in output.read_text().splitlines()]
-    return seconds, {line["id"]: line["prediction"] for line in lines}
+    return seconds, {line["id"]: line["label"] for line in lines}
 
 
 def busy_processes() -> str:

@@ -90,33 +90,6 @@ def test_input_is_checked_before_a_cluster_starts(bulk, runner, fake_bundle, tmp
     )
 
 
-def test_the_parquet_rows_are_the_jsonl_lines(bulk):
-    """The Parquet schema is derived from the prediction record: each row holds what a line of
-    `patentclf predict --input` holds, the nine probabilities as a struct, the predicted sections' as a map."""
-    from patentclf.corpus.labels import CODES
-    from patentclf.inference.prediction import CodeSuggestion, Prediction, file_record, prediction_record
-
-    prediction = Prediction(
-        label="H",
-        label_id=7,
-        name="Electricity",
-        confidence=0.7,
-        probabilities={code: (0.7 if code == "H" else 0.0375) for code in CODES},
-        truncated=False,
-        sections=["H", "G"],
-        section_probabilities={"H": 0.88, "G": 0.57},
-        classes=[CodeSuggestion("H04", "ELECTRIC COMMUNICATION TECHNIQUE", 0.62)],
-    )
-    table = bulk.prediction_table(pa.array(["US1"]), [prediction])
-    line = file_record(prediction_record(prediction))
-    assert table.schema.names == ["id", *line]
-    assert table.schema.field("probabilities").type == pa.struct([(code, pa.float64()) for code in CODES])
-    assert pa.types.is_map(table.schema.field("section_probabilities").type)
-    row = table.to_pylist()[0]
-    row["section_probabilities"] = dict(row["section_probabilities"])
-    assert row == {"id": "US1", **line}
-
-
 def test_repeated_ids_refuse_the_job_before_a_cluster_starts(bulk, runner, fake_bundle, tmp_path):
     """Rows are checkpointed and read back by id: a repeated id would silently lose a row, so it is an
     error that names the ids and the files, across files and formats."""
@@ -251,3 +224,10 @@ def test_the_index_job_and_the_predict_job_refuse_each_other_s_folder(bulk, runn
     (vectors / MANIFEST).write_text(json.dumps({"job": "index", **old_predict}))
     with pytest.raises(AssertionError, match="before any cluster"):
         embed(vectors)
+
+
+def test_read_predictions_reads_an_older_folder_whose_section_is_prediction(bulk, tmp_path):
+    # Bulk output written before the section was called "label" in every output.
+    pq.write_table(pa.table({"id": ["US1"], "prediction": ["H"], "confidence": [0.9]}), tmp_path / "part-0.parquet")
+    table = bulk.read_predictions(tmp_path)
+    assert table.column_names == ["id", "label", "confidence"] and table["label"].to_pylist() == ["H"]

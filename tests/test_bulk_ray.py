@@ -23,7 +23,8 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.dataset as pads  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from patentclf.jobs.bulk import PREDICTION_SCHEMA, BulkError, read_predictions, run_bulk  # noqa: E402
+from patentclf.inference.prediction import PREDICTION_SCHEMA  # noqa: E402
+from patentclf.jobs.bulk import BulkError, read_predictions, run_bulk  # noqa: E402
 from patentclf.jobs.runner import CHECKPOINT_DIR  # noqa: E402
 
 from .conftest import toy_rows, write_jsonl  # noqa: E402
@@ -94,7 +95,7 @@ def assert_complete_and_right(out: Path, input_rows: list[dict], expected: dict)
     assert set(ids) == {r["id"] for r in input_rows}
     for row in table.to_pylist():
         p = expected[row["id"]]
-        assert row["prediction"] == p.label, row["id"]
+        assert row["label"] == p.label, row["id"]  # "prediction" before the section was "label" in every output
         assert row["truncated"] == p.truncated and row["sections"] == p.sections
         # bf16 on this CPU: other batch shapes round a little differently
         assert row["confidence"] == pytest.approx(p.confidence, abs=1e-2)

@@ -97,8 +97,8 @@ def test_predict_file_keeps_order_and_ids(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == len(rows)
     assert [line.get("id") for line in lines] == [row.get("id") for row in rows]
-    assert [line["prediction"] for line in lines[:2]] == ["A", "C"]
-    assert lines[0]["prediction"] == lines[5]["prediction"]  # same text, same answer, wherever it sits
+    assert [line["label"] for line in lines[:2]] == ["A", "C"]  # "prediction" before it was "label" everywhere
+    assert lines[0]["label"] == lines[5]["label"]  # same text, same answer, wherever it sits
     assert all(set(line["probabilities"]) == set(CODES) for line in lines)
 
 

@@ -79,10 +79,11 @@ def test_a_prediction_becomes_the_record_and_a_file_row():
     assert record["classes"] == [{"code": "G06", "title": "COMPUTING; CALCULATING; COUNTING", "probability": 0.7}]
     json.dumps(record)  # plain JSON
 
-    # The keys of `patentclf predict --input`'s lines (README), the section named "prediction".
+    # The keys of `patentclf predict --input`'s lines (README), the section named "label" as in the API
+    # (files of older versions called it "prediction").
     row = file_record(record)
     assert list(row) == [
-        "prediction",
+        "label",
         "confidence",
         "probabilities",
         "truncated",
@@ -93,6 +94,34 @@ def test_a_prediction_becomes_the_record_and_a_file_row():
         "groups",
         "similar",
     ]
-    assert row["prediction"] == "G" and row["classes"] == record["classes"]
+    assert row["label"] == "G" and row["classes"] == record["classes"]
     assert file_record(prediction_record(_prediction())) == row  # a file needs none of the service's fields
     assert len(FILE_FIELDS) == len(row)
+
+
+def test_the_parquet_rows_are_the_jsonl_lines():
+    """The Parquet schema is derived from the prediction record: each row holds what a line of
+    `patentclf predict --input` holds, the nine probabilities as a struct, the predicted sections' as a map."""
+    import pyarrow as pa
+
+    from patentclf.inference.prediction import prediction_table
+
+    prediction = Prediction(
+        label="H",
+        label_id=7,
+        name="Electricity",
+        confidence=0.7,
+        probabilities={code: (0.7 if code == "H" else 0.0375) for code in CODES},
+        truncated=False,
+        sections=["H", "G"],
+        section_probabilities={"H": 0.88, "G": 0.57},
+        classes=[CodeSuggestion("H04", "ELECTRIC COMMUNICATION TECHNIQUE", 0.62)],
+    )
+    table = prediction_table(pa.array(["US1"]), [prediction])
+    line = file_record(prediction_record(prediction))
+    assert table.schema.names == ["id", *line]
+    assert table.schema.field("probabilities").type == pa.struct([(code, pa.float64()) for code in CODES])
+    assert pa.types.is_map(table.schema.field("section_probabilities").type)
+    row = table.to_pylist()[0]
+    row["section_probabilities"] = dict(row["section_probabilities"])
+    assert row == {"id": "US1", **line}

@@ -3,17 +3,26 @@
 Two shapes: :class:`Prediction`, the object the classifier makes, and :class:`PredictionRecord`, the
 one declaration of a prediction as every output writes it. :func:`prediction_record` turns the first
 into the second. The API answers the record (its schema is the record's) and the web UI's downloads
-hold it; the files of ``patentclf predict --input`` hold :func:`file_record`'s part of it: the JSONL
-lines, and the bulk job's Parquet files (their Arrow schema is derived from the record). A new field
-is a field of both classes, and every output has it.
+hold it; the files of ``patentclf predict --input`` hold :func:`file_record`'s part of it: JSONL, CSV
+or Parquet by the file's extension (:func:`write_predictions`), and the bulk job's Parquet files (their
+Arrow schema, ``PREDICTION_SCHEMA``, is derived from the record). A new field is a field of both
+classes, and every output has it.
 """
 
 from __future__ import annotations
 
+import csv
+import dataclasses
+import json
 from dataclasses import asdict, dataclass, field
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, get_args, get_origin, get_type_hints
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, Field
+
+from patentclf.corpus.labels import CODES
 
 
 @dataclass
@@ -109,10 +118,11 @@ class PredictionRecord(BaseModel):
 RECORD_FIELDS = tuple(PredictionRecord.model_fields)
 # What the service adds to a prediction (the other fields are the Prediction's own).
 SERVICE_FIELDS = ("id", "needs_review", "model_version")
-# A file row holds every field but these (a file keys its rows by the input's own ``id``), and calls
-# the section ``prediction``.
+# A file row holds every field but these (a file keys its rows by the input's own ``id``).
 FILE_FIELDS = tuple(name for name in RECORD_FIELDS if name not in (*SERVICE_FIELDS, "name", "label_id", "chunks"))
-FILE_NAMES = {"label": "prediction"}
+# Files written before the section was called ``label`` in every output called it ``prediction``:
+# readers of patentclf's own files accept both.
+OLD_LABEL_NAME = "prediction"
 
 
 def prediction_record(prediction: Prediction, **added) -> dict:
@@ -123,5 +133,68 @@ def prediction_record(prediction: Prediction, **added) -> dict:
 
 
 def file_record(record: dict) -> dict:
-    """The part of a record that a file row holds, named as files name it."""
-    return {FILE_NAMES.get(name, name): record[name] for name in FILE_FIELDS}
+    """The part of a record that a file row holds."""
+    return {name: record[name] for name in FILE_FIELDS}
+
+
+# --- files of predictions: JSONL, CSV, Parquet ---------------------------------------------------
+
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+
+
+def output_format(path: str | Path) -> str:
+    """The format a predictions file is written in, from its extension; a ValueError of one line for
+    any other, so that a wrong name is refused before a model loads."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        raise ValueError(f"{path}: the output format follows the extension: use {', '.join(OUTPUT_FORMATS)}")
+    return OUTPUT_FORMATS[suffix]
+
+
+def arrow_type(annotation, metadata: list = ()) -> pa.DataType:
+    """The Arrow type of a field of the prediction record, from its Python type."""
+    if any(isinstance(m, EverySection) for m in metadata):
+        return pa.struct([(code, pa.float64()) for code in CODES])
+    if get_origin(annotation) is list:
+        return pa.list_(arrow_type(*get_args(annotation)))
+    if get_origin(annotation) is dict:
+        return pa.map_(*(arrow_type(kind) for kind in get_args(annotation)))
+    if dataclasses.is_dataclass(annotation):
+        return pa.struct([(name, arrow_type(kind)) for name, kind in get_type_hints(annotation).items()])
+    return {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}[annotation]
+
+
+# The Arrow schema of a file row (after ``id``): the nine section probabilities are a struct,
+# ``section_probabilities`` (the predicted sections only) a map.
+PREDICTION_SCHEMA = pa.schema(
+    [
+        (name, arrow_type(PredictionRecord.model_fields[name].annotation, PredictionRecord.model_fields[name].metadata))
+        for name in FILE_FIELDS
+    ]
+)
+
+
+def prediction_table(ids: pa.Array | pa.ChunkedArray, predictions: list[Prediction]) -> pa.Table:
+    """The file rows of ``predictions`` as an Arrow table, keyed by ``ids``."""
+    table = pa.Table.from_pylist([file_record(prediction_record(p)) for p in predictions], schema=PREDICTION_SCHEMA)
+    return table.add_column(0, "id", ids)
+
+
+def write_predictions(path: str | Path, ids: list[str | None], predictions: list[Prediction]) -> None:
+    """``predictions`` as file rows in ``path``, in the format its extension names: JSONL lines, CSV
+    (lists and dicts as JSON text in their cells) or Parquet (``PREDICTION_SCHEMA``). A row
+    without an id has none in JSONL, an empty one in CSV and a null in Parquet."""
+    path = Path(path)
+    kind = output_format(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [({"id": i} if i is not None else {}) | file_record(prediction_record(p)) for i, p in zip(ids, predictions)]
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    elif kind == "csv":
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["id", *FILE_FIELDS])
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()})
+    else:
+        pq.write_table(prediction_table(pa.array(ids, pa.string()), predictions), path)

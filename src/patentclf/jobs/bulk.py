@@ -15,15 +15,12 @@ Needs the ``ray`` extra (``pip install 'patentclf[ray]'``): importing this modul
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import get_args, get_origin, get_type_hints
 
 import pyarrow as pa
 
-from patentclf.corpus.labels import CODES
-from patentclf.inference.prediction import FILE_FIELDS, FILE_NAMES, EverySection, PredictionRecord, file_record, prediction_record
+from patentclf.inference.prediction import OLD_LABEL_NAME, prediction_table
 from patentclf.jobs.files import JobError, absolute, filesystem
 from patentclf.jobs.runner import Cluster, Job, JobResult, batch_texts, plan_input, run_job
 
@@ -39,35 +36,6 @@ JOB_KEYS = {
     "long_text": "long text",
     "index": "index",
 }
-
-
-def arrow_type(annotation, metadata: list = ()) -> pa.DataType:
-    """The Arrow type of a field of the prediction record, from its Python type."""
-    if any(isinstance(m, EverySection) for m in metadata):
-        return pa.struct([(code, pa.float64()) for code in CODES])
-    if get_origin(annotation) is list:
-        return pa.list_(arrow_type(*get_args(annotation)))
-    if get_origin(annotation) is dict:
-        return pa.map_(*(arrow_type(kind) for kind in get_args(annotation)))
-    if dataclasses.is_dataclass(annotation):
-        return pa.struct([(name, arrow_type(kind)) for name, kind in get_type_hints(annotation).items()])
-    return {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}[annotation]
-
-
-def _prediction_schema() -> pa.Schema:
-    fields = PredictionRecord.model_fields
-    return pa.schema([(FILE_NAMES.get(n, n), arrow_type(fields[n].annotation, fields[n].metadata)) for n in FILE_FIELDS])
-
-
-# The fields of `patentclf predict --input`'s JSONL lines (after ``id``): the file part of the
-# prediction record, so the nine section probabilities are a struct and ``section_probabilities``
-# (the predicted sections only) a map.
-PREDICTION_SCHEMA = _prediction_schema()
-
-
-def prediction_table(ids: pa.Array | pa.ChunkedArray, predictions: list) -> pa.Table:
-    table = pa.Table.from_pylist([file_record(prediction_record(p)) for p in predictions], schema=PREDICTION_SCHEMA)
-    return table.add_column(0, "id", ids)
 
 
 @dataclass(frozen=True)
@@ -112,6 +80,8 @@ def read_predictions(output: str | Path) -> pa.Table:
 
     fs, out = filesystem(str(output))
     table = pads.dataset(out, format="parquet", filesystem=fs).to_table()
+    if OLD_LABEL_NAME in table.column_names:  # written by an older patentclf: the section is `label` now
+        table = table.rename_columns(["label" if name == OLD_LABEL_NAME else name for name in table.column_names])
     ids = table["id"].to_pylist()
     if len(set(ids)) == len(ids):
         return table

@@ -151,15 +151,51 @@ def supports_bf16(device: torch.device) -> bool:
 
 @contextmanager
 def quiet_transformers():
-    """Hide transformers' load report: a bundle's base always lacks the head, which the adapter holds."""
+    """Hide what loading a bundle prints that tells its user nothing: transformers' load report (a
+    bundle's base always lacks the head, which the adapter holds), its weight-loading bar, and the
+    FutureWarning peft triggers by reading a deprecated transformers property."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
+def bitsandbytes_hidden():
+    """Keep bitsandbytes unimported while peft loads an unquantized model. peft imports it whenever it
+    is installed (``peft.helpers``, and LoRA's layer dispatch), and its import costs about a second and
+    logs a failed hub lookup for a CPU kernel: nothing a model without quantization uses."""
+    import sys
+
+    if "bitsandbytes" in sys.modules:  # already loaded (a quantized model): nothing to save
+        yield
+        return
+    sys.modules["bitsandbytes"] = None  # `import bitsandbytes` fails, find_spec says "not installed"
     try:
         yield
     finally:
-        hf_logging.set_verbosity(level)
+        del sys.modules["bitsandbytes"]
+        # What was cached while it was hidden: a later quantized load in this process must find it.
+        from peft import import_utils
+        from transformers.utils import import_utils as hf_import_utils
+
+        for probe in (
+            import_utils.is_bnb_available,
+            import_utils.is_bnb_4bit_available,
+            hf_import_utils.is_bitsandbytes_available,
+        ):
+            probe.cache_clear()
 
 
 def attention_implementation(device: torch.device | None) -> str:

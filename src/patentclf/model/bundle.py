@@ -6,6 +6,7 @@ The bundle names its base model (``smollm2-135m``, a hub id or a folder), so it 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
@@ -247,11 +248,11 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
     into 4/8-bit weights): ``merge`` then returns the base model with the adapter layers in place,
     and ``dtype`` applies to the layers that are not quantized."""
     import torch
-    from peft import PeftModel
 
     from patentclf.model.base import (
         NO_QUANTIZE,
         QUANTIZE_KINDS,
+        bitsandbytes_hidden,
         load_classification_model,
         pick_device,
         quiet_transformers,
@@ -277,7 +278,10 @@ def load_bundle(bundle_dir: str | Path, *, dtype=None, device=None, merge: bool 
             quantize=kind,
             device=target,
         )
-    model = PeftModel.from_pretrained(base, bundle_dir)
+        with bitsandbytes_hidden() if kind is None else contextlib.nullcontext():
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(base, bundle_dir)
     if kind:  # bitsandbytes placed the weights on the device; they cannot be cast
         model = model.get_base_model() if merge else model
         return model.eval(), tokenizer, info

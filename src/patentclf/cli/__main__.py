@@ -1,0 +1,3 @@
+from patentclf.cli import main
+
+main()

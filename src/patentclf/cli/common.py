@@ -1,0 +1,148 @@
+"""What the commands share: the consoles, the one-line error, the options declared once, loading a model."""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from pathlib import Path
+from typing import Annotated, Literal, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+# soft_wrap: a line longer than the terminal wraps where the terminal wraps it (titles stay whole).
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def fail(message: str) -> typing.NoReturn:
+    err.print(f"[bold red]error:[/] {escape(message)}")  # escaped: brackets in a message are text, not markup
+    raise typer.Exit(code=2)
+
+
+def warn(message: str) -> None:
+    err.print(f"[yellow]warning:[/] {escape(message)}")
+
+
+def progress_bar(disable: bool = False) -> Progress:
+    """A bar on stderr; ``disable``: none at all (even an empty bar leaves a blank line)."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=err, disable=disable)
+
+
+# --- options more than one command takes ---------------------------------------------------------
+
+Model = Annotated[Optional[Path], typer.Option(help="bundle folder (default: the shipped model)")]
+DataConfig = Annotated[str, typer.Option(help="hub dataset config: patent | abstract")]
+TextFields = Annotated[
+    Optional[list[str]],
+    typer.Option("--text-field", help="text column(s), joined; repeatable (default: text, or title + abstract)"),
+]
+LongText = Annotated[
+    Literal["truncate", "chunk"],
+    typer.Option(help="text longer than the model's window: read its start, or average overlapping windows"),
+]
+BatchSize = Annotated[Optional[int], typer.Option(min=1, help="most texts per model call (default 8 on CPU, 32 on a GPU)")]
+Compile = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model: 30-80 s to start, ~20% faster after (large files)")
+]
+Engine = Annotated[
+    Literal["local", "ray"],
+    typer.Option(help="local: this process | ray: a Ray cluster (millions of rows; a cut-short run resumes)"),
+]
+RayAddress = Annotated[
+    Optional[str], typer.Option(help="Ray cluster to join, e.g. 10.0.0.5:6379 (default: env RAY_ADDRESS, else a local cluster)")
+]
+Actors = Annotated[int, typer.Option(min=1, help="--engine ray: model replicas (Ray actors)")]
+RowsPerBatch = Annotated[int, typer.Option(min=1, help="--engine ray: rows an actor runs through the model and writes at a time")]
+CpusPerActor = Annotated[float, typer.Option(help="--engine ray: CPUs (and torch threads) per actor on CPU clusters")]
+ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="the service's config file (database_url, feedback_db)")]
+
+
+def text_fields(fields: list[str] | None) -> tuple[str, ...] | None:
+    return tuple(fields) if fields else None
+
+
+def load_classifier(model: Path | None, *, compile: bool = False, vllm_url: str | None = None, index: Path | bool | None = None):
+    """``Classifier.load``, with any failure to load said in one line."""
+    from patentclf.inference.classifier import Classifier
+    from patentclf.inference.index import PatentIndexError
+    from patentclf.model.base import ModelError
+
+    try:
+        if vllm_url:
+            classifier = Classifier.load(model, engine="vllm", vllm_url=vllm_url, index=index or False)
+            classifier.engine.check()
+            return classifier
+        return Classifier.load(model, compile=compile, index=index)
+    except PatentIndexError as exc:
+        fail(str(exc))
+    except Exception as exc:
+        # Compiling at load can fail in inductor (e.g. no C++ compiler: a RuntimeError): say so.
+        if compile and not isinstance(exc, (ModelError, OSError)):
+            first_line = (str(exc).strip().splitlines() or [""])[0]
+            fail(f"--compile failed ({type(exc).__name__}: {first_line}); run without --compile")
+        if isinstance(exc, (ModelError, OSError, ValueError, RuntimeError)):  # RuntimeError: a vLLM server gone
+            fail(str(exc))
+        raise
+
+
+def print_figures(info) -> None:
+    """A bundle's recorded figures (a ``BundleInfo``), one line a split."""
+    for name, metrics in info.metrics.items():
+        ece = f", ECE {metrics['ece']:.3f}" if "ece" in metrics else ""
+        console.print(f"  {name}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}{ece} (n={metrics['n']})")
+
+
+def settings_flags(settings_cls, skip: tuple[str, ...] = (), names: dict[str, tuple[str, ...]] | None = None):
+    """A decorator giving a command one ``--flag`` per field of a pydantic model (type, choices and help
+    from the field's declaration; ``names``: other flag names for a field). Flags default to None, "not
+    given", so the config file (and, for settings, the environment) still apply; the command receives
+    them as keyword arguments."""
+    from pydantic import SecretStr
+    from pydantic_settings import BaseSettings
+
+    def shown(default) -> str:
+        if default is None or default == [] or isinstance(default, SecretStr):
+            return ""
+        if isinstance(default, bool):
+            return "on" if default else "off"
+        return " ".join(map(str, default)) if isinstance(default, list | tuple) else str(default)
+
+    def flag(name: str, field) -> inspect.Parameter:
+        kind = field.annotation
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None -> X
+            kind = next(a for a in typing.get_args(kind) if a is not type(None))
+        kind = str if kind is SecretStr else kind
+        dashed = name.replace("_", "-")
+        decls = (names or {}).get(name) or ((f"--{dashed}/--no-{dashed}",) if kind is bool else ())
+        notes = []
+        if issubclass(settings_cls, BaseSettings):
+            notes.append(f"env {settings_cls.model_config.get('env_prefix', '')}{name.upper()}")
+        if not field.default_factory and shown(field.default):
+            notes.append(f"default {shown(field.default)}")
+        extra = f" ({'; '.join(notes)})" if notes else ""
+        option = typer.Option(
+            *decls, help=f"{field.description or name}{extra}", show_default=False, rich_help_panel=panels.get(name)
+        )
+        return inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typing.Annotated[Optional[kind], option]
+        )
+
+    # A panel runs from the field that opens it (settings_cls.panels) to the next one's.
+    panels, panel = {}, None
+    for name in settings_cls.model_fields:
+        panel = getattr(settings_cls, "panels", {}).get(name, panel)
+        panels[name] = panel
+
+    def decorate(command):
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        flags = [flag(name, field) for name, field in settings_cls.model_fields.items() if name not in skip]
+        command.__signature__ = signature.replace(parameters=own + flags)
+        return command
+
+    return decorate

@@ -1,0 +1,215 @@
+"""Commands that run the model over texts: predict, index."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from patentclf.cli.common import (
+    Actors,
+    BatchSize,
+    Compile,
+    CpusPerActor,
+    Engine,
+    LongText,
+    Model,
+    RayAddress,
+    RowsPerBatch,
+    TextFields,
+    console,
+    err,
+    fail,
+    load_classifier,
+    progress_bar,
+    text_fields,
+)
+
+
+def predict(
+    texts: Optional[list[str]] = typer.Argument(None, help="patent texts to classify"),
+    model: Model = None,
+    input: Optional[str] = typer.Option(
+        None,
+        "--input",
+        help="JSONL/CSV/Parquet file of texts (text, or title + abstract); with --engine ray also a folder, a glob or a URI such as s3://...",
+    ),
+    output: Optional[str] = typer.Option(
+        None,
+        help="file for --input results, its format by its extension: .jsonl, .csv (lists as JSON text) or .parquet "
+        "(default: JSONL on stdout); with --engine ray the folder of Parquet files",
+    ),
+    text_field: TextFields = None,
+    long_text: LongText = "truncate",
+    batch_size: BatchSize = None,
+    compile: Compile = False,
+    engine: Engine = "local",
+    vllm_url: Optional[str] = typer.Option(
+        None, help="run the model on this vLLM server (`vllm serve EXPORT --runner pooling` of the bundle's merged export)"
+    ),
+    ray_address: RayAddress = None,
+    actors: Actors = 2,
+    rows_per_batch: RowsPerBatch = 256,
+    cpus_per_actor: CpusPerActor = 1.0,
+    gpus_per_actor: Optional[float] = typer.Option(
+        None, min=0, help="--engine ray: GPUs per actor (default 1 where the cluster has GPUs, else 0)"
+    ),
+    index: Optional[Path] = typer.Option(
+        None,
+        help="patent index (`patentclf index`): its patents are the evidence and vote for the main groups (default: the bundle's)",
+    ),
+    no_index: bool = typer.Option(False, "--no-index", help="no main groups and no evidence (a little faster)"),
+    as_json: bool = typer.Option(False, "--json", help="print each answer as its JSON record (a line of the JSONL output)"),
+) -> None:
+    """Predict sections for texts given as arguments or in a file (or, with --engine ray, many files on a cluster)."""
+    from patentclf.inference.prediction import output_format
+
+    if engine == "ray" and vllm_url:
+        fail("--vllm-url runs in this process: drop --engine ray (Ray actors load the model themselves)")
+    if index and no_index:
+        fail("--index and --no-index contradict each other: give one")
+    if index is not None and not index.is_dir():
+        fail(f"--index {index}: no such folder (build one with `patentclf index`)")
+    chosen_index = False if no_index else index
+    if engine == "ray":
+        if texts or not input or not output:
+            fail("--engine ray classifies files: give --input FILES and --output FOLDER (no texts as arguments)")
+        options = dict(batch_size=batch_size, long_text=long_text, compile=compile, index=chosen_index)
+        ray = dict(address=ray_address, actors=actors, rows_per_batch=rows_per_batch, cpus_per_actor=cpus_per_actor)
+        _predict_on_ray(input, output, model, text_fields(text_field), **options, **ray, gpus_per_actor=gpus_per_actor)
+        return
+    if not texts and not input:
+        fail("give texts to classify, or --input FILE")
+    if output:
+        try:  # before the model loads: a wrong name costs nothing
+            output_format(output)
+        except ValueError as exc:
+            fail(f"--output {exc}")
+    if input:
+        from patentclf.corpus.data import DataError, load_split
+
+        try:
+            rows = load_split(input, "test", text_fields=text_fields(text_field), require_labels=False)
+        except DataError as exc:
+            fail(str(exc))
+        items, ids = rows.texts, rows.ids
+    else:
+        items, ids = list(texts), [None] * len(texts)
+        if any(not t.strip() for t in items):
+            fail("empty text")
+    classifier = load_classifier(model, compile=compile, vllm_url=vllm_url, index=chosen_index)
+    with progress_bar(disable=not input) as bar:
+        task = bar.add_task(f"classifying {len(items)} texts", total=len(items))
+        predictions = classifier.predict(
+            items, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n)
+        )
+    from patentclf.inference.prediction import file_record, prediction_record, write_predictions
+
+    if output:
+        write_predictions(output, ids, predictions)
+        err.print(f"wrote {len(predictions)} predictions to {output}")
+    elif input or as_json:
+        for row_id, p in zip(ids, predictions):
+            print(json.dumps(({"id": row_id} if row_id is not None else {}) | file_record(prediction_record(p))))
+    else:
+        for text, p in zip(items, predictions):
+            _print_answer(text, p)
+
+
+def _print_answer(text: str, p) -> None:
+    """The section, then every level the prediction has, one line a suggestion."""
+    snippet = text if len(text) <= 60 else text[:57] + "..."
+    console.print(f"[bold]{p.label}[/] {p.name}  confidence {p.confidence:.3f}  [dim]{escape(snippet)}[/]")
+    from patentclf.corpus.labels import SECTIONS
+
+    names = {s.code: s.name for s in SECTIONS}
+    lines = [("section", code, p.section_probabilities.get(code, p.confidence), names.get(code, "")) for code in p.sections]
+    for level, found in (("class", p.classes), ("subclass", p.subclasses), ("group", p.groups)):
+        lines += [(level, s.code, s.probability, s.title) for s in found]
+    lines += [("similar", near.id, near.similarity, f"{near.code}  {near.title}") for near in p.similar]
+    width = max((len(code) for _, code, _, _ in lines), default=0)
+    for level, code, value, title in lines:
+        console.print(f"  {level:<8}  {escape(code):<{width}}  {value:.3f}  {escape(title)}", highlight=False)
+
+
+def _predict_on_ray(input: str, output: str, model: Path | None, fields: tuple[str, ...] | None, **options) -> None:
+    """``options``: run_bulk's keyword arguments, as the predict command's flags gave them."""
+    try:
+        from patentclf.jobs.bulk import BulkError, run_bulk
+    except ImportError as exc:  # ray is an extra
+        fail(f"--engine ray needs Ray ({exc.name} is missing): pip install 'patentclf[ray]'")
+    from patentclf.model.base import ModelError
+
+    try:
+        result = run_bulk(input, output, model=model, text_fields=fields, **options)
+    except (BulkError, ModelError, OSError) as exc:
+        fail(str(exc))
+    err.print(
+        f"wrote {result.written} predictions in {result.seconds:.0f} s; {output} now holds {result.total} "
+        "(read it with pandas.read_parquet or patentclf.jobs.bulk.read_predictions)"
+    )
+
+
+def index(
+    input: str = typer.Option(
+        ...,
+        "--input",
+        help="JSONL/CSV/Parquet file or folder of classified patents: id, text (or title + abstract), ipc or codes",
+    ),
+    output: Path = typer.Option(..., help="folder of the index (give it to predict / serve as --index)"),
+    model: Optional[Path] = typer.Option(None, help="bundle folder (default: the shipped model); the index is only good for it"),
+    text_field: TextFields = None,
+    factory: str = typer.Option(
+        "SQfp16", help="faiss index: SQfp16 (exact, 2 bytes a dimension) | e.g. IVF4096,PQ64 for millions of patents"
+    ),
+    add: bool = typer.Option(False, "--add", help="add these patents to the index at --output (accepted feedback, new grants)"),
+    fit_on: Optional[str] = typer.Option(
+        None,
+        help="data (bundled | FILE | FOLDER) whose validation split fits the group voting to this index (default: the bundle's settings)",
+    ),
+    batch_size: BatchSize = None,
+    engine: Engine = "local",
+    ray_address: RayAddress = None,
+    actors: Actors = 2,
+    rows_per_batch: RowsPerBatch = 256,
+    cpus_per_actor: CpusPerActor = 1.0,
+) -> None:
+    """Build a patent index of your own classified patents: they become the evidence of predictions and vote
+    for the main groups. A cut-short run, rerun with the same flags, continues where it stopped."""
+    from patentclf.corpus.inputs import DataError
+    from patentclf.inference.index import PatentIndexError
+    from patentclf.jobs.indexing import build_index
+    from patentclf.model.base import ModelError
+
+    if engine == "ray" and add:
+        fail("--add runs locally (a few thousand rows): drop --engine ray")
+    if add and fit_on:
+        fail("--fit-on fits a new index; an index you --add to keeps its settings")
+    ray = dict(address=ray_address, actors=actors, rows_per_batch=rows_per_batch, cpus_per_actor=cpus_per_actor)
+    try:
+        from patentclf.jobs.bulk import BulkError
+    except ImportError:  # ray is an extra
+        BulkError = DataError  # noqa: N806 - nothing raises it without Ray
+    try:
+        with progress_bar() as bar:
+            task = bar.add_task("embedding patents", total=None, visible=engine == "local")
+            result = build_index(
+                input,
+                output,
+                model=model,
+                engine=engine,
+                factory=factory,
+                text_fields=text_fields(text_field),
+                batch_size=batch_size,
+                add=add,
+                ray_options=ray if engine == "ray" else None,
+                progress=lambda n: bar.advance(task, n),
+                fit_on=fit_on,
+            )
+    except (DataError, PatentIndexError, ModelError, BulkError, OSError) as exc:
+        fail(str(exc))
+    skipped = f"; {result.skipped} rows without a readable code were left out" if result.skipped else ""
+    err.print(f"{output} holds {result.patents} patents ({result.embedded} embedded now, {result.seconds:.0f} s){skipped}")
