@@ -14,13 +14,31 @@ if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
     os.environ["GOMP_SPINCOUNT"] = str(OPENMP_SPIN_COUNT)
 
 __version__ = "0.1.0"
-__all__ = ["Classifier", "CODES", "SECTIONS", "Section", "__version__"]
+
+# The public API, as setfit exports its model, trainer and arguments: load and predict, train with
+# its settings, evaluate and recalibrate a bundle, build a patent index, read a bundle's description.
+# Imported on first use, so that `import patentclf` (and the CLI's --help) does not pay for torch.
+_EXPORTS = {
+    "Classifier": "patentclf.inference.classifier",
+    "Prediction": "patentclf.inference.prediction",
+    "TrainConfig": "patentclf.model.train_config",
+    "train": "patentclf.training.trainer",
+    "evaluate_bundle": "patentclf.training.evaluate",
+    "recalibrate_bundle": "patentclf.training.recalibrate",
+    "build_index": "patentclf.jobs.indexing",
+    "BundleInfo": "patentclf.model.bundle",
+    "read_info": "patentclf.model.bundle",
+}
+__all__ = [*_EXPORTS, "CODES", "SECTIONS", "Section", "__version__"]
 
 
 def __getattr__(name: str):
-    # Lazy, so that `import patentclf` (and the CLI's --help) does not pay for importing torch.
-    if name == "Classifier":
-        from patentclf.inference.classifier import Classifier
+    if name in _EXPORTS:
+        from importlib import import_module
 
-        return Classifier
-    raise AttributeError(name)
+        return getattr(import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'patentclf' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
