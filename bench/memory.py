@@ -39,8 +39,8 @@ def child_train(path: str, model_dir: str | None, steps: int, base_model: str) -
 
     recipe = {}
     if model_dir and path == "new":  # the recipe the shipped bundle was trained with
-        training = read_info(model_dir).training
-        saved = training.model_dump() if training else {}
+        trained = read_info(model_dir).training
+        saved = trained.model_dump() if trained else {}
         recipe = {
             k: saved[k]
             for k in (
