@@ -1,4 +1,4 @@
-"""patentclf: classify patents into the nine CPC sections with a LoRA-fine-tuned decoder LLM."""
+"""patentclf: classify patents into CPC sections, classes, subclasses and main groups with a LoRA-fine-tuned decoder LLM."""
 
 import os
 

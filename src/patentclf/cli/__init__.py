@@ -10,7 +10,10 @@ import typer
 
 from patentclf.cli import feedback, model, predict, service
 
-app = typer.Typer(help="Classify patents into the nine CPC sections with a LoRA-fine-tuned LLM.", no_args_is_help=True)
+app = typer.Typer(
+    help="Classify patents into CPC sections, classes, subclasses and main groups with a LoRA-fine-tuned LLM.",
+    no_args_is_help=True,
+)
 app.command()(model.train)
 app.command()(model.calibrate)
 app.command()(model.evaluate)

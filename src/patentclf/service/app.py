@@ -32,7 +32,8 @@ from patentclf.service.runtime import ServiceRuntime, log, log_event
 
 DOCS_URL, REDOC_URL = "/docs", "/redoc"  # FastAPIOffline's defaults
 DOCS_STATIC = "/static-offline-docs"  # where FastAPIOffline serves the pages' scripts
-DESCRIPTION = """Classify patent text into the nine CPC sections (A-H, Y) with a LoRA-fine-tuned LLM.
+DESCRIPTION = """Classify patent text into CPC sections (A-H, Y), classes, subclasses and main groups, with the nearest
+classified patents as evidence, using a LoRA-fine-tuned LLM.
 
 * Errors are JSON `{"detail": ...}`: 413 for a text over `max_text_chars`, a batch over `max_batch` or
   a body over the byte limit, 422 for bad input (not JSON, missing/mistyped fields, empty text, unknown

@@ -20,7 +20,9 @@ def render() -> None:
     client = get_client()
     show_api_status(client)
     st.title("Patent classifier")
-    st.caption("Puts a patent's title and abstract into one of the nine CPC sections.")
+    st.caption(
+        "Classifies a patent's title and abstract: its CPC sections, classes, subclasses and main groups, with the nearest classified patents as evidence."
+    )
     single, batch = st.tabs(["One patent", "Batch (CSV / JSONL)"])
     with single:
         _single(client)
