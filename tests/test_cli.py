@@ -100,7 +100,7 @@ def test_calibrate_refits_on_the_rows_the_bundle_was_trained_and_tuned_on(tiny_h
     info = json.loads((bundle / INFO_FILE).read_text())
     info["training"]["eval_limit"] = 24  # as if trained with --eval-limit 24: tuned on 24 validation rows
     (bundle / INFO_FILE).write_text(json.dumps(info))
-    config = stored_config(info)
+    config = stored_config(read_info(bundle))
     assert config.eval_limit == 24 and config.data == str(toy_hierarchy_data)
     validation = load_training_data(config)["validation"]
     assert len(validation) == 24
@@ -108,7 +108,7 @@ def test_calibrate_refits_on_the_rows_the_bundle_was_trained_and_tuned_on(tiny_h
 
     result = CliRunner().invoke(app, ["calibrate", "--model", str(bundle), "--no-tfidf", "--no-evaluate"])
     assert result.exit_code == 0, result.output
-    after = read_info(bundle)["calibration"]
+    after = read_info(bundle).calibration
     for head in ("section", "class", "subclass"):
         assert after[head]["temperature"] == pytest.approx(expected[head]["temperature"], abs=1e-9)
 
