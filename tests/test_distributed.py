@@ -80,13 +80,13 @@ def test_two_process_ddp_matches_one_process_with_the_same_global_batch(tiny_bas
     )
 
     info_two, info_one = read_info(two), read_info(one)
-    assert info_two["training"]["world_size"] == 2 and info_one["training"]["world_size"] == 1
+    assert info_two.training.world_size == 2 and info_one.training.world_size == 1
     steps = lambda info: [row["step"] for row in info.training.log_history if "loss" in row]  # noqa: E731
     assert steps(info_two) == steps(info_one) == [10, 20]  # 320 rows / global batch 16
     losses = lambda info: [row["loss"] for row in info.training.log_history if "loss" in row]  # noqa: E731
     assert losses(info_two) == pytest.approx(losses(info_one), abs=1e-4)
     # Evaluation ran after training under DDP too (rank 0, on the saved bundle).
-    assert info_two["metrics"]["validation"]["n"] == 16 and "test" in info_two["metrics"]
+    assert info_two.metrics["validation"]["n"] == 16 and "test" in info_two.metrics
 
     weights_two, weights_one = load_file(two / "adapter_model.safetensors"), load_file(one / "adapter_model.safetensors")
     assert weights_two.keys() == weights_one.keys()
