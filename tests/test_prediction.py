@@ -106,17 +106,7 @@ def test_the_parquet_rows_are_the_jsonl_lines():
 
     from patentclf.inference.prediction import prediction_table
 
-    prediction = Prediction(
-        label="H",
-        label_id=7,
-        name="Electricity",
-        confidence=0.7,
-        probabilities={code: (0.7 if code == "H" else 0.0375) for code in CODES},
-        truncated=False,
-        sections=["H", "G"],
-        section_probabilities={"H": 0.88, "G": 0.57},
-        classes=[CodeSuggestion("H04", "ELECTRIC COMMUNICATION TECHNIQUE", 0.62)],
-    )
+    prediction = _prediction()
     table = prediction_table(pa.array(["US1"]), [prediction])
     line = file_record(prediction_record(prediction))
     assert table.schema.names == ["id", *line]
