@@ -65,6 +65,10 @@ def test_health_ready_model_and_docs(server, tiny_bundle):
     assert {"/predict", "/predict/batch", "/feedback", "/stats", "/metrics", "/health", "/ready", "/model"} <= set(paths)
 
 
+def test_serve_says_where_its_database_is(server):
+    assert f"feedback and the predictions log: {server.feedback_db}" in server.log_path.read_text()
+
+
 def test_the_docs_work_offline_and_the_bare_address_leads_to_them(server):
     for page, script in (("/docs", "swagger-ui-bundle.js"), ("/redoc", "redoc.standalone.js")):
         html = httpx.get(server.url + page).text

@@ -23,12 +23,6 @@ def _feedback_database(db: Optional[str], config_file: Optional[Path]) -> str:
     return config.database_url.get_secret_value() if config.database_url else str(config.feedback_db)
 
 
-def _describe(target: str) -> str:
-    from patentclf.store.database import database_url
-
-    return database_url(target).render_as_string(hide_password=True) if "://" in target else target
-
-
 Db = Annotated[
     Optional[str],
     typer.Option(
@@ -60,7 +54,9 @@ def feedback_export(
         count = export_jsonl(target, output, disagreed_only=disagreed_only, include_pending=include_pending)
     except (ValidationError, ValueError, OSError, SQLAlchemyError, StoreError) as exc:
         fail(str(exc))
-    console.print(f"wrote {count} training rows from {_describe(target)} to {output}")
+    from patentclf.store.database import describe_target
+
+    console.print(f"wrote {count} training rows from {describe_target(target)} to {output}")
     if count == 0:
         warn("no accepted feedback yet; training would refuse an empty file")
 

@@ -48,6 +48,10 @@ def serve(
         fail(f"service configuration: {exc}")
     except CannotServe as exc:
         fail(str(exc))
+    from patentclf.store.database import describe_target
+
+    database = config.database_url.get_secret_value() if config.database_url else config.feedback_db
+    console.print(f"feedback and the predictions log: {describe_target(database)}")
     try:
         run_service(config)
     except CannotServe as exc:

@@ -110,6 +110,12 @@ prediction_buckets = sa.Table(
 # --- the engine ----------------------------------------------------------------------------------
 
 
+def describe_target(target: str | Path) -> str:
+    """Where a database is, for people: a SQLite file's path, or the URL without its password."""
+    text = str(target)
+    return make_url(text).render_as_string(hide_password=True) if "://" in text else str(Path(text).expanduser())
+
+
 def database_url(target: str | Path) -> sa.URL:
     """A URL (``sqlite:///...``, ``postgresql://...``) or a SQLite file path -> a SQLAlchemy URL.
     ``postgresql://`` and ``postgres://`` use psycopg 3 (SQLAlchemy's own default is psycopg2)."""
