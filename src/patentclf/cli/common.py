@@ -73,6 +73,13 @@ def load_classifier(model: Path | None, *, compile: bool = False, vllm_url: str 
     from patentclf.model.base import ModelError
 
     try:
+        if not vllm_url:  # a first run converts the embedded base model: say why it takes a minute
+            from patentclf.model.base import conversion_message
+            from patentclf.model.bundle import default_model_dir, read_info
+
+            note = conversion_message(read_info(model or default_model_dir()).base_model)
+            if note:
+                err.print(note)
         if vllm_url:
             classifier = Classifier.load(model, engine="vllm", vllm_url=vllm_url, index=index or False)
             classifier.engine.check()

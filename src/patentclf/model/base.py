@@ -96,6 +96,13 @@ def convert_embedded_model(target: Path, name: str = EMBEDDED_MODEL) -> Path:
     return target
 
 
+def conversion_message(reference: str) -> str | None:
+    """What to tell a person while an embedded base model is converted on first use (None: it already is)."""
+    if reference not in EMBEDDED_MODELS or (cache_dir() / reference / "config.json").is_file():
+        return None
+    return f"converting the base model {reference} once, from its GGUF weights into {cache_dir() / reference} (about a minute)"
+
+
 def resolve_base_model(reference: str) -> str:
     """Map an embedded model's name to its converted cache folder; pass hub ids and folders through."""
     if reference in EMBEDDED_MODELS:

@@ -17,6 +17,7 @@ from pathlib import Path
 from patentclf.inference.classifier import Classifier
 from patentclf.inference.engines.vllm import EngineUnavailable
 from patentclf.inference.prediction import Prediction, prediction_record
+from patentclf.model.base import conversion_message
 from patentclf.model.bundle import BundleInfo, default_model_dir, read_info
 from patentclf.service.batching import MicroBatcher
 from patentclf.service.config import ServiceConfig
@@ -110,6 +111,7 @@ class ServiceRuntime:
         self.classifier: Classifier | None = None
         self.batcher: MicroBatcher | None = None
         self.info: BundleInfo | None = None  # read at start
+        self.loading_note: str | None = None  # what /ready says while the model loads, beyond "loading"
         self.fatal_error: str | None = None
         self.engine_error: str | None = None  # engine vllm: why its server does not answer now
         self._tasks: list[asyncio.Task] = []
@@ -120,6 +122,7 @@ class ServiceRuntime:
         """Check the bundle now (a wrong path fails start-up), load the weights in the background
         so that /health answers and /ready says 503 until the model is in."""
         self.info = read_info(self.model_dir)
+        self.loading_note = conversion_message(self.info.base_model)  # a first start converts the base model
         self._tasks.append(asyncio.create_task(self._load(), name="patentclf-load"))
         self._tasks.append(asyncio.create_task(self._flush_forever(), name="patentclf-log-flush"))
 
@@ -221,7 +224,8 @@ class ServiceRuntime:
 
     @property
     def not_ready_reason(self) -> str:
-        return self.fatal_error or self.engine_error or "the model is still loading"
+        loading = f"the model is still loading: {self.loading_note}" if self.loading_note else "the model is still loading"
+        return self.fatal_error or self.engine_error or loading
 
     @property
     def model_version(self) -> str | None:
