@@ -312,6 +312,19 @@ def test_batch_upload_shows_a_table_and_offers_downloads(ui_env):
     assert [b.label for b in at.get("download_button")] == ["Download CSV", "Download JSONL"]
 
 
+def test_batch_table_keeps_the_uploads_own_columns_after_the_answer(ui_env):
+    content = "id,text,assignee,label\nUS-a,a fabric of weaving yarn,Acme,D\nUS-b,a circuit with a transistor,Initech,H\n"
+    at = classify_page()
+    at.file_uploader[0].set_value(("mine.csv", content.encode(), "text/csv")).run()
+    next(b for b in at.button if b.label == "Classify all").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    columns = list(table.columns)
+    # The answer first, then the user's columns (a clashing name marked as theirs), the text last.
+    assert columns[:4] == ["id", "label", "name", "confidence"] and columns[-3:] == ["assignee", "label (yours)", "text"]
+    assert list(table["assignee"]) == ["Acme", "Initech"] and list(table["label (yours)"]) == ["D", "H"]
+
+
 def test_batch_table_shows_the_hierarchy_codes(monkeypatch):
     """A model with hierarchy heads (stood in for by a server that sends its answers): the batch table
     gains the sections and subclass codes."""

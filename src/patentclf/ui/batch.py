@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 
 from patentclf.corpus.data import rows_to_split
-from patentclf.corpus.inputs import DataError, read_records
+from patentclf.corpus.inputs import DataError, read_records, text_fields_for
 from patentclf.corpus.labels import CODES
 from patentclf.inference.prediction import PredictionRecord
 
@@ -26,31 +26,42 @@ DEFAULTS = {
     name: None if field.is_required() else field.get_default(call_default_factory=True)
     for name, field in PredictionRecord.model_fields.items()
 }
+# The results table's columns that hold the answer (its id as ``prediction_id``).
+ANSWER_COLUMNS = frozenset("prediction_id" if name == "id" else name for name in DEFAULTS)
 
 
 @dataclass
 class Upload:
     ids: list[str]
     texts: list[str]
+    columns: list[dict]  # each row's own other columns (not its id or the text read), kept in the results
 
 
 def read_upload(name: str, content: bytes) -> Upload:
     """Parse an uploaded file; raises :class:`DataError` with a message fit for the page."""
     if Path(name).suffix.lower().lstrip(".") not in UPLOAD_TYPES:
         raise DataError(f"{name}: unsupported file type; upload a {', '.join(UPLOAD_TYPES)} file")
-    split = rows_to_split(read_records(pa.BufferReader(content), name), name, require_labels=False)
+    records = read_records(pa.BufferReader(content), name)
+    split = rows_to_split(records, name, require_labels=False)
     if len(split) > MAX_ROWS:
         raise DataError(f"{name}: {len(split)} rows; the UI takes up to {MAX_ROWS} (use `patentclf predict --input` for more)")
     ids = [row_id if row_id is not None else str(number) for number, row_id in enumerate(split.ids, start=1)]
-    return Upload(ids=ids, texts=split.texts)
+    read = {"id", *text_fields_for(set().union(*(r.keys() for r in records)), None, name)}
+    columns = [{key: value for key, value in record.items() if key not in read} for record in records]
+    return Upload(ids=ids, texts=split.texts, columns=columns)
+
+
+def own_column(name: str) -> str:
+    """A column of the upload under a name no field of the answer has (``label`` -> ``label (yours)``)."""
+    return f"{name} (yours)" if name in DEFAULTS or name in ("prediction_id", "text") else name
 
 
 def results_table(upload: Upload, predictions: list[dict]) -> pd.DataFrame:
-    """One row per text: the upload's id and text, then every field of the API's answer (its id as
-    ``prediction_id``), the hierarchy as the API's lists and dicts."""
+    """One row per text: the upload's id, its own other columns and its text, then every field of the
+    API's answer (its id as ``prediction_id``), the hierarchy as the API's lists and dicts."""
     rows = []
-    for row_id, text, answer in zip(upload.ids, upload.texts, predictions):
-        row = {"id": row_id, "text": text}
+    for row_id, own, text, answer in zip(upload.ids, upload.columns, upload.texts, predictions):
+        row = {"id": row_id, **{own_column(name): value for name, value in own.items()}, "text": text}
         row.update({"prediction_id" if name == "id" else name: answer.get(name, DEFAULTS[name]) for name in DEFAULTS})
         # An API from before the hierarchy answers the main section only.
         row["sections"] = row["sections"] or [answer["label"]]

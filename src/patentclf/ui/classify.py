@@ -8,7 +8,7 @@ import streamlit as st
 
 from patentclf.corpus.data import DataError
 from patentclf.corpus.labels import CODES, SECTIONS, section
-from patentclf.ui.batch import UPLOAD_TYPES, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
+from patentclf.ui.batch import ANSWER_COLUMNS, UPLOAD_TYPES, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
 from patentclf.ui.client import ApiClient, ApiError
 from patentclf.ui.common import get_client, show_api_status
 from patentclf.ui.examples import EXAMPLES
@@ -255,17 +255,25 @@ def _batch(client: ApiClient) -> None:
     if not done or done["file_id"] != upload.file_id:
         return
     table = done["table"]
-    shown = table[["id", "label", "name", "confidence", "needs_review", "truncated", "text"]].copy()
+    shown = table[["id", "label", "name", "confidence", "needs_review", "truncated"]].copy()
     if table_has_hierarchy(table):  # the codes only; titles and probabilities are in the downloads
         shown.insert(4, "sections", table["sections"].map("; ".join))
         shown.insert(5, "subclasses", table["subclasses"].map(_codes))
         if table["groups"].map(len).any():
             shown.insert(6, "groups", table["groups"].map(_codes))
+    # The user's own columns, then the text (last and narrow: it is the widest, and a row's full text
+    # shows on hover), so every answer column fits on the screen.
+    for name in [c for c in table.columns if c not in shown.columns and c not in ANSWER_COLUMNS and c != "text"]:
+        shown[name] = table[name]
+    shown["text"] = table["text"]
     st.dataframe(
         shown,
         hide_index=True,
+        width="stretch",
         column_config={
-            "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0)
+            "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0),
+            "name": st.column_config.TextColumn("name", width="medium"),
+            "text": st.column_config.TextColumn("text", width="medium"),
         },
     )
     stem = upload.name.rsplit(".", 1)[0]
