@@ -320,8 +320,9 @@ def test_batch_table_keeps_the_uploads_own_columns_after_the_answer(ui_env):
     assert not at.exception and not at.error
     table = at.dataframe[0].value
     columns = list(table.columns)
-    # The answer first, then the user's columns (a clashing name marked as theirs), the text last.
-    assert columns[:4] == ["id", "label", "name", "confidence"] and columns[-3:] == ["assignee", "label (yours)", "text"]
+    # The answer first, then the user's columns (a clashing name marked as theirs), the flags, the text last.
+    assert columns[:4] == ["id", "label", "name", "confidence"]
+    assert columns[-5:] == ["assignee", "label (yours)", "needs_review", "truncated", "text"]
     assert list(table["assignee"]) == ["Acme", "Initech"] and list(table["label (yours)"]) == ["D", "H"]
 
 

@@ -9,7 +9,9 @@ import streamlit as st
 
 from patentclf.ui import classify, monitoring
 
-st.set_page_config(page_title="patentclf", page_icon="📄", layout="centered")
+st.set_page_config(
+    page_title="patentclf", page_icon="📄", layout="wide"
+)  # wide: the batch table's columns and the hierarchy tables fit
 
 page = st.navigation(
     [

@@ -255,25 +255,28 @@ def _batch(client: ApiClient) -> None:
     if not done or done["file_id"] != upload.file_id:
         return
     table = done["table"]
-    shown = table[["id", "label", "name", "confidence", "needs_review", "truncated"]].copy()
+    shown = table[["id", "label", "name", "confidence"]].copy()
     if table_has_hierarchy(table):  # the codes only; titles and probabilities are in the downloads
         shown.insert(4, "sections", table["sections"].map("; ".join))
         shown.insert(5, "subclasses", table["subclasses"].map(_codes))
         if table["groups"].map(len).any():
             shown.insert(6, "groups", table["groups"].map(_codes))
-    # The user's own columns, then the text (last and narrow: it is the widest, and a row's full text
-    # shows on hover), so every answer column fits on the screen.
+    # The user's own columns, then the flags, then the text (last: it is the widest; a cut cell shows
+    # whole on hover), so that the answer's columns come first on the screen.
     for name in [c for c in table.columns if c not in shown.columns and c not in ANSWER_COLUMNS and c != "text"]:
         shown[name] = table[name]
-    shown["text"] = table["text"]
+    for name in ("needs_review", "truncated", "text"):
+        shown[name] = table[name]
     st.dataframe(
         shown,
         hide_index=True,
         width="stretch",
+        # Widths that fit the answer on a laptop screen; a cut cell shows whole on hover.
         column_config={
             "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0),
-            "name": st.column_config.TextColumn("name", width="medium"),
-            "text": st.column_config.TextColumn("text", width="medium"),
+            **{name: st.column_config.TextColumn(name, width="small") for name in ("label", "name", "sections")},
+            **{name: st.column_config.TextColumn(name, width="medium") for name in ("subclasses", "groups", "text")},
+            **{name: st.column_config.CheckboxColumn(name, width="small") for name in ("needs_review", "truncated")},
         },
     )
     stem = upload.name.rsplit(".", 1)[0]
