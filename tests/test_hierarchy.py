@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from patentclf.corpus import data
-from patentclf.corpus.hierarchy import CodeError, level, parse_code, parse_code_list, targets, title
+from patentclf.corpus.hierarchy import (
+    ABBREVIATIONS,
+    CodeError,
+    level,
+    parse_code,
+    parse_code_list,
+    sentence_case,
+    targets,
+    title,
+    titles,
+)
 
 from .conftest import write_jsonl
 
@@ -52,6 +64,47 @@ def test_titles_come_from_the_shipped_cpc_list():
     assert title("H04") == "Electric communication technique"
     assert title("G").lower() == "physics"
     assert title("C13D") == ""  # a retired IPC subclass has no CPC title
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        ("G", "Physics"),
+        ("G06", "Computing; Calculating; Counting"),  # a capital after each semicolon, as CPC's groups write it
+        ("H04N", "Pictorial communication, e.g. television"),  # "e.g." kept it in capitals before
+        ("H04L", "Transmission of digital information, e.g. telegraphic communication"),
+        ("C01D", "Compounds of alkali metals, i.e. lithium, sodium, potassium, rubidium, caesium, or francium"),
+        ("H05G", "X-ray technique"),
+        ("Y10T", "Technical subjects covered by former US classification"),
+        ("D10", "Indexing scheme associated with sublasses of section D, relating to textiles"),
+        ("C05F", "Organic fertilisers not covered by subclasses C05B, C05C, e.g. fertilisers from waste or refuse"),
+        ("G16Y", "Information and communication technology specially adapted for the internet of things [IoT]"),
+        ("C08K", "Use of inorganic or non-macromolecular organic substances as compounding ingredients"),
+        ("A01B 1/00", "Hand tools"),  # main groups are in sentence case already
+    ],
+)
+def test_titles_are_in_the_cpcs_sentence_case(code, expected):
+    assert title(code) == expected
+
+
+def test_every_title_of_a_section_class_or_subclass_is_out_of_capitals():
+    for code in (c for c in titles() if " " not in c):
+        unbracketed = re.sub(r"\[[^\]]*\]", "", title(code))
+        shouting = [w for w in re.findall(r"[^\W\d_]{2,}", unbracketed) if w.isupper() and w not in ABBREVIATIONS]
+        assert not shouting, (code, title(code))
+
+
+def test_sentence_case_keeps_abbreviations_and_mixed_case():
+    assert (
+        sentence_case("APPARATUS FOR CONVERSION BETWEEN AC AND DC; DNA SEQUENCING")
+        == "Apparatus for conversion between AC and DC; DNA sequencing"
+    )
+    assert sentence_case("WORKING-UP; AFTER-TREATMENT NOT COVERED BY SUBCLASSES C08B, C08C or C08H") == (
+        "Working-up; After-treatment not covered by subclasses C08B, C08C or C08H"
+    )
+    assert sentence_case("Wheel mounted data logger with GPS") == "Wheel mounted data logger with GPS"
+    assert sentence_case("LOW-ALLOY STEEL FOR OIL AND/OR GAS") == "Low-alloy steel for oil and/or gas"
+    assert sentence_case("") == "" and sentence_case("3/00") == "3/00" and sentence_case(None) == ""
 
 
 def test_every_main_class_of_the_bundled_data_has_a_title():

@@ -142,7 +142,42 @@ def titles() -> dict[str, str]:
 
 
 def title(code: str) -> str:
-    """The code's English title, in sentence case; ``""`` for codes the CPC list does not have
-    (a few retired IPC subclasses such as C13D)."""
-    text = titles().get(code, "")
-    return text[:1] + text[1:].lower() if text.isupper() else text
+    """The code's English title, in the CPC's sentence case (:func:`sentence_case`); ``""`` for codes the
+    CPC list does not have (a few retired IPC subclasses such as C13D)."""
+    return sentence_case(titles().get(code, ""))
+
+
+# Words of a title in capitals kept as they are: the abbreviations in the titles of the CPC's sections,
+# classes and subclasses, and a few common ones. Bracketed abbreviations ("[ICT]", "[IoT]"), codes
+# ("C05B", "F01-F04", "3D") and single letters ("SECTION D", "X-RAY") are kept anyway.
+ABBREVIATIONS = frozenset({"AC", "DC", "IPC", "USPC", "US", "CPC", "DNA", "RNA", "CPU", "LED", "LCD", "ICT", "PV", "GPS", "RFID"})
+# A bracketed part, "e.g." or "i.e.", or a run of letters and digits (a hyphen or an apostrophe splits words).
+_WORD = re.compile(r"\[[^\]]*\]|\b[ei]\.[ge]\.|[^\W_]+", re.IGNORECASE)
+# The first letter of the title and of each part after a semicolon, as the CPC's main groups write them.
+_PART_START = re.compile(r"(^|;\s*)([^\W\d_])")
+
+
+def _in_capitals(text: str) -> bool:
+    """Every word in capitals but for bracketed ones, "e.g.", "i.e." and a code list's "and" / "or"
+    ("SUBCLASSES F21K, F21L, F21S and F21V")."""
+    words = [w for w in _WORD.findall(text) if not w.startswith("[") and "." not in w and w not in ("and", "or")]
+    return any(w.isupper() for w in words) and all(w.isupper() or not any(c.isalpha() for c in w) for w in words)
+
+
+def _word_in_sentence_case(match: re.Match) -> str:
+    word = match.group()
+    if word.startswith("[") or word in ABBREVIATIONS or len(word) == 1 and word != "A" or any(c.isdigit() for c in word):
+        return word
+    return word.lower()
+
+
+def sentence_case(text: str) -> str:
+    """A title in capitals (the CPC writes its sections, classes and subclasses so) -> the CPC's sentence
+    case, as its main groups are written: a capital at the start and after each semicolon, abbreviations
+    and codes kept: ``"COMPUTING; CALCULATING; COUNTING"`` -> ``"Computing; Calculating; Counting"``,
+    ``"PICTORIAL COMMUNICATION, e.g. TELEVISION"`` -> ``"Pictorial communication, e.g. television"``.
+    A title already in mixed case is returned as it is."""
+    if not isinstance(text, str) or not _in_capitals(text):
+        return text if isinstance(text, str) else ""
+    lowered = _WORD.sub(_word_in_sentence_case, text)
+    return _PART_START.sub(lambda m: m.group(1) + m.group(2).upper(), lowered)
