@@ -1,7 +1,8 @@
 """A real browser (Debian's headless Chromium) against the real UI and the real API, on loopback.
 
 The UI runs through ``patentclf ui`` and the API through uvicorn, each as a subprocess. Screenshots
-of the pages are kept in ``test-artifacts/`` (ui-prediction.png, ui-monitoring.png, ui-hierarchy.png).
+of the pages are kept in ``test-artifacts/`` (ui-prediction.png, ui-monitoring.png, ui-hierarchy.png,
+ui-nearest.png).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ WAIT = 90  # seconds, the longest any step may take on a busy machine; polls end
 
 pytestmark = pytest.mark.browser
 HIERARCHY_HEADING = "CPC sections, classes and subclasses"
+GROUPS_HEADING = "CPC sections, classes, subclasses and main groups"
+ESPACENET = "https://worldwide.espacenet.com/classification?locale=en_EP#!/CPC="
 CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
 
 
@@ -115,12 +118,24 @@ def test_browser_submits_a_patent_and_sees_the_section(servers, browser):
 
 
 def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
-    """A model with hierarchy heads (stood in for by a server that sends its answer): the result shows
-    every section, then the class and subclass suggestions with their titles."""
+    """A model with hierarchy heads and an index (stood in for by a server that sends its answer): the
+    result shows every section, then the class, subclass and main-group suggestions with their titles,
+    then the nearest patents; codes link to the CPC scheme, patents to Google Patents, cut titles are
+    whole on hover."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    answer = hierarchy_answer()
+    groups = [{"code": "H04M 1/00", "title": "Substation equipment, e.g. for use by subscribers", "probability": 0.31}]
+    similar = [
+        {
+            "id": "US9135439",
+            "title": "Methods to detect risks",
+            "code": "H04M 1/725",
+            "codes": ["H04M 1/725", "G06F 21/56"],
+            "similarity": 0.912,
+        }
+    ]
+    answer = hierarchy_answer(groups=groups, similar=similar)
     answers = {"/model": {"model_version": answer["model_version"]}, "/predict": answer}
     with json_api(answers) as api_url, run_ui(api_url, tmp_path / "ui") as ui_url:
         heading = submit(browser, ui_url, EXAMPLES[4].text)
@@ -128,16 +143,44 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
         wait = WebDriverWait(browser, WAIT, poll_frequency=0.2)
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, CHART))
         body = browser.find_element(By.TAG_NAME, "body").text
-        assert HIERARCHY_HEADING in body and "Traceback" not in body
+        assert GROUPS_HEADING in body and "Traceback" not in body
         assert "H · Electricity · 88%" in body and "G · Physics · 57%" in body
-        tables = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stTable"]')
-        assert len(tables) == 2
-        classes, subclasses = (table.text for table in tables)
-        assert all(w in classes for w in ("Class", "Title", "Probability", "H04", "ELECTRIC COMMUNICATION TECHNIQUE", "62.0%"))
-        assert all(word in subclasses for word in ("Subclass", "H04M", "TELEPHONIC COMMUNICATION", "47.0%"))
+        tables = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMarkdownContainer"] table')
+        assert len(tables) == 4
+        classes, subclasses, main_groups, nearest = (table.text for table in tables)
+        # Titles in the CPC's sentence case.
+        assert all(w in classes for w in ("Class", "Title", "Probability", "H04", "Electric communication technique", "62.0%"))
+        assert all(word in subclasses for word in ("Subclass", "H04M", "Telephonic communication", "47.0%"))
+        assert "Substation equipment, e.g. for use by subscribers" in main_groups
+        assert all(word in nearest for word in ("US9135439", "Methods to detect risks", "H04M 1/725, G06F 21/56", "0.91"))
         # Sections first, then classes, then subclasses.
-        order = [body.index(s) for s in (HIERARCHY_HEADING, "G · Physics · 57%", "ELECTRIC COMMUNICATION TECHNIQUE", "H04M")]
+        order = [body.index(s) for s in (GROUPS_HEADING, "G · Physics · 57%", "Electric communication technique", "H04M")]
         assert order == sorted(order), order
+
+        def link(text: str):
+            found = [a for a in browser.find_elements(By.TAG_NAME, "a") if a.text == text]
+            assert len(found) == 1, (text, [a.get_attribute("href") for a in found])
+            assert found[0].get_attribute("target") == "_blank"  # a new tab: the result stays
+            return found[0].get_attribute("href")
+
+        # Codes link to the CPC scheme at every level (the badges' sections too), patents to Google Patents.
+        assert link("H04") == f"{ESPACENET}H04"
+        assert link("G06Q") == f"{ESPACENET}G06Q"
+        assert link("H04M 1/00") == f"{ESPACENET}H04M1/00"
+        assert link("G06F 21/56") == f"{ESPACENET}G06F21/56"
+        assert link("G · Physics · 57%") == f"{ESPACENET}G"
+        assert link("US9135439") == "https://patents.google.com/patent/US9135439"
+        # G06Q's 300-character title is cut in the table and whole on hover (the browser's tooltip).
+        cut = next(
+            span for span in tables[1].find_elements(By.CSS_SELECTOR, "span[title]") if span.text.startswith("Data processing")
+        )
+        whole = cut.get_attribute("title")
+        assert cut.text.endswith("…") and len(cut.text) <= 110
+        assert whole.startswith(cut.text[:-1]) and whole.endswith(
+            "supervisory or forecasting purposes, not otherwise provided for"
+        )
         ARTIFACTS.mkdir(exist_ok=True)
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tables[0])
         assert browser.save_screenshot(str(ARTIFACTS / "ui-hierarchy.png"))
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tables[3])
+        assert browser.save_screenshot(str(ARTIFACTS / "ui-nearest.png"))

@@ -9,12 +9,13 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from patentclf.corpus.hierarchy import sentence_case
 from patentclf.corpus.labels import CODES, section
 from patentclf.ui import app_path
 from patentclf.ui.examples import EXAMPLES
 
 from .servers import API_KEY, free_port, json_api, run_api, silent_server
-from .ui_samples import hierarchy_answer
+from .ui_samples import hierarchy_answer, html_tables
 
 TIMEOUT = 60  # seconds an AppTest run may take (a prediction on the tiny model takes well under one)
 
@@ -86,7 +87,7 @@ def test_section_only_model_shows_no_hierarchy(ui_env):
     assert answer["sections"] == [answer["label"]] and answer["classes"] == answer["subclasses"] == []
     assert at.subheader and not any(m.startswith("#### CPC sections") for m in texts_of(at.markdown))
     assert not any("-badge[" in m for m in texts_of(at.markdown))
-    assert not at.table, "a section-only answer must not draw empty tables"
+    assert not html_tables(texts_of(at.markdown)), "a section-only answer must not draw empty tables"
 
 
 def hierarchy_page(answer: dict) -> AppTest:
@@ -98,24 +99,42 @@ def hierarchy_page(answer: dict) -> AppTest:
     return at
 
 
+ESPACENET = "https://worldwide.espacenet.com/classification?locale=en_EP#!/CPC="
+
+
 def test_hierarchy_shows_sections_then_classes_and_subclasses(ui_env):
     answer = hierarchy_answer()
     at = hierarchy_page(answer)
     assert texts_of(at.subheader) == ["Section H · Electricity"]
     markdown = texts_of(at.markdown)
     heading = markdown.index(HIERARCHY_HEADING)
-    assert markdown[heading + 1] == "Belongs to :orange-badge[H · Electricity · 88%] :blue-badge[G · Physics · 57%]"
+    # Each section's badge links to the section in the CPC scheme.
+    assert markdown[heading + 1] == (
+        f"Belongs to [:orange-badge[H · Electricity · 88%]]({ESPACENET}H) [:blue-badge[G · Physics · 57%]]({ESPACENET}G)"
+    )
 
-    classes, subclasses = (table.value for table in at.table)
-    assert list(classes.columns) == ["Class", "Title", "Probability"]
-    assert list(classes["Class"]) == [c["code"] for c in answer["classes"]]  # best first, as the API sent them
-    assert classes.iloc[0].tolist() == ["H04", "ELECTRIC COMMUNICATION TECHNIQUE", "62.0%"]
-    assert list(subclasses.columns) == ["Subclass", "Title", "Probability"]
-    assert list(subclasses["Subclass"]) == ["H04M", "G06Q", "H04W", "H04L", "G07F"]
-    assert subclasses.iloc[0].tolist() == ["H04M", "TELEPHONIC COMMUNICATION", "47.0%"]
-    # G06Q's 300-character title is cut to keep the table compact.
-    long_title = subclasses.loc[1, "Title"]
-    assert long_title.endswith("…") and len(long_title) <= 110 and answer["subclasses"][1]["title"].startswith(long_title[:-1])
+    classes, subclasses = html_tables(markdown)
+    assert classes.header == ["Class", "Title", "Probability"]
+    assert [c.text for c in classes.column("Class")] == [c["code"] for c in answer["classes"]]  # best first, as sent
+    # Titles in the CPC's sentence case, whole on hover; codes linked to the scheme, in a new tab.
+    assert [c.text for c in classes.rows[0]] == ["H04", "Electric communication technique", "62.0%"]
+    assert classes.rows[0][0].links == [
+        {"href": f"{ESPACENET}H04", "target": "_blank", "rel": "noopener noreferrer", "text": "H04"}
+    ]
+    assert classes.rows[1][1].text == classes.rows[1][1].hover[0] == "Computing; Calculating; Counting"
+    assert subclasses.header == ["Subclass", "Title", "Probability"]
+    assert [c.text for c in subclasses.column("Subclass")] == ["H04M", "G06Q", "H04W", "H04L", "G07F"]
+    assert [c.href for c in subclasses.column("Subclass")] == [
+        f"{ESPACENET}{code}" for code in ("H04M", "G06Q", "H04W", "H04L", "G07F")
+    ]
+    assert [c.text for c in subclasses.rows[0]] == ["H04M", "Telephonic communication", "47.0%"]
+    # A title with "e.g." in it is in sentence case too (it stayed in capitals before).
+    assert subclasses.rows[3][1].text == "Transmission of digital information, e.g. telegraphic communication"
+    # G06Q's 300-character title is cut to keep the table compact, and is whole on hover.
+    long_title = subclasses.rows[1][1]
+    assert long_title.text.endswith("…") and len(long_title.text) <= 110
+    assert long_title.hover == [sentence_case(answer["subclasses"][1]["title"])]
+    assert long_title.hover[0].startswith(long_title.text[:-1]) and len(long_title.hover[0]) > 300
     # The rest of the result is still there: the section chart and the feedback form.
     assert at.get("vega_lite_chart") and at.get("form")
 
@@ -134,32 +153,50 @@ def test_groups_and_the_nearest_patents_show_under_the_subclasses(ui_env):
         },
         {
             "id": "US6144717",
-            "title": "Wheel mounted data logger",
+            "title": "WHEEL MOUNTED DATA LOGGER",
             "code": "H04M 3/42",
-            "codes": ["H04M 3/42"],
+            "codes": ["H04M 3/42"] + [f"H04M 3/{n}" for n in range(500, 530)],
             "similarity": 0.874,
         },
+        {"id": "not-a-patent", "title": "", "code": "", "codes": ["X99Z 1/00"], "similarity": 0.5},
     ]
     at = hierarchy_page(hierarchy_answer(groups=groups, similar=similar))
     markdown = texts_of(at.markdown)
     assert "#### CPC sections, classes, subclasses and main groups" in markdown
     assert "#### Nearest classified patents" in markdown
-    classes, subclasses, main_groups, nearest = (table.value for table in at.table)
-    assert list(main_groups.columns) == ["Main group", "Title", "Probability"]
-    assert main_groups.iloc[0].tolist() == [
-        "H04M 1/00",
-        title("H04M 1/00")[:109].rstrip() + "…" if len(title("H04M 1/00")) > 110 else title("H04M 1/00"),
-        "31.0%",
+    classes, subclasses, main_groups, nearest = html_tables(markdown)
+    assert main_groups.header == ["Main group", "Title", "Probability"]
+    assert [c.text for c in main_groups.rows[0]] == ["H04M 1/00", "Substation equipment, e.g. for use by subscribers", "31.0%"]
+    assert main_groups.rows[0][0].href == f"{ESPACENET}H04M1/00"
+    assert nearest.header == ["Patent", "Title", "Codes", "Similarity"]
+    first, second, odd = nearest.rows
+    assert [c.text for c in first] == ["US9135439", "Methods to detect risks", "H04M 1/725, G06F 21/56", "0.91"]
+    # The patent links to its page on Google Patents, each of its codes to the CPC scheme.
+    assert first[0].links == [
+        {
+            "href": "https://patents.google.com/patent/US9135439",
+            "target": "_blank",
+            "rel": "noopener noreferrer",
+            "text": "US9135439",
+        }
     ]
-    assert list(nearest.columns) == ["Patent", "Title", "Codes", "Similarity"]
-    assert nearest.iloc[0].tolist() == ["US9135439", "Methods to detect risks", "H04M 1/725, G06F 21/56", "0.91"]
+    assert [link["href"] for link in first[2].links] == [f"{ESPACENET}H04M1/725", f"{ESPACENET}G06F21/56"]
+    # A title in capitals in sentence case; a long list of codes cut, every code on hover.
+    assert second[1].text == "Wheel mounted data logger"
+    assert second[2].text.endswith(", …") and len(second[2].links) < 31
+    assert second[2].hover == [", ".join(similar[1]["codes"])]
+    # What cannot be linked is plain text.
+    assert odd[0].text == "not-a-patent" and not odd[0].links and odd[2].text == "X99Z 1/00" and not odd[2].links
 
 
 def test_sections_without_classes_show_no_tables(ui_env):
     at = hierarchy_page(hierarchy_answer(classes=[], subclasses=[]))
     assert "#### CPC sections" in texts_of(at.markdown)
-    assert "Belongs to :orange-badge[H · Electricity · 88%] :blue-badge[G · Physics · 57%]" in texts_of(at.markdown)
-    assert not at.table
+    assert (
+        f"Belongs to [:orange-badge[H · Electricity · 88%]]({ESPACENET}H) [:blue-badge[G · Physics · 57%]]({ESPACENET}G)"
+        in texts_of(at.markdown)
+    )
+    assert not html_tables(texts_of(at.markdown))
 
 
 def test_empty_text_asks_for_text(ui_env):

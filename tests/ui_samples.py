@@ -1,10 +1,13 @@
 """An answer of ``POST /predict`` from a model with the hierarchy heads (sections, classes, subclasses),
 for the UI tests until such a model is shipped: the real response shape (checked against the API's
-schema by ``hierarchy_answer``), with real CPC codes and titles (CPC Title List 2022.08) for the H example of ui/examples.py."""
+schema by ``hierarchy_answer``), with real CPC codes and titles (CPC Title List 2022.08) for the H example of ui/examples.py;
+and a reader of the HTML tables the page draws the answer in (``html_tables``)."""
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
 
 from patentclf.corpus.labels import CODES
 from patentclf.service.schemas import PredictionResponse
@@ -55,3 +58,74 @@ def hierarchy_answer(**changes) -> dict:
     answer = {**copy.deepcopy(_ANSWER), **changes}
     PredictionResponse.model_validate(answer)
     return answer
+
+
+# -- reading the answer's HTML tables (ui/tables.py) ------------------------------------------------
+
+
+@dataclass
+class Cell:
+    text: str = ""
+    links: list[dict[str, str]] = field(default_factory=list)  # each <a>'s attributes and its "text"
+    hover: list[str] = field(default_factory=list)  # the title attributes in the cell
+
+    @property
+    def href(self) -> str | None:
+        return self.links[0]["href"] if self.links else None
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[Cell]]
+
+    def column(self, name: str) -> list[Cell]:
+        return [row[self.header.index(name)] for row in self.rows]
+
+
+class _TableReader(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[Table] = []
+        self.cell: Cell | None = None
+        self.link: dict[str, str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = {k: v or "" for k, v in attrs}
+        if tag == "table":
+            self.tables.append(Table([], []))
+        elif tag == "tr" and self.tables:
+            self.tables[-1].rows.append([])
+        elif tag in ("td", "th"):
+            self.cell = Cell()
+            self.tables[-1].rows[-1].append(self.cell)
+        elif tag == "a" and self.cell is not None:
+            self.link = {**attrs, "text": ""}
+            self.cell.links.append(self.link)
+        if self.cell is not None and "title" in attrs:
+            self.cell.hover.append(attrs["title"])
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.cell = None
+        elif tag == "a":
+            self.link = None
+        elif tag == "thead" and self.tables:
+            self.tables[-1].header = [c.text for c in self.tables[-1].rows.pop()]
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.text += data
+        if self.link is not None:
+            self.link["text"] += data
+
+
+def html_tables(markdown: list[str]) -> list[Table]:
+    """Every HTML table in the page's Markdown elements, in order: header, and each cell's text, links
+    and hover titles."""
+    tables = []
+    for text in markdown:
+        reader = _TableReader()
+        reader.feed(text)
+        tables += reader.tables
+    return tables

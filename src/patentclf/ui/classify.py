@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from html import escape
+
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from patentclf.corpus.data import DataError
 from patentclf.corpus.labels import CODES, SECTIONS, section
+from patentclf.corpus.links import cpc_url
 from patentclf.ui.batch import ANSWER_COLUMNS, UPLOAD_TYPES, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
 from patentclf.ui.client import ApiClient, ApiError
 from patentclf.ui.common import get_client, show_api_status
 from patentclf.ui.examples import EXAMPLES
+from patentclf.ui.tables import code_link, html_table, patent_link, title_cell
 
 BATCH_CHUNK = 32  # texts per request: keeps each request short and under the API's batch limit
 
@@ -90,22 +94,19 @@ def has_hierarchy(p: dict) -> bool:
 
 def _show_hierarchy(p: dict) -> None:
     """Every section the patent belongs to, then the class and subclass suggestions; nothing for a
-    section-only model (its answer would only repeat the headline)."""
+    section-only model (its answer would only repeat the headline). Codes link to the CPC scheme."""
     if not has_hierarchy(p):
         return
     suggestions = bool(p.get("classes") or p.get("subclasses"))
     levels = ", classes, subclasses and main groups" if p.get("groups") else ", classes and subclasses"
     st.markdown("#### CPC sections" + (levels if suggestions else ""))
-    probabilities = p.get("section_probabilities") or {}
-    badges = [
-        f":{'orange' if code == p['label'] else 'blue'}-badge[{code} · {section(code).name} · {probabilities.get(code, 0.0):.0%}]"
-        for code in p.get("sections") or []
-    ]
-    st.markdown("Belongs to " + " ".join(badges))
-    st.caption("A patent can belong to several sections; each one's probability is judged on its own.")
+    st.markdown("Belongs to " + " ".join(section_badges(p)))
+    st.caption(
+        "A patent can belong to several sections; each one's probability is judged on its own. Codes link to the CPC scheme."
+    )
     for key, level in (("classes", "Class"), ("subclasses", "Subclass"), ("groups", "Main group")):
         if p.get(key):
-            st.table(suggestion_table(p[key], level), hide_index=True, border="horizontal")
+            st.markdown(suggestion_table(p[key], level), unsafe_allow_html=True)
     if p.get("groups"):
         st.caption(
             "A main group's probability is its subclass's times the share of the nearest patents' votes it has in that subclass."
@@ -113,46 +114,51 @@ def _show_hierarchy(p: dict) -> None:
     _show_similar(p)
 
 
+def section_badges(p: dict) -> list[str]:
+    """A badge for each section the patent belongs to (the predicted one orange), each a Markdown link
+    to the section in the CPC scheme."""
+    probabilities = p.get("section_probabilities") or {}
+    badges = []
+    for code in p.get("sections") or []:
+        badge = f":{'orange' if code == p['label'] else 'blue'}-badge[{code} · {section(code).name} · {probabilities.get(code, 0.0):.0%}]"
+        url = cpc_url(code)
+        badges.append(f"[{badge}]({url})" if url else badge)
+    return badges
+
+
 def _show_similar(p: dict) -> None:
     """The nearest classified patents: the evidence a reviewer checks the suggestions against."""
     if not p.get("similar"):
         return
     st.markdown("#### Nearest classified patents")
-    st.table(similar_table(p["similar"]), hide_index=True, border="horizontal")
+    st.markdown(similar_table(p["similar"]), unsafe_allow_html=True)
 
 
-def similar_table(items: list[dict]) -> pd.DataFrame:
-    """The nearest indexed patents as a small table: id, title, codes (main first), similarity."""
-
-    def short(title: str) -> str:
-        return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
-
-    return pd.DataFrame(
-        {
-            "Patent": [item["id"] for item in items],
-            "Title": [short(item.get("title") or "") for item in items],
-            "Codes": [", ".join(item.get("codes") or [])[:80] for item in items],
-            "Similarity": [f"{item['similarity']:.2f}" for item in items],
-        }
-    )
+SIMILAR_CODES_CHARS = 80  # a patent may list dozens of codes: the first ones, the rest on hover
 
 
-TITLE_CHARS = 110  # a few subclass titles run to 400 characters; the table stays compact
+def similar_table(items: list[dict]) -> str:
+    """The nearest indexed patents as a small HTML table: id (linked to Google Patents), title (whole on
+    hover), codes (main first, each linked to the CPC scheme), similarity."""
+    rows = []
+    for item in items:
+        codes, shown = item.get("codes") or [], []
+        for code in codes:
+            if shown and len(", ".join(shown + [code])) > SIMILAR_CODES_CHARS:
+                break
+            shown.append(code)
+        cell = ", ".join(code_link(code) for code in shown)
+        if len(shown) < len(codes):
+            cell += f', <span title="{escape(", ".join(codes))}">…</span>'
+        rows.append([patent_link(str(item["id"])), title_cell(item.get("title") or ""), cell, f"{item['similarity']:.2f}"])
+    return html_table(["Patent", "Title", "Codes", "Similarity"], rows, numbers=(3,))
 
 
-def suggestion_table(items: list[dict], level: str) -> pd.DataFrame:
-    """Class or subclass suggestions as a small table: code, title, probability (best first, as sent)."""
-
-    def short(title: str) -> str:
-        return title if len(title) <= TITLE_CHARS else title[: TITLE_CHARS - 1].rstrip() + "…"
-
-    return pd.DataFrame(
-        {
-            level: [item["code"] for item in items],
-            "Title": [short(item.get("title") or "") for item in items],
-            "Probability": [f"{item['probability']:.1%}" for item in items],
-        }
-    )
+def suggestion_table(items: list[dict], level: str) -> str:
+    """Class, subclass or main-group suggestions as a small HTML table: code (linked to the CPC scheme),
+    title (in sentence case, whole on hover), probability; best first, as sent."""
+    rows = [[code_link(item["code"]), title_cell(item.get("title") or ""), f"{item['probability']:.1%}"] for item in items]
+    return html_table([level, "Title", "Probability"], rows, numbers=(2,))
 
 
 def _probability_chart(p: dict) -> alt.Chart:
