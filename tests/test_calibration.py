@@ -265,9 +265,15 @@ def test_the_stages_are_fitted_in_order_each_on_the_walk_so_far():
     np.testing.assert_allclose(
         alone["section"], cal.blend(raw["section"], None, 1.0, fitted.heads.get("section").llm_temperature)
     )
-    assert (alone["sections"] == raw["sections"]).all() and (
+    # Membership is at least the main-section probability (a patent belongs to its main section).
+    assert (alone["sections"] == np.maximum(raw["sections"], alone["section"])).all() and (
         alone["sections_threshold"] == fitted.sections_threshold.threshold
     ).all()
+    # The class and subclass tables agree with the section (the chain rule, hierarchy.top_down).
+    answer = fitted.apply(raw, tfidf)
+    for column, code in enumerate(layout.classes):
+        assert (answer["class"][:, column] <= answer["section"][:, "ABCDEFGHY".index(code[0])] + 1e-12).all()
+        assert (answer["subclass"][:, column] <= answer["class"][:, column] + 1e-12).all()  # one subclass a class here
 
 
 def test_only_the_tfidf_heads_a_calibration_reads_are_asked_for():

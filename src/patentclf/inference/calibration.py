@@ -7,7 +7,12 @@ each fitted on, and applied to, what the stages before it made of the tables:
 3. ``SectionsThreshold``: the threshold on the multi-label head's probabilities;
 4. ``SectionsStack``: every section the patent belongs to, from a logistic regression over each
    source's view of a section, and its own threshold;
-5. ``ConfidenceMap``: the predicted section's probability read through what validation showed.
+5. ``ConfidenceMap``: the predicted section's probability read through what validation showed;
+
+and then, for a model with class and subclass heads, the levels are made one distribution
+(``hierarchy.top_down``: a class's probability is its section's times its share of that section, a
+subclass's its class's times its share of the class), and no section's membership probability is
+below its probability of being the main section. That last step has no fitted numbers.
 
 Each stage is one class with its ``fit``, ``apply``, ``to_dict`` and ``from_dict``; together they are
 a few numbers in ``patentclf.json`` (``calibration``: each head's ``llm_weight`` and temperatures, the
@@ -25,6 +30,7 @@ import numpy as np
 
 from patentclf.corpus.hierarchy import targets
 from patentclf.corpus.labels import CODES
+from patentclf.inference.hierarchy import top_down
 from patentclf.model.heads import HeadLayout
 
 EPS = 1e-9
@@ -546,6 +552,21 @@ class ConfidenceMap(Stage):
         return cls(**section["confidence_map"]) if "confidence_map" in section else None
 
 
+def coherent(out: dict[str, np.ndarray], layout: HeadLayout) -> None:
+    """The answer's tables made to agree (in place): classes and subclasses below their parents by the
+    chain rule, and each section's membership at least its probability of being the main section (a
+    patent whose main section is A belongs to A)."""
+    out["class"], out["subclass"] = top_down(
+        out["section"], out.get("class"), layout.classes, out.get("subclass"), layout.subclasses
+    )
+    if out["class"] is None:
+        del out["class"]
+    if out["subclass"] is None:
+        del out["subclass"]
+    if "sections" in out:
+        out["sections"] = np.maximum(out["sections"], out["section"])
+
+
 # -- the fitted post-processing, as one object ------------------------------------------------------
 
 # The stages in the order they run, each by its attribute of ``Calibration``: a new stage is a class
@@ -588,6 +609,8 @@ class Calibration:
         walk = Walk.start(raw, {head: tfidf.get(head) if head in used else None for head in HEADS}, self.layout)
         for stage in self.stages():
             stage.apply(walk)
+        if self.layout.hierarchical:
+            coherent(walk.out, self.layout)
         return walk.out
 
     @classmethod

@@ -5,10 +5,13 @@ The two are combined by the chain rule, ``P(group) = P(subclass) x P(group | sub
 says which subclass, the neighbours say which of its groups. ``P(group | subclass)`` is the neighbours'
 votes for the group (each neighbour's similarity to the power ``power``; its main code's group counts
 fully, its other groups ``other_weight``), smoothed by ``prior`` times the group's share of the index's
-patents in that subclass, over the subclass's votes plus ``prior``. ``sharpness`` raises the subclass
-probabilities to a power before renormalising. A group's subclass is therefore always one the model
-finds likely, and the probabilities over every group sum to at most 1. The settings are fitted on the
-validation split (``fit``) and kept in the index's ``index.json``.
+patents in that subclass, over the subclass's votes plus ``prior``. The subclass probabilities are the
+answer's own (``hierarchy.py``: one distribution with the section and class), so a group is never more
+probable than its subclass, and the probabilities over every group sum to at most 1. The settings are
+fitted on the validation split (``fit``) and kept in the index's ``index.json``, with ``class_mix`` and
+``subclass_mix``, the share of the class and subclass probabilities below their parents that the same
+neighbours' votes decide (``hierarchy.with_evidence``). ``sharpness`` (a power on the subclass
+probabilities) is read from older indexes but no longer applied: it let a group outgrow its subclass.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ class GroupVoting:
     power: float = 2.0
     other_weight: float = 0.5
     prior: float = 0.5
-    sharpness: float = 1.0
+    sharpness: float = 1.0  # read from older indexes, not applied (see the module's docstring)
+    class_mix: float = 0.0
+    subclass_mix: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,13 +69,14 @@ def suggest_groups(
     patent_groups: list[list[str]],
     similarities: np.ndarray,
     rows: np.ndarray,
-    subclass_probabilities: np.ndarray | None,
+    subclass_probabilities: np.ndarray | dict[str, float] | None,
     subclass_codes: list[str],
     top: int = TOP_GROUPS,
 ) -> list[tuple[str, float]]:
     """One text's main groups, best first, as (group, probability): ``similarities`` / ``rows`` are its
-    nearest indexed patents (best first), ``subclass_probabilities`` the model's over ``subclass_codes``
-    (``None`` for a model without a subclass head: the votes alone then say the subclass)."""
+    nearest indexed patents (best first), ``subclass_probabilities`` the answer's, over ``subclass_codes``
+    or as a code -> probability dict (``None`` for a model without a subclass head: the votes alone then
+    say the subclass)."""
     votes: dict[str, float] = defaultdict(float)
     for similarity, row in zip(similarities[: voting.k], rows[: voting.k]):
         if row < 0:
@@ -81,10 +87,11 @@ def suggest_groups(
     by_subclass: dict[str, float] = defaultdict(float)
     for group, value in votes.items():
         by_subclass[group[:4]] += value
-    if subclass_probabilities is not None:
-        p = np.power(np.clip(subclass_probabilities, 0.0, 1.0), voting.sharpness)
-        p = p / max(p.sum(), 1e-12)
-        order = np.argsort(-p)[:TOP_SUBCLASSES]
+    if isinstance(subclass_probabilities, dict):
+        subclass_p = dict(sorted(subclass_probabilities.items(), key=lambda item: (-item[1], item[0]))[:TOP_SUBCLASSES])
+    elif subclass_probabilities is not None:
+        p = np.clip(subclass_probabilities, 0.0, 1.0)
+        order = np.argsort(-p, kind="stable")[:TOP_SUBCLASSES]
         subclass_p = {subclass_codes[i]: float(p[i]) for i in order}
     else:
         total = sum(by_subclass.values()) or 1.0
@@ -152,7 +159,6 @@ GRID = {
     "power": (1.0, 2.0, 4.0, 8.0),
     "other_weight": (0.25, 0.5, 1.0),
     "prior": (0.05, 0.1, 0.5, 2.0),
-    "sharpness": (0.25, 0.5, 0.75, 1.0),
 }
 
 

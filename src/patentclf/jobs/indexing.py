@@ -244,10 +244,21 @@ def fit_group_voting(
     subclass_probabilities: np.ndarray | None,
     subclass_codes: list[str],
     truth: list[list[str]],
+    *,
+    tables: dict[str, np.ndarray] | None = None,
+    class_codes: list[str] | None = None,
+    codes: list[list[str]] | None = None,
 ) -> dict:
     """Fit the index's group voting on labelled rows (their representations, the model's subclass
-    probabilities and their main groups); the figures before and after, as stored in ``index.voting``."""
+    probabilities and their main groups); the figures before and after, as stored in ``index.voting``.
+    With the answer's coherent ``tables`` (section, class, subclass), ``class_codes`` and the rows'
+    ``codes``, the share of the neighbours' votes in the class and subclass suggestions is fitted too
+    (``hierarchy.fit_mixes``), after the group settings."""
+    from dataclasses import replace
+
+    from patentclf.corpus.hierarchy import targets
     from patentclf.inference.groups import GRID, GroupVoting, fit_voting, group_figures, suggested_codes
+    from patentclf.inference.hierarchy import fit_mixes
 
     similarities, rows = index.search(vectors, max(GRID["k"]))
     fitted, _ = fit_voting(index.groups, similarities, rows, subclass_probabilities, subclass_codes, truth)
@@ -262,6 +273,21 @@ def fit_group_voting(
         "figures": figures(fitted),
         "default_figures": figures(GroupVoting()),
     }
+    if tables is not None and codes is not None and "class" in tables and "subclass" in tables:
+        found = [targets(row) for row in codes]
+        class_mix, subclass_mix, mixed = fit_mixes(
+            tables,
+            class_codes or [],
+            subclass_codes,
+            [patent.codes for patent in index.patents],
+            similarities,
+            rows,
+            fitted,
+            [t.main_class if t else None for t in found],
+            [t.main_subclass if t else None for t in found],
+        )
+        index.voting.update(replace(fitted, class_mix=class_mix, subclass_mix=subclass_mix).to_dict())
+        index.voting["hierarchy_figures"] = mixed
     return index.voting
 
 
@@ -272,8 +298,17 @@ def fit_on_split(classifier, index: PatentIndex, split) -> dict:
             f"{split.source}: no row has a main group (codes down to the group, e.g. G06F 3/048) to fit the voting on"
         )
     raw = classifier.raw_outputs(split.texts)
-    subclass = classifier.calibrated(raw, split.texts).get("subclass")
-    return fit_group_voting(index, raw["embedding"], subclass, classifier.layout.subclasses, split.groups)
+    tables = classifier.calibrated(raw, split.texts)
+    return fit_group_voting(
+        index,
+        raw["embedding"],
+        tables.get("subclass"),
+        classifier.layout.subclasses,
+        split.groups,
+        tables=tables,
+        class_codes=classifier.layout.classes,
+        codes=split.codes,
+    )
 
 
 def bundle_voting(model_path: Path) -> dict:
