@@ -133,9 +133,17 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
             "code": "H04M 1/725",
             "codes": ["H04M 1/725", "G06F 21/56"],
             "similarity": 0.912,
-        }
+        },
+        {"id": "US9811997", "title": "Fraud scoring", "code": "G06Q 20/40", "codes": ["G06Q 20/40"], "similarity": 0.905},
+        {"id": "US9754311", "title": "Payment risk", "code": "G06Q 40/02", "codes": ["G06Q 40/02"], "similarity": 0.9},
     ]
-    answer = hierarchy_answer(groups=groups, similar=similar)
+    uncertain = {"reason": "uncertain", "message": "the model is unsure: answers this unsure were wrong about half the time"}
+    answer = hierarchy_answer(
+        groups=groups, similar=similar, needs_review=True, review_reasons=[uncertain], evidence_disagrees=True
+    )
+    answer["levels"].append(
+        {"level": "group", "code": "H04M 1/00", "title": groups[0]["title"], "probability": 0.31, "right_share": 0.334}
+    )
     answers = {"/model": {"model_version": answer["model_version"]}, "/predict": answer}
     with json_api(answers) as api_url, run_ui(api_url, tmp_path / "ui") as ui_url:
         heading = submit(browser, ui_url, EXAMPLES[4].text)
@@ -145,9 +153,19 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
         body = browser.find_element(By.TAG_NAME, "body").text
         assert GROUPS_HEADING in body and "Traceback" not in body
         assert "H · Electricity · 88%" in body and "G · Physics · 57%" in body
+        # Whether to trust it: the review reason, and the nearest patents pointing elsewhere (here to G).
+        assert "Check this answer: The model is unsure: answers this unsure were wrong about half the time." in body
+        assert (
+            "The nearest classified patents point elsewhere: most of their votes are for section G (physics), not H; the nearest of them is US9811997, G06Q 20/40"
+            in body
+        )
         tables = browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMarkdownContainer"] table')
-        assert len(tables) == 4
-        classes, subclasses, main_groups, nearest = (table.text for table in tables)
+        assert len(tables) == 5
+        levels, classes, subclasses, main_groups, nearest = (table.text for table in tables)
+        # The answer at each level, with what its probability has meant on held-out patents.
+        assert all(word in levels for word in ("Level", "Right at this probability", "Main group", "H04M 1/00", "31.0%", "33%"))
+        assert "Subclass H04M Telephonic communication 47.0% 46%" in levels.replace("\n", " ")
+        assert "the share whose main code it was" in body
         # Titles in the CPC's sentence case.
         assert all(w in classes for w in ("Class", "Title", "Probability", "H04", "Electric communication technique", "62.0%"))
         assert all(word in subclasses for word in ("Subclass", "H04M", "Telephonic communication", "47.0%"))
@@ -159,9 +177,10 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
 
         def link(text: str):
             found = [a for a in browser.find_elements(By.TAG_NAME, "a") if a.text == text]
-            assert len(found) == 1, (text, [a.get_attribute("href") for a in found])
-            assert found[0].get_attribute("target") == "_blank"  # a new tab: the result stays
-            return found[0].get_attribute("href")
+            hrefs = {a.get_attribute("href") for a in found}  # a code may be in the levels table and its own
+            assert len(hrefs) == 1, (text, hrefs)
+            assert all(a.get_attribute("target") == "_blank" for a in found)  # a new tab: the result stays
+            return hrefs.pop()
 
         # Codes link to the CPC scheme at every level (the badges' sections too), patents to Google Patents.
         assert link("H04") == f"{ESPACENET}H04"
@@ -172,7 +191,7 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
         assert link("US9135439") == "https://patents.google.com/patent/US9135439"
         # G06Q's 300-character title is cut in the table and whole on hover (the browser's tooltip).
         cut = next(
-            span for span in tables[1].find_elements(By.CSS_SELECTOR, "span[title]") if span.text.startswith("Data processing")
+            span for span in tables[2].find_elements(By.CSS_SELECTOR, "span[title]") if span.text.startswith("Data processing")
         )
         whole = cut.get_attribute("title")
         assert cut.text.endswith("…") and len(cut.text) <= 110
@@ -182,5 +201,5 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
         ARTIFACTS.mkdir(exist_ok=True)
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tables[0])
         assert browser.save_screenshot(str(ARTIFACTS / "ui-hierarchy.png"))
-        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tables[3])
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tables[4])
         assert browser.save_screenshot(str(ARTIFACTS / "ui-nearest.png"))

@@ -53,6 +53,9 @@ def test_the_api_answers_the_record_with_the_same_fields_as_before_then_groups_a
         "subclasses",
         "groups",  # added after the pipeline refactor: main groups and evidence (issue 20)
         "similar",
+        "levels",  # added for one coherent, honest answer (issue 25)
+        "review_reasons",
+        "evidence_disagrees",
     ]
     assert schema["required"] == [
         "id",
@@ -70,6 +73,8 @@ def test_the_api_answers_the_record_with_the_same_fields_as_before_then_groups_a
     assert suggestion["description"] == "A CPC class, subclass or main group the patent may belong to."
     assert list(schema["$defs"]["SimilarPatent"]["properties"]) == ["id", "title", "code", "codes", "similarity"]
     assert suggestion["properties"]["probability"] == {"maximum": 1, "minimum": 0, "title": "Probability", "type": "number"}
+    assert list(schema["$defs"]["LevelAnswer"]["properties"]) == ["level", "code", "title", "probability", "right_share"]
+    assert list(schema["$defs"]["ReviewReason"]["properties"]) == ["reason", "message"]
 
 
 def test_a_prediction_becomes_the_record_and_a_file_row():
@@ -87,12 +92,16 @@ def test_a_prediction_becomes_the_record_and_a_file_row():
         "confidence",
         "probabilities",
         "truncated",
+        "needs_review",  # in files too since the answer's own flag (issue 25)
         "sections",
         "section_probabilities",
         "classes",
         "subclasses",
         "groups",
         "similar",
+        "levels",
+        "review_reasons",
+        "evidence_disagrees",
     ]
     assert row["label"] == "G" and row["classes"] == record["classes"]
     assert file_record(prediction_record(_prediction())) == row  # a file needs none of the service's fields

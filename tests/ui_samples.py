@@ -50,6 +50,13 @@ _ANSWER = {
         ("H04L", "TRANSMISSION OF DIGITAL INFORMATION, e.g. TELEGRAPHIC COMMUNICATION", 0.05),
         ("G07F", "COIN-FREED OR LIKE APPARATUS", 0.03),
     ),
+    "levels": [
+        {"level": "section", "code": "H", "title": "Electricity", "probability": 0.71, "right_share": 0.702},
+        {"level": "class", "code": "H04", "title": "Electric communication technique", "probability": 0.62, "right_share": 0.597},
+        {"level": "subclass", "code": "H04M", "title": "Telephonic communication", "probability": 0.47, "right_share": 0.455},
+    ],
+    "review_reasons": [],
+    "evidence_disagrees": False,
 }
 
 

@@ -120,9 +120,24 @@ def predict(
 
 
 def _print_answer(text: str, p) -> None:
-    """The section, then every level the prediction has, one line a suggestion."""
+    """The section; whether to trust it; the best code of each level with what its probability has
+    meant; then every suggestion, one line each."""
     snippet = text if len(text) <= 60 else text[:57] + "..."
     console.print(f"[bold]{p.label}[/] {p.name}  confidence {p.confidence:.3f}  [dim]{escape(snippet)}[/]")
+    for reason in p.review_reasons:
+        console.print(f"  [yellow]needs review:[/] {escape(reason.message)}", highlight=False)
+    if p.evidence_disagrees:
+        leader = p.similar[0].code if p.similar else ""
+        console.print(
+            f"  [yellow]the nearest patents point elsewhere[/] (nearest: {escape(leader)}): check them", highlight=False
+        )
+    for answer in p.levels:
+        meant = (
+            f"  (right {answer.right_share:.0%} of the time at this probability on held-out patents)"
+            if answer.right_share is not None
+            else ""
+        )
+        console.print(f"  best {answer.level:<8}  {escape(answer.code):<10}  {answer.probability:.3f}{meant}", highlight=False)
     from patentclf.corpus.labels import SECTIONS
 
     names = {s.code: s.name for s in SECTIONS}

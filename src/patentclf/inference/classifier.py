@@ -19,8 +19,10 @@ from patentclf.corpus.hierarchy import title
 from patentclf.corpus.labels import CODES, SECTIONS
 from patentclf.inference.calibration import Calibration, section_sets
 from patentclf.inference.groups import GroupPriors, GroupVoting, suggest_groups
+from patentclf.inference.hierarchy import best, neighbour_votes, row_tables, with_evidence
 from patentclf.inference.index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
-from patentclf.inference.prediction import CodeSuggestion, Prediction, SimilarPatent
+from patentclf.inference.prediction import CodeSuggestion, LevelAnswer, Prediction, ReviewReason, SimilarPatent
+from patentclf.inference.review import REASONS, Reliability, ReviewRules
 from patentclf.model.bundle import BundleInfo, default_model_dir, model_digest, model_version, read_info
 from patentclf.model.ensemble import TfidfModels
 from patentclf.model.heads import HeadLayout
@@ -34,6 +36,10 @@ TOP_CODES = 5  # class and subclass suggestions per prediction
 # The key of the texts' representations among the raw outputs (the hidden state the heads read).
 EMBEDDING = "embedding"
 SIMILAR_PATENTS = 5  # nearest indexed patents shown as evidence
+LEVEL_KEYS = (("classes", "class"), ("subclasses", "subclass"), ("groups", "group"))
+# The nearest patents "point elsewhere" when this share of their votes is for one other section:
+# on the shipped model's validation split, 9% of answers, wrong 51% of the time against 19%.
+EVIDENCE_MAJORITY = 0.5
 
 
 class Classifier:
@@ -60,6 +66,9 @@ class Classifier:
         self.calibration = Calibration.from_dict(info.calibration, self.layout)
         # The TF-IDF partner of the blend, stored in the bundle without pickle (see ensemble.py).
         self.tfidf = TfidfModels.load(path) if use_tfidf else None
+        # When an answer needs a person's check, and what each level's probabilities have meant.
+        self.review = ReviewRules.from_dict(info.calibration.get("review"))
+        self.reliability = Reliability.from_dict(info.calibration.get("reliability"))
         # The patent index and how its neighbours vote for main groups (all None without an index).
         self.index: PatentIndex | None = None
         self.voting: GroupVoting | None = None
@@ -125,6 +134,7 @@ class Classifier:
         self.index = index
         self.voting = GroupVoting.from_dict(index.voting) if index is not None else None
         self.priors = GroupPriors(index.groups, self.voting.other_weight) if index is not None else None
+        self._patent_codes = [patent.codes for patent in index.patents] if index is not None else []
 
     @property
     def device(self) -> str:
@@ -155,9 +165,15 @@ class Classifier:
         ``batch_size``: most texts per model call (default 8 on CPU, 32 on a GPU)."""
         windows = self._windows(texts, long_text)
         raw = self._gather(self._document_outputs(windows, len(texts), batch_size, progress), len(texts))
-        outputs = {**self.calibrated(raw, texts), **self.neighbours(raw)}
+        outputs = self._outputs(raw, texts)
         chunks = Counter(windows.owners)
-        return [self._prediction(outputs, i, windows.truncated[i], chunks[i]) for i in range(len(texts))]
+        return [self._prediction(outputs, i, texts[i], windows.truncated[i], chunks[i]) for i in range(len(texts))]
+
+    def answers(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> list[Prediction]:
+        """The predictions made of ``raw_outputs(texts)`` (for fitting and measuring on outputs computed
+        once; a text's ``truncated`` and ``chunks`` are not known here and read False and 1)."""
+        outputs = self._outputs(raw, texts)
+        return [self._prediction(outputs, i, text, False, 1) for i, text in enumerate(texts)]
 
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate") -> np.ndarray:
         """The model's representation of each text (rows x hidden size, float32): what an index holds."""
@@ -176,9 +192,10 @@ class Classifier:
         windows = self._windows(texts, long_text)
         chunks = Counter(windows.owners)
         for documents, raw in self._document_outputs(windows, len(texts), batch_size, None):
-            outputs = {**self.calibrated(raw, [texts[i] for i in documents]), **self.neighbours(raw)}
+            outputs = self._outputs(raw, [texts[i] for i in documents])
             yield [
-                (doc, self._prediction(outputs, row, windows.truncated[doc], chunks[doc])) for row, doc in enumerate(documents)
+                (doc, self._prediction(outputs, row, texts[doc], windows.truncated[doc], chunks[doc]))
+                for row, doc in enumerate(documents)
             ]
 
     def raw_outputs(
@@ -203,6 +220,14 @@ class Classifier:
         """The bundle's calibration applied to raw head probabilities of ``texts`` (reading TF-IDF only
         for the heads the calibration uses)."""
         return self.calibration.apply(raw, self.tfidf_outputs(texts, self.calibration.tfidf_heads()))
+
+    def _outputs(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
+        """What the predictions are made of: the calibrated tables, the nearest indexed patents and the
+        representations (for the review rules)."""
+        outputs = {**self.calibrated(raw, texts), **self.neighbours(raw)}
+        if EMBEDDING in raw:
+            outputs[EMBEDDING] = raw[EMBEDDING]
+        return outputs
 
     def neighbours(self, raw: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{"neighbours": (similarities, rows)}``: the nearest indexed patents of each text's
@@ -261,47 +286,116 @@ class Classifier:
                 out.setdefault(head, np.empty((count, table.shape[1]), np.float32))[documents] = table
         return out
 
-    def _prediction(self, outputs: dict[str, np.ndarray], row: int, truncated: bool, chunks: int) -> Prediction:
+    def _prediction(self, outputs: dict[str, np.ndarray], row: int, text: str, truncated: bool, chunks: int) -> Prediction:
         probs = outputs["section"][row]
-        best = int(probs.argmax())
-        confidence = round(float(probs[best]), 6)
+        top = int(probs.argmax())
+        confidence = round(float(probs[top]), 6)
         if "sections" in outputs:
             threshold = float(outputs["sections_threshold"][row])
-            chosen = section_sets(outputs["sections"][row : row + 1], np.array([best]), threshold)[0]
-            sections = [CODES[best]] + [code for i, code in enumerate(CODES) if chosen[i] and i != best]
+            chosen = section_sets(outputs["sections"][row : row + 1], np.array([top]), threshold)[0]
+            sections = [CODES[top]] + [code for i, code in enumerate(CODES) if chosen[i] and i != top]
             section_probabilities = {code: round(float(p), 6) for code, p in zip(CODES, outputs["sections"][row])}
         else:
-            sections, section_probabilities = [CODES[best]], {CODES[best]: confidence}
+            sections, section_probabilities = [CODES[top]], {CODES[top]: confidence}
+        codes = self._codes(outputs, row)
+        representation = outputs[EMBEDDING][row] if EMBEDDING in outputs else None
+        reasons = [ReviewReason(r, REASONS[r]) for r in self.review.reasons(text, confidence, representation)]
         return Prediction(
-            label=CODES[best],
-            label_id=best,
-            name=SECTIONS[best].name,
+            label=CODES[top],
+            label_id=top,
+            name=SECTIONS[top].name,
             confidence=confidence,
             probabilities={code: round(float(p), 6) for code, p in zip(CODES, probs)},
             truncated=truncated,
             chunks=chunks,
             sections=sections,
             section_probabilities=section_probabilities,
-            classes=self._top(outputs.get("class"), row, self.layout.classes),
-            subclasses=self._top(outputs.get("subclass"), row, self.layout.subclasses),
-            **self._evidence(outputs, row),
+            **codes,
+            levels=self._levels(CODES[top], confidence, codes),
+            needs_review=bool(reasons),
+            review_reasons=reasons,
+            evidence_disagrees=self._evidence_disagrees(outputs, row, CODES[top]),
         )
 
-    def _evidence(self, outputs: dict[str, np.ndarray], row: int) -> dict:
-        """The row's main groups and nearest indexed patents (nothing without an index)."""
+    def _levels(self, section: str, confidence: float, codes: dict) -> list[LevelAnswer]:
+        """The best code of each level the answer has, with the share of validation answers at about its
+        probability that were right (the bundle's ``calibration.reliability``)."""
+        best_codes = [("section", CodeSuggestion(section, title(section), confidence))]
+        best_codes += [(level, codes[key][0]) for key, level in LEVEL_KEYS if codes.get(key)]
+        return [
+            LevelAnswer(level, s.code, s.title, s.probability, self.reliability.right_share(level, s.probability))
+            for level, s in best_codes
+        ]
+
+    def _evidence_disagrees(self, outputs: dict[str, np.ndarray], row: int, section: str) -> bool:
+        """Whether at least half of the nearest indexed patents' votes (their main codes, weighted as the
+        groups' are) are for one section other than ``section``."""
         if "neighbours" not in outputs:
-            return {}
+            return False
         similarities, rows = (table[row] for table in outputs["neighbours"])
-        subclass = outputs.get("subclass")
-        groups = suggest_groups(
-            self.voting,
-            self.priors,
-            self.index.groups,
-            similarities,
-            rows,
-            None if subclass is None else subclass[row],
+        votes = neighbour_votes(
+            self._patent_codes, similarities, rows, width=1, k=self.voting.k, power=self.voting.power, other_weight=0.0
+        )
+        total = sum(votes.values())
+        if not total:
+            return False
+        leader = min(votes, key=lambda code: (-votes[code], code))
+        return leader != section and votes[leader] / total >= EVIDENCE_MAJORITY
+
+    def _codes(self, outputs: dict[str, np.ndarray], row: int) -> dict:
+        """The row's classes, subclasses, main groups and nearest indexed patents: one distribution
+        (``hierarchy.py``), with the neighbours' votes below each parent where there is an index."""
+        if "class" not in outputs and "subclass" not in outputs and "neighbours" not in outputs:
+            return {}
+        empty = np.zeros(0)
+        section, classes, subclasses = row_tables(
+            outputs["section"][row],
+            outputs["class"][row] if "class" in outputs else empty,
+            self.layout.classes,
+            outputs["subclass"][row] if "subclass" in outputs else empty,
             self.layout.subclasses,
         )
+        found: dict = {}
+        if "neighbours" in outputs:
+            similarities, rows = (table[row] for table in outputs["neighbours"])
+            if classes or subclasses:
+                votes = {
+                    width: neighbour_votes(
+                        self._patent_codes,
+                        similarities,
+                        rows,
+                        width=width,
+                        k=self.voting.k,
+                        power=self.voting.power,
+                        other_weight=self.voting.other_weight,
+                    )
+                    for width in (3, 4)
+                }
+                classes, subclasses = with_evidence(
+                    section,
+                    classes,
+                    subclasses,
+                    votes[3],
+                    votes[4],
+                    class_mix=self.voting.class_mix,
+                    subclass_mix=self.voting.subclass_mix,
+                )
+            groups = suggest_groups(
+                self.voting,
+                self.priors,
+                self.index.groups,
+                similarities,
+                rows,
+                subclasses if "subclass" in outputs else None,
+                self.layout.subclasses,
+            )
+            found["groups"] = [CodeSuggestion(code, title(code), round(p, 6)) for code, p in groups]
+            found["similar"] = self._similar(similarities, rows)
+        found["classes"] = [CodeSuggestion(code, title(code), round(p, 6)) for code, p in best(classes, TOP_CODES)]
+        found["subclasses"] = [CodeSuggestion(code, title(code), round(p, 6)) for code, p in best(subclasses, TOP_CODES)]
+        return found
+
+    def _similar(self, similarities: np.ndarray, rows: np.ndarray) -> list[SimilarPatent]:
         similar = []
         for similarity, found in zip(similarities[:SIMILAR_PATENTS], rows[:SIMILAR_PATENTS]):
             if found < 0:
@@ -311,14 +405,4 @@ class Classifier:
             # A compressed index's vectors are not exactly unit length: keep the cosine within [-1, 1].
             cosine = round(min(1.0, max(-1.0, float(similarity))), 6)
             similar.append(SimilarPatent(patent.id, patent.title, codes[0] if codes else "", codes, cosine))
-        return {
-            "groups": [CodeSuggestion(code, title(code), round(probability, 6)) for code, probability in groups],
-            "similar": similar,
-        }
-
-    @staticmethod
-    def _top(probabilities: np.ndarray | None, row: int, codes: list[str], k: int = TOP_CODES) -> list[CodeSuggestion]:
-        if probabilities is None or not codes:
-            return []
-        order = np.argsort(-probabilities[row])[:k]
-        return [CodeSuggestion(codes[i], title(codes[i]), round(float(probabilities[row, i]), 6)) for i in order]
+        return similar

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Annotated, get_args, get_origin, get_type_hints
@@ -47,6 +48,34 @@ class SimilarPatent:
 
 
 @dataclass
+class LevelAnswer:
+    """The best code of one level of the hierarchy, its probability, and what such a probability has
+    meant: the share of held-out answers at this level and about this probability that were right."""
+
+    level: Annotated[str, Field(description="section, class, subclass or group", examples=["subclass"])]
+    code: Annotated[str, Field(examples=["G06F"])]
+    title: Annotated[str, Field(description="its English title in the CPC scheme (empty when the scheme has none)")]
+    probability: Annotated[float, Field(ge=0, le=1)]
+    right_share: Annotated[
+        float | None,
+        Field(
+            ge=0,
+            le=1,
+            description="of the validation patents answered at this level with about this probability, the share "
+            "that were right (null where the bundle has no such measurement)",
+        ),
+    ] = None
+
+
+@dataclass
+class ReviewReason:
+    """Why an answer should be checked by a person."""
+
+    reason: Annotated[str, Field(description="too_short, not_english, not_patent_like or uncertain", examples=["uncertain"])]
+    message: Annotated[str, Field(description="the reason in a sentence")]
+
+
+@dataclass
 class Prediction:
     label: str  # the main section: the one the patent's first code is in
     label_id: int
@@ -65,6 +94,12 @@ class Prediction:
     # The top 5 main groups and the nearest indexed patents (empty without a patent index).
     groups: list[CodeSuggestion] = field(default_factory=list)
     similar: list[SimilarPatent] = field(default_factory=list)
+    # The best code of each level with what its probability has meant (one distribution: a code is
+    # never more probable than its parent); whether to trust the answer, and why not.
+    levels: list[LevelAnswer] = field(default_factory=list)
+    needs_review: bool = False
+    review_reasons: list[ReviewReason] = field(default_factory=list)
+    evidence_disagrees: bool = False  # most of the nearest indexed patents' votes are for another section
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,7 +121,9 @@ class PredictionRecord(BaseModel):
     probabilities: Annotated[dict[str, float], EverySection()] = Field(..., description="all nine sections, by letter")
     truncated: bool = Field(..., description="the text was longer than the model's window; only its start was read")
     chunks: int = Field(1, description="windows read: more than 1 when the service runs with long_text=chunk")
-    needs_review: bool = Field(..., description="confidence is below the service's review threshold")
+    needs_review: bool = Field(
+        ..., description="the answer should be checked by a person: review_reasons says why (empty: it need not be)"
+    )
     model_version: str
     sections: list[str] = Field(
         default_factory=list,
@@ -113,11 +150,23 @@ class PredictionRecord(BaseModel):
     similar: list[SimilarPatent] = Field(
         default_factory=list, description="the nearest indexed patents, most similar first: why the groups are suggested"
     )
+    levels: list[LevelAnswer] = Field(
+        default_factory=list,
+        description="the best section, class, subclass and main group (as far as the model answers), each with its "
+        "probability and the share of held-out answers at about that probability that were right",
+    )
+    review_reasons: list[ReviewReason] = Field(
+        default_factory=list, description="why needs_review is set: not patent-like, too short, not English, uncertain"
+    )
+    evidence_disagrees: bool = Field(
+        False,
+        description="most of the nearest indexed patents' votes are for another section than label: check them (false without an index)",
+    )
 
 
 RECORD_FIELDS = tuple(PredictionRecord.model_fields)
 # What the service adds to a prediction (the other fields are the Prediction's own).
-SERVICE_FIELDS = ("id", "needs_review", "model_version")
+SERVICE_FIELDS = ("id", "model_version")
 # A file row holds every field but these (a file keys its rows by the input's own ``id``).
 FILE_FIELDS = tuple(name for name in RECORD_FIELDS if name not in (*SERVICE_FIELDS, "name", "label_id", "chunks"))
 # Files written before the section was called ``label`` in every output called it ``prediction``:
@@ -127,7 +176,7 @@ OLD_LABEL_NAME = "prediction"
 
 def prediction_record(prediction: Prediction, **added) -> dict:
     """The record of ``prediction``: its fields (suggestions as dicts) and those ``added`` (the service
-    adds ``id``, ``needs_review`` and ``model_version``), in the record's order, as plain JSON values."""
+    adds ``id`` and ``model_version``, and may override ``needs_review``), in the record's order, as plain JSON values."""
     values = {**prediction.to_dict(), **added}
     return {name: values[name] for name in RECORD_FIELDS if name in values}
 
@@ -159,6 +208,10 @@ def arrow_type(annotation, metadata: list = ()) -> pa.DataType:
         return pa.list_(arrow_type(*get_args(annotation)))
     if get_origin(annotation) is dict:
         return pa.map_(*(arrow_type(kind) for kind in get_args(annotation)))
+    if isinstance(annotation, types.UnionType):  # X | None: a nullable X
+        return arrow_type(next(kind for kind in get_args(annotation) if kind is not type(None)))
+    if get_origin(annotation) is Annotated:
+        return arrow_type(get_args(annotation)[0])
     if dataclasses.is_dataclass(annotation):
         return pa.struct([(name, arrow_type(kind)) for name, kind in get_type_hints(annotation).items()])
     return {str: pa.string(), float: pa.float64(), int: pa.int64(), bool: pa.bool_()}[annotation]

@@ -87,7 +87,13 @@ class ServiceConfig(BaseSettings):
         description="deadline of a request, body upload included; then 503 + Retry-After, and its queued work is dropped",
     )
 
-    review_threshold: float = Field(0.5, ge=0, le=1, description="confidence below this sets needs_review")
+    review_threshold: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="confidence below this marks an answer 'uncertain' (needs_review); default: the model's own "
+        "threshold, fitted on validation",
+    )
     log_texts: bool = Field(False, description="write request texts to the log line and the predictions log")
     recent_texts: int = Field(10_000, ge=0, description="prediction id -> text entries held in memory for feedback")
     recent_texts_chars: int = Field(

@@ -306,4 +306,5 @@ async def stats(
         "feedback": feedback,
         "model_version": runtime.model_version,
         "bucket": bucket,
+        "storage": runtime.storage,
     }

@@ -21,7 +21,7 @@ from patentclf.model.base import conversion_message
 from patentclf.model.bundle import BundleInfo, default_model_dir, read_info
 from patentclf.service.batching import MicroBatcher
 from patentclf.service.config import ServiceConfig
-from patentclf.store.database import open_store
+from patentclf.store.database import describe_target, open_store
 from patentclf.store.feedback import FeedbackStore
 from patentclf.store.monitoring import (
     LoggedPrediction,
@@ -86,7 +86,7 @@ class ServedPrediction:
 
     id: str
     prediction: Prediction
-    needs_review: bool
+    needs_review: bool  # the prediction's own (the bundle's review rules and the service's threshold)
     model_version: str
 
     def to_response(self) -> dict:
@@ -103,7 +103,9 @@ class ServiceRuntime:
         self.on_fatal = on_fatal
         self.model_dir = Path(config.model) if config.model else default_model_dir()
         self.metrics = Metrics()
-        self.store = open_store(config.database_url.get_secret_value() if config.database_url else config.feedback_db)
+        target = config.database_url.get_secret_value() if config.database_url else config.feedback_db
+        self.store = open_store(target)
+        self.storage = describe_target(target)  # where the data lives, for people (no password)
         self.feedback = FeedbackStore(self.store)
         # On a shared database, recent texts go there too, so feedback by id works on every replica.
         self.prediction_log = PredictionLog(self.store, shared_texts=config.recent_texts if self.store.shared else 0)
@@ -147,6 +149,8 @@ class ServiceRuntime:
             self._fatal(f"the model failed to load: {type(exc).__name__}: {exc}")
             return
         cfg = self.config
+        if cfg.review_threshold is not None:  # the operator's threshold for "uncertain" over the bundle's
+            classifier.review.uncertain_below = cfg.review_threshold
         batcher = MicroBatcher(
             lambda texts: classifier.iter_predictions(texts, batch_size=cfg.micro_batch_size, long_text=cfg.long_text),
             streams=True,
@@ -253,7 +257,7 @@ class ServiceRuntime:
         for text, p in zip(texts, predictions):
             prediction_id = new_prediction_id()
             shared[prediction_id] = text
-            review = p.confidence < self.config.review_threshold
+            review = p.needs_review
             served.append(ServedPrediction(prediction_id, p, review, version))
             self.metrics.observe_prediction(p.label, p.confidence, review)
             self.recent.add(prediction_id, RecentPrediction(text, p.label, version))

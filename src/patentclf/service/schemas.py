@@ -213,3 +213,7 @@ class StatsResponse(BaseModel):
     needs_review_total: int = 0
     model_version: str | None = None
     bucket: str = "hour"
+    storage: str | None = Field(
+        None,
+        description="where feedback and the predictions log are kept: a SQLite file's path, or the database URL without its password",
+    )

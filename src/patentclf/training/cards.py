@@ -68,6 +68,48 @@ def hierarchy_table(metrics: dict, baselines: dict | None = None) -> str:
     )
 
 
+TRUST_LEVELS = (
+    ("section", "accuracy", None, "ece"),
+    ("class", "class_top1", "class_top5", "class_ece"),
+    ("subclass", "subclass_top1", "subclass_top5", "subclass_ece"),
+    ("main group", "group_top1", "group_top5", "group_ece"),
+)
+
+
+def trust_table(metrics: dict) -> str:
+    """Each level's top-1 / top-5 accuracy and ECE of its best code on the test split (one distribution:
+    ``inference/hierarchy.py``), as a Markdown table (empty when the bundle has no finer levels)."""
+    test = metrics.get("test") or {}
+    if "class_top1" not in test:
+        return ""
+    rows = []
+    for level, top1, top5, ece in TRUST_LEVELS:
+        if top1 in test:
+            cells = [f"{test[top1]:.3f}", f"{test[top5]:.3f}" if top5 and top5 in test else "-"]
+            cells.append(f"{test[ece]:.3f}" if ece in test else "-")
+            rows.append(f"| {level} | " + " | ".join(cells) + " |")
+    return (
+        "Each level, test split (the levels are one distribution: a code is never more probable than its parent; "
+        "ECE of the level's best code against the patent's main code, 15 bins):\n\n"
+        "| level | top-1 | top-5 | ECE |\n|---|---|---|---|\n" + "\n".join(rows)
+    )
+
+
+def review_text(calibration: dict) -> str:
+    """What ``needs_review`` does, as measured when the review rules were fitted (empty when not measured)."""
+    figures = (calibration.get("review") or {}).get("figures") or {}
+    patents, others = figures.get("patents"), figures.get("non_patent_texts")
+    if not patents or not others:
+        return ""
+    return (
+        f"`needs_review` (with its reasons: too short, not English, not patent-like, uncertain) is set on "
+        f"{patents['flagged']:.1%} of the {patents['rows']} test patents, whose answers are wrong "
+        f"{patents['error_flagged']:.0%} of the time against {patents['error_unflagged']:.0%} for the others "
+        f"({patents['errors_caught']:.0%} of all wrong answers flagged), and on {others['flagged']:.1%} of "
+        f"{others['rows']} non-patent texts never fitted on (`resources/non-patent-texts`, measure part)."
+    )
+
+
 def labels_line() -> str:
     """The label table in one line, for model cards."""
     return ", ".join(f"{s.id} {s.code} {s.name}" for s in SECTIONS)
@@ -101,7 +143,9 @@ def index_section(index: dict, index_bytes: int) -> str:
             f"patents ({step.get('engine')} engine, {step.get('seconds', 0):,} s{machine})"
         )
     voting = index.get("voting", {})
-    settings = ", ".join(f"{key} {voting[key]}" for key in ("k", "power", "other_weight", "prior", "sharpness") if key in voting)
+    settings = ", ".join(
+        f"{key} {voting[key]}" for key in ("k", "power", "other_weight", "prior", "class_mix", "subclass_mix") if key in voting
+    )
     if voting.get("fitted_on"):
         lines.append(f"- group voting ({settings}) fitted on {voting['fitted_on']:,} validation rows")
     elif settings:
@@ -176,7 +220,11 @@ def bundle_card(info: BundleInfo, index: dict | None = None, index_bytes: int = 
         max_length=info.max_length,
         calibration_text=calibration_text(Calibration.from_dict(info.calibration, HeadLayout.from_info(info))),
         metrics_rows=metrics_rows(info.metrics, info.baselines),
-        hierarchy_table=hierarchy_table(info.metrics, info.baselines),
+        hierarchy_table="\n\n".join(
+            part
+            for part in (hierarchy_table(info.metrics, info.baselines), trust_table(info.metrics), review_text(info.calibration))
+            if part
+        ),
         data=json.dumps({name: split.model_dump(mode="json") for name, split in info.data.items()}),
         hyperparameters=json.dumps(hyper),
         versions=json.dumps(info.versions),

@@ -230,7 +230,32 @@ def evaluate_predictions(
         from patentclf.inference.groups import group_figures
 
         metrics["groups"] = group_figures([[g.code for g in p.groups] for p in predictions], groups)
+    metrics["hierarchy"].update(level_calibration(predictions, codes, groups))
     return metrics
+
+
+def level_calibration(predictions: list, codes: list[list[str]], groups: list[list[str]] | None = None) -> dict:
+    """ECE of each finer level's best code against the row's main code (``class_ece``, ``subclass_ece``,
+    ``group_ece``), over the rows that have that level's code."""
+    from patentclf.corpus.hierarchy import targets as code_targets
+
+    found = [code_targets(row) for row in codes]
+    truth = {
+        "class": [t.main_class if t else None for t in found],
+        "subclass": [t.main_subclass if t else None for t in found],
+        "group": [row[0] if row else None for row in (groups or [[] for _ in predictions])],
+    }
+    out = {}
+    for level, key in (("class", "classes"), ("subclass", "subclasses"), ("group", "groups")):
+        pairs = [
+            (getattr(p, key)[0].probability, getattr(p, key)[0].code == right)
+            for p, right in zip(predictions, truth[level])
+            if right and getattr(p, key)
+        ]
+        if pairs:
+            confidence, correct = (np.array(values, float) for values in zip(*pairs))
+            out[f"{level}_ece"] = expected_calibration_error(confidence, correct)
+    return out
 
 
 # The TF-IDF neighbours baseline of the main groups: the k most similar training patents by TF-IDF

@@ -459,7 +459,7 @@ def peak_memory_mb(device: torch.device) -> dict:
 
 def headline(metrics: dict) -> dict:
     """The figures a bundle records: summary, ECE and the hierarchy figures."""
-    return {**summary(metrics), "ece": metrics["calibration"]["ece"], **metrics.get("hierarchy", {})}
+    return {**summary(metrics), "ece": metrics["calibration"]["ece"], **metrics.get("hierarchy", {}), **metrics.get("groups", {})}
 
 
 def measure_into_info(classifier, splits: dict[str, data_mod.Split], info: BundleInfo) -> BundleInfo:
@@ -473,7 +473,7 @@ def measure_into_info(classifier, splits: dict[str, data_mod.Split], info: Bundl
             forms["test (BIGPATENT form)"] = [data_mod.to_bigpatent_form(t) for t in split.texts]
             forms["test (first 200 characters)"] = [short_text_form(t) for t in split.texts]
         for label, texts in forms.items():
-            metrics = evaluate_predictions(split.labels, split.codes, classifier.predict(texts))
+            metrics = evaluate_predictions(split.labels, split.codes, classifier.predict(texts), split.groups)
             info.metrics[label] = headline(metrics)
             if classifier.tfidf is not None:  # its TF-IDF partner is the baseline, trained on the same rows
                 rows = data_mod.Split(texts=list(texts), labels=split.labels, codes=split.codes)

@@ -2,21 +2,76 @@
 
 The LLM's weights are not touched; everything fitted here is a few numbers in ``patentclf.json``
 plus the TF-IDF model files (see ``ensemble.py``), so it can be redone on any bundle
-(``patentclf calibrate``). What is fitted, and in which order, is ``calibration.Calibration``.
+(``patentclf calibrate``). What is fitted, and in which order, is ``calibration.Calibration``; then
+the checks on the answer (``review.ReviewRules``) and what each level's probability has meant
+(``review.Reliability``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+
+import numpy as np
+
 from patentclf.corpus.data import Split
+from patentclf.corpus.hierarchy import targets
+from patentclf.corpus.labels import CODES
+from patentclf.corpus.screening import non_patent_texts
 from patentclf.inference.calibration import Calibration, Truth
+from patentclf.inference.classifier import EMBEDDING
+from patentclf.inference.review import PatentLikeness, Reliability, ReviewRules, fit_uncertain_below
 from patentclf.model.ensemble import TfidfModels, fit_tfidf, tfidf_targets
 
 
-def fit_calibration(classifier, validation: Split) -> Calibration:
-    """The classifier's calibration fitted on ``validation`` (the classifier is left unchanged)."""
-    raw = classifier.raw_outputs(validation.texts)
+def fit_calibration(classifier, validation: Split, raw: dict[str, np.ndarray] | None = None) -> Calibration:
+    """The classifier's calibration fitted on ``validation`` (the classifier is left unchanged);
+    ``raw``: its raw outputs on those rows, where already computed."""
+    raw = raw if raw is not None else classifier.raw_outputs(validation.texts)
     truth = Truth.from_split(list(validation.labels), validation.codes, classifier.layout)
     return Calibration.fit(raw, classifier.tfidf_outputs(validation.texts), truth, classifier.layout)
+
+
+def fit_answer_checks(classifier, validation: Split, raw: dict[str, np.ndarray] | None = None) -> dict:
+    """With the classifier calibrated: the review rules (``review.ReviewRules``: the not-patent-like
+    detector on the representations of the validation patents against the shipped non-patent texts'
+    ``fit`` part, and the uncertainty threshold) and each level's reliability points, fitted on
+    ``validation``; the classifier is left using them. Returns ``{"review": ..., "reliability": ...}``
+    for the ``calibration`` block."""
+    raw = raw if raw is not None else classifier.raw_outputs(validation.texts)
+    likeness = None
+    if EMBEDDING in raw:
+        others = [row["text"] for row in non_patent_texts("fit")]
+        likeness = PatentLikeness.fit(raw[EMBEDDING], classifier.embed(others))
+    classifier.review = ReviewRules(patent_likeness=likeness)  # the threshold below is read without it
+    predictions = classifier.answers(raw, validation.texts)
+    confidence = np.array([p.confidence for p in predictions])
+    classifier.review.uncertain_below = fit_uncertain_below(confidence)
+    classifier.reliability = measure_reliability(predictions, validation)
+    return {"review": classifier.review.to_dict(), "reliability": classifier.reliability.to_dict()}
+
+
+def measure_reliability(predictions: list, rows: Split) -> Reliability:
+    """Each level's reliability points from predictions of labelled rows (rows without the level's
+    code are left out of that level)."""
+    found = [targets(codes) for codes in rows.codes]
+    truth = {
+        "section": [CODES[label] for label in rows.labels],
+        "class": [t.main_class if t else None for t in found],
+        "subclass": [t.main_subclass if t else None for t in found],
+        "group": [groups[0] if groups else None for groups in rows.groups],
+    }
+    levels = {}
+    for level, answers in truth.items():
+        pairs = [
+            (answer.probability, answer.code == right)
+            for prediction, right in zip(predictions, answers)
+            for answer in prediction.levels
+            if answer.level == level and right
+        ]
+        if pairs:
+            confidence, correct = zip(*pairs)
+            levels[level] = Reliability.table(np.array(confidence), np.array(correct, float))
+    return Reliability(levels)
 
 
 def calibrate_classifier(classifier, train: Split, validation: Split, *, tfidf: bool = True) -> dict:
@@ -26,5 +81,44 @@ def calibrate_classifier(classifier, train: Split, validation: Split, *, tfidf: 
     if tfidf:
         fit_tfidf(train.texts, tfidf_targets(train, classifier.layout)).save(classifier.path)
         classifier.tfidf = TfidfModels.load(classifier.path)
-    classifier.calibration = fit_calibration(classifier, validation)
-    return classifier.calibration.to_dict()
+    raw = classifier.raw_outputs(validation.texts)
+    classifier.calibration = fit_calibration(classifier, validation, raw)
+    return classifier.calibration.to_dict() | fit_answer_checks(classifier, validation, raw)
+
+
+def measure_review(classifier, test: Split) -> dict:
+    """What the review flag does: on the labelled ``test`` rows, the share flagged (by reason) and the
+    error rate of flagged against unflagged answers and the share of all wrong answers flagged; on the
+    shipped non-patent texts kept for measuring (never fitted on), the share flagged, by kind."""
+    predictions = classifier.predict(test.texts)
+    wrong = np.array([p.label_id != label for p, label in zip(predictions, test.labels)])
+    flagged = np.array([p.needs_review for p in predictions])
+    reasons = Counter(r.reason for p in predictions for r in p.review_reasons)
+    others = non_patent_texts("measure")
+    other_predictions = classifier.predict([row["text"] for row in others])
+    by_kind: dict[str, list[bool]] = {}
+    for row, p in zip(others, other_predictions):
+        by_kind.setdefault(row["kind"], []).append(p.needs_review)
+    other_reasons = Counter(r.reason for p in other_predictions for r in p.review_reasons)
+
+    def share(values) -> float:
+        return round(float(np.mean(values)), 4) if len(values) else 0.0
+
+    return {
+        "patents": {
+            "rows": len(predictions),
+            "flagged": share(flagged),
+            "by_reason": {reason: round(n / len(predictions), 4) for reason, n in sorted(reasons.items())},
+            "error_flagged": share(wrong[flagged]),
+            "error_unflagged": share(wrong[~flagged]),
+            "errors_caught": round(float(wrong[flagged].sum() / max(wrong.sum(), 1)), 4),
+            "evidence_disagrees": share([p.evidence_disagrees for p in predictions]),
+            "error_evidence_disagrees": share(wrong[[p.evidence_disagrees for p in predictions]]),
+        },
+        "non_patent_texts": {
+            "rows": len(others),
+            "flagged": share([p.needs_review for p in other_predictions]),
+            "by_reason": {reason: round(n / len(others), 4) for reason, n in sorted(other_reasons.items())},
+            "by_kind": {kind: share(values) for kind, values in sorted(by_kind.items())},
+        },
+    }

@@ -77,14 +77,72 @@ def show_prediction(p: dict) -> None:
     st.subheader(f"Section {p['label']} · {p['name']}")
     left, right = st.columns(2)
     left.metric("Predicted section", p["label"])
-    right.metric("Confidence", f"{p['confidence']:.1%}")
+    right.metric(
+        "Section confidence",
+        f"{p['confidence']:.1%}",
+        help="The probability that the patent's main section is this one. It is calibrated: of held-out patents "
+        "answered with about this confidence, about this share were right (the table below says how many).",
+    )
+    reasons = [r.get("message") or r.get("reason", "") for r in p.get("review_reasons") or []]
     if p.get("needs_review"):
-        st.warning("Low confidence: this prediction is marked for review.")
+        said = "; ".join(reasons) if reasons else "it is marked for review"
+        st.warning(f"**Check this answer:** {said[:1].upper()}{said[1:]}.")
+    if p.get("evidence_disagrees"):
+        st.warning(evidence_message(p))
     if p.get("truncated"):
         st.info("The text was longer than the model reads; only its beginning was used.")
+    _show_levels(p)
     _show_hierarchy(p)
     st.altair_chart(_probability_chart(p), width="stretch")
     st.caption(f"Served by {p.get('model_version', 'an unknown model')} · prediction id {p.get('id', '-')}")
+
+
+def evidence_message(p: dict) -> str:
+    """The nearest patents point elsewhere than the model: to which section, and the nearest of them."""
+    similar = p.get("similar") or []
+    sections = [item.get("code", "")[:1] for item in similar if item.get("code")]
+    others = [code for code in sections if code and code != p["label"]]
+    elsewhere = max(sorted(set(others)), key=others.count) if others else ""
+    nearest = next((item for item in similar if item.get("code", "")[:1] == elsewhere), None)
+    where = f" section {elsewhere} ({section(elsewhere).name.lower()})" if elsewhere else " another section"
+    example = f"; the nearest of them is {nearest['id']}, {nearest['code']}" if nearest else ""
+    return (
+        f"**The nearest classified patents point elsewhere:** most of their votes are for{where}, not "
+        f"{p['label']}{example}. Compare the text with them below."
+    )
+
+
+LEVEL_NAMES = {"section": "Section", "class": "Class", "subclass": "Subclass", "group": "Main group"}
+
+
+def levels_table(levels: list[dict]) -> str:
+    """The best code of each level as a small HTML table: level, code (linked to the CPC scheme), title
+    (whole on hover), probability, and the share of held-out answers at about that probability that
+    were right."""
+    rows = [
+        [
+            LEVEL_NAMES.get(item["level"], item["level"]),
+            code_link(item["code"]),
+            title_cell(item.get("title") or ""),
+            f"{item['probability']:.1%}",
+            "-" if item.get("right_share") is None else f"{item['right_share']:.0%}",
+        ]
+        for item in levels
+    ]
+    return html_table(["Level", "Code", "Title", "Probability", "Right at this probability"], rows, numbers=(3, 4))
+
+
+def _show_levels(p: dict) -> None:
+    """The answer at every level, one line each, with what each probability has meant."""
+    if len(p.get("levels") or []) < 2:
+        return
+    st.markdown("#### The answer at each level")
+    st.markdown(levels_table(p["levels"]), unsafe_allow_html=True)
+    st.caption(
+        "One distribution: a class is never more probable than its section, a subclass than its class, a main group "
+        "than its subclass. 'Right at this probability': of the held-out (validation) patents answered at that level "
+        "with about that probability, the share whose main code it was."
+    )
 
 
 def has_hierarchy(p: dict) -> bool:

@@ -57,6 +57,10 @@ def render() -> None:
             "(`patentclf feedback review`) before they can train the next model."
         )
         st.progress(float(rate or 0.0), text=f"agreement {rate or 0:.0%}")
+    if stats.get("storage"):
+        st.caption(
+            f"Feedback and the predictions log are kept in `{stats['storage']}` (the service's `database_url` or `feedback_db`)."
+        )
 
 
 def _label_mix(stats: dict) -> pd.DataFrame:
