@@ -27,7 +27,7 @@ from patentclf.service.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from patentclf.store.feedback import ACCEPTED, PENDING, Feedback, ReviewConflict
+from patentclf.store.feedback import ACCEPTED, MAX_CODES, PENDING, Feedback, ReviewConflict
 
 router = APIRouter()
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="PATENTCLF_API_KEY or one of PATENTCLF_API_KEYS")
@@ -177,7 +177,7 @@ _KEY_ERRORS = {
         422: {
             "model": ErrorResponse,
             "description": "an unknown section or code (named), label and codes in different sections, more than "
-            "20 codes, no id and no text, or the text is needed",
+            f"{MAX_CODES} codes, no id and no text, or the text is needed",
         },
         503: {
             "model": ErrorResponse,

@@ -1,7 +1,7 @@
 """Pydantic models for every request and response of the API (they also make the OpenAPI docs).
 
 The request models state in the schema what the server enforces (non-blank texts, section codes,
-an id or a text for feedback), so a schema-valid request is never refused for its shape; the limits
+an id or a text for feedback, a label or codes in one section), so a schema-valid request is never refused for its shape; the limits
 that depend on the settings (text length, batch size) are added to the schema by ``app.py``.
 """
 
