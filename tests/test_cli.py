@@ -134,3 +134,23 @@ def test_a_first_prediction_prints_only_its_answer(shipped_model):
     )
     assert found.returncode == 0 and "Electricity" in found.stdout
     assert found.stderr == ""
+
+
+def test_feedback_list_and_review_show_every_code(tmp_path, monkeypatch):
+    from patentclf.cli.common import console
+    from patentclf.store.feedback import Feedback, FeedbackStore
+
+    monkeypatch.setattr(console, "_width", 200)  # the table's rows on one line each
+    db = str(tmp_path / "feedback.db")
+    store = FeedbackStore(db)
+    several = store.add(Feedback(text="a touch screen", codes=["G06F 3/00", "H04N"], sender="ui", status="pending"))
+    one = store.add(Feedback(text="a door", label="E05B", sender="ui", status="pending"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["feedback", "list", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert "codes (main first)" in result.output
+    assert "G06F 3/00, H04N" in result.output and "E05B" in result.output
+    result = runner.invoke(app, ["feedback", "review", str(several), str(one), "--accept", "--reviewer", "carol", "--db", db])
+    assert result.exit_code == 0, result.output
+    assert f"feedback {several} (G06F 3/00, H04N): accepted by carol" in result.output
+    assert f"feedback {one} (E05B): accepted by carol" in result.output

@@ -84,7 +84,8 @@ def test_feedback_by_prediction_id_stores_the_text_and_whether_it_agreed(server)
     )
     assert response.status_code == 201
     ack = response.json()
-    expected = {"prediction_id": prediction["id"], "label": wrong, "code": wrong, "agreed": False, "status": "accepted"}
+    expected = {"prediction_id": prediction["id"], "label": wrong, "code": wrong, "codes": [wrong], "agreed": False}
+    expected["status"] = "accepted"
     assert ack == {"feedback_id": ack["feedback_id"], **expected}
     row = FeedbackStore(server.db).get(ack["feedback_id"])
     assert row["text"] == "a turbine engine with a valve" and row["predicted_label"] == prediction["label"]
@@ -116,6 +117,14 @@ def test_feedback_by_text_alone(server):
         ("neither id nor text", {"label": "A"}, HEADERS, 422),
         ("empty text", {"text": " ", "label": "A"}, HEADERS, 422),
         ("unknown prediction id", {"prediction_id": "0" * 32, "label": "A"}, HEADERS, 404),
+        ("label and codes in two sections", {"text": "a text", "label": "H", "codes": ["G06F 3/00"]}, HEADERS, 422),
+        ("a subgroup in codes", {"text": "a text", "codes": ["G06F 3/00", "G06F 3/048"]}, HEADERS, 422),
+        ("an unknown code in codes", {"text": "a text", "codes": ["G06F", "Z01"]}, HEADERS, 422),
+        ("a code that is not a string", {"text": "a text", "codes": ["G06F", 6]}, HEADERS, 422),
+        ("codes as one string", {"text": "a text", "codes": "G06F"}, HEADERS, 422),
+        ("no codes in the list", {"text": "a text", "codes": []}, HEADERS, 422),
+        ("21 codes", {"text": "a text", "codes": [f"G06F {i}/00" for i in range(1, 22)]}, HEADERS, 422),
+        ("null codes and no label", {"text": "a text", "codes": None}, HEADERS, 422),
         ("wrong key", {"text": "a text", "label": "A"}, {"X-API-Key": "not-the-key"}, 401),
         ("missing key", {"text": "a text", "label": "A"}, {}, 401),
         ("wrong key and bad section", {"text": "a text", "label": "Z"}, {"X-API-Key": "nope"}, 401),
@@ -151,6 +160,68 @@ def test_a_class_or_subclass_is_stored_with_its_section(server):
     assert (row["label"], row["code"], row["sender"]) == ("D", "D03", "default")  # the single PATENTCLF_API_KEY
 
 
+def test_several_codes_down_to_main_groups_main_first(server, tmp_path):
+    from typer.testing import CliRunner
+
+    from patentclf.cli import app
+
+    prediction = predict(server, "a touch screen with a camera")
+    body = {"prediction_id": prediction["id"], "codes": ["g06f3/00", "H04N 5/00", "G06F", "G06F 3/00", "h04n"]}
+    response = httpx.post(server.url + "/feedback", json=body, headers=ALICE)
+    assert response.status_code == 201, response.text
+    ack = response.json()
+    codes = ["G06F 3/00", "H04N 5/00", "G06F", "H04N"]  # CPC's spelling, main first, each once
+    assert (ack["label"], ack["code"], ack["codes"], ack["agreed"]) == ("G", "G06F 3/00", codes, prediction["label"] == "G")
+    row = FeedbackStore(server.db).get(ack["feedback_id"])
+    assert (row["label"], row["code"], row["codes"], row["text"]) == ("G", "G06F 3/00", codes, "a touch screen with a camera")
+    [logged] = [r for r in server.log_records() if r.get("feedback_id") == ack["feedback_id"]]
+    assert (logged["label"], logged["codes"]) == ("G06F 3/00", codes)
+
+    # A label as well: in the main code's section (the codes decide the rest); a section id too.
+    response = httpx.post(
+        server.url + "/feedback", json={"text": "a valve", "label": "f", "codes": ["F16K 1/00", "F16K"]}, headers=UI
+    )
+    assert response.status_code == 201 and response.json()["codes"] == ["F16K 1/00", "F16K"]
+    pending = response.json()["feedback_id"]
+    response = httpx.post(server.url + "/feedback", json={"text": "a lens", "label": 6, "codes": ["G02B"]}, headers=ALICE)
+    assert response.status_code == 201 and response.json()["code"] == "G02B"
+
+    # The reviewer's list and review answer show them; the export lists them all for training.
+    listed = httpx.get(server.url + "/feedback", params={"status": "pending"}, headers=BOB).json()["feedback"]
+    assert [r["codes"] for r in listed if r["id"] == pending] == [["F16K 1/00", "F16K"]]
+    reviewed = httpx.post(server.url + f"/feedback/{pending}/review", json={"accept": True}, headers=BOB).json()
+    assert reviewed["feedback"][0]["codes"] == ["F16K 1/00", "F16K"]
+    output = tmp_path / "export.jsonl"
+    result = CliRunner().invoke(app, ["feedback", "export", "--db", str(server.db), "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    exported = {row["source"]: row for row in map(json.loads, output.read_text().splitlines())}
+    mine = exported[f"feedback:{ack['feedback_id']}"]
+    assert (mine["section"], mine["class"], mine["subclass"], mine["ipc"]) == ("G", "G06", "G06F", "; ".join(codes))
+    assert exported[f"feedback:{pending}"]["ipc"] == "F16K 1/00; F16K"
+    split = load_split(str(output), "train")
+    index = split.ids.index(f"feedback-{ack['feedback_id']}")
+    assert split.codes[index] == ["G06F", "H04N"] and split.groups[index] == ["G06F 3/00", "H04N 5/00"]
+
+
+@pytest.mark.parametrize(
+    "body, where, message",
+    [
+        ({"codes": ["G06F", "G06F 3/048"]}, ["body", "codes", 1], "'G06F 3/048' is a subgroup: give its main group, G06F 3/00"),
+        ({"codes": ["H04N", "G6"]}, ["body", "codes", 1], "not a CPC code: 'G6'"),
+        ({"label": "H", "codes": ["G06F"]}, ["body"], "label 'H' is in section H but the main code 'G06F'"),
+        ({"codes": ["G"] * 21}, ["body", "codes"], "at most 20"),
+        ({}, ["body"], "give label or codes"),
+    ],
+)
+def test_a_bad_list_of_codes_is_a_422_that_says_why(server, body, where, message):
+    before = len(stored(server))
+    response = httpx.post(server.url + "/feedback", json={"text": "a text", **body}, headers=HEADERS)
+    assert response.status_code == 422
+    [error] = response.json()["detail"]
+    assert error["loc"] == where and message in error["msg"], error
+    assert len(stored(server)) == before
+
+
 def test_ui_feedback_waits_for_a_named_reviewer_before_export(server, tmp_path):
     from typer.testing import CliRunner
 
@@ -175,8 +246,8 @@ def test_ui_feedback_waits_for_a_named_reviewer_before_export(server, tmp_path):
     review_url = server.url + f"/feedback/{waiting}/review"
     assert httpx.post(review_url, json={"accept": True}, headers={"X-API-Key": "nope"}).status_code == 401
     listed = httpx.get(server.url + "/feedback", params={"status": "pending"}, headers=BOB).json()["feedback"]
-    mine = [(r["text"], r["code"], r["sender"]) for r in listed if r["id"] == waiting]
-    assert mine == [("a turbine with a lamp", "F01D", "ui")]
+    mine = [(r["text"], r["code"], r["codes"], r["sender"]) for r in listed if r["id"] == waiting]
+    assert mine == [("a turbine with a lamp", "F01D", ["F01D"], "ui")]
 
     response = httpx.post(server.url + f"/feedback/{waiting}/review", json={"accept": True}, headers=BOB)
     assert response.status_code == 200

@@ -10,9 +10,12 @@ from patentclf.corpus import data
 from patentclf.corpus.hierarchy import (
     ABBREVIATIONS,
     CodeError,
+    canonical_code,
     level,
+    main_group,
     parse_code,
     parse_code_list,
+    parse_group_list,
     sentence_case,
     targets,
     title,
@@ -48,6 +51,36 @@ def test_code_lists_keep_order_drop_duplicates_and_skip_garbage():
     text = "G06F 3/048 (20130101); H04N 5/44 (20110101); nonsense; G06F 1/16 (20060101); ; A61K 039/00 ()"
     assert parse_code_list(text) == ["G06F", "H04N", "A61K"]
     assert parse_code_list("") == [] and parse_code_list(None) == [] and parse_code_list("n/a; ???") == []
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [
+        ("G", "G"),
+        ("g06", "G06"),
+        (" h04n ", "H04N"),
+        ("G06F 3/00", "G06F 3/00"),
+        ("g06f3/00", "G06F 3/00"),
+        ("A61K 039/00", "A61K 39/00"),  # zero-padded old form
+        ("B01D 53 / 00", "B01D 53/00"),
+    ],
+)
+def test_a_code_as_a_person_writes_it_is_spelled_as_cpc_does(text, code):
+    assert canonical_code(text) == code
+    assert canonical_code(code) == code
+    if " " in code:  # what a patent index and training read back from an ipc field
+        assert main_group(code) == code and parse_group_list(code) == [code] and parse_code_list(code) == [code[:4]]
+
+
+@pytest.mark.parametrize("bad", ["", "Z01", "G6", "G06FF", "G06F 3", "G06F 3/01", "G06F 3/00 (2013)", "K06F", None, 7])
+def test_codes_a_correction_cannot_give_are_refused(bad):
+    with pytest.raises(CodeError, match="not a CPC code|subgroup"):
+        canonical_code(bad)
+
+
+def test_a_subgroup_is_refused_naming_its_main_group():
+    with pytest.raises(CodeError, match=r"'G06F 3/048' is a subgroup: give its main group, G06F 3/00"):
+        canonical_code("G06F 3/048")
 
 
 def test_targets_of_a_patent():

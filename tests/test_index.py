@@ -241,10 +241,18 @@ def test_accepted_feedback_joins_an_index_as_evidence(tiny_hierarchy_bundle, toy
     row = training_row(
         {"id": 7, "text": "a turbine engine valve with a ceramic seal", "label": "F", "code": "F01D", "time": None}
     )
-    build_index(str(write_jsonl(tmp_path / "feedback.jsonl", [row])), index, model=tiny_hierarchy_bundle, add=True)
+    # And one that gave several codes, main first, down to main groups.
+    codes = ["F01D 25/00", "F01D", "F16J 15/00"]
+    several = training_row(
+        {"id": 8, "text": "a seal for a turbine shaft", "label": "F", "codes": json.dumps(codes), "time": None}
+    )
+    rows = [several, row]
+    build_index(str(write_jsonl(tmp_path / "feedback.jsonl", rows)), index, model=tiny_hierarchy_bundle, add=True)
     loaded = PatentIndex.load(index)
-    assert len(loaded) == 321 and loaded.patents[-1] == IndexedPatent("feedback-7", "", ["F01D"])
+    assert len(loaded) == 322 and loaded.patents[-1] == IndexedPatent("feedback-7", "", ["F01D"])
     assert loaded.groups[-1] == []  # a subclass names no main group: evidence, but no group votes
+    assert loaded.patents[-2] == IndexedPatent("feedback-8", "", codes)
+    assert loaded.groups[-2] == ["F01D 25/00", "F16J 15/00"]  # its main groups vote
     prediction = Classifier.load(tiny_hierarchy_bundle, precision="fp32", index=index).predict([row["text"]])[0]
     assert prediction.similar[0].id == "feedback-7" and prediction.similar[0].code == "F01D"
 

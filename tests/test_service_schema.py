@@ -10,7 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from patentclf.service.schemas import NON_BLANK
+from patentclf.service.schemas import GROUP_CODE, NON_BLANK
+from patentclf.store.feedback import MAX_CODES
 
 from .servers import LiveServer
 
@@ -22,6 +23,22 @@ CONFIG = """
 [checks.negative_data_rejection]
 expected-statuses = ["400", "401", "403", "404", "405", "406", "409", "413", "415", "422", "428", "429", "5xx"]
 """
+
+
+def test_the_code_pattern_means_what_the_server_reads():
+    # What the schema allows in codes is exactly what canonical_code reads (spaces only around a code).
+    from patentclf.corpus.hierarchy import CodeError, canonical_code
+
+    samples = ["G", "g06", "G06F", "G06F 3/00", "g06f3/00", " A61K 039/00 ", "G06F 3 / 00", "\tG06F", "G06F\n", "G06F 3/048",
+               "G06F 3/00 (2013)", "Z01", "G6", "G06FF", "G06F 12345/00", "", " "]  # fmt: skip
+    for text in samples:
+        try:
+            canonical_code(text)
+            readable = True
+        except CodeError:
+            readable = False
+        allowed = bool(re.fullmatch(GROUP_CODE, text))
+        assert allowed == (readable and text.strip(" ") == text.strip()), text
 
 
 def test_the_non_blank_pattern_means_what_strip_means():
@@ -39,6 +56,12 @@ def test_the_schema_states_the_configured_limits(tiny_bundle, tmp_path):
     assert texts["items"]["pattern"] == NON_BLANK and texts["items"]["minLength"] == 1
     feedback = models["FeedbackRequest"]
     assert [branch["required"] for branch in feedback["anyOf"]] == [["prediction_id"], ["text"]]
+    # Codes: a list of at most 20, a label or codes, and both in one section when both are given.
+    [codes, _null] = feedback["properties"]["codes"]["anyOf"]
+    assert (codes["minItems"], codes["maxItems"], codes["items"]["pattern"]) == (1, MAX_CODES, GROUP_CODE)
+    label_or_codes, same_section = feedback["allOf"]
+    assert [branch["required"] for branch in label_or_codes["anyOf"]] == [["label"], ["codes"]]
+    assert len(same_section["anyOf"]) == 2 + 9  # no label, no codes, or one branch per section
 
 
 def test_schemathesis_finds_nothing(tiny_bundle, tmp_path):

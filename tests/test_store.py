@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import random
+import re
 import resource
 import signal
 import sqlite3
@@ -24,7 +25,7 @@ from sqlalchemy import event
 from patentclf.corpus.data import load_split
 from patentclf.corpus.labels import CODES
 from patentclf.store.database import SCHEMA_VERSION, Store, alembic_config, metadata
-from patentclf.store.feedback import Feedback, FeedbackStore, ReviewConflict, export_jsonl, feedback_code
+from patentclf.store.feedback import MAX_CODES, Feedback, FeedbackStore, ReviewConflict, export_jsonl, feedback_code
 from patentclf.store.monitoring import LoggedPrediction, PredictionLog, confidence_bin, new_log_row
 
 
@@ -100,6 +101,100 @@ def test_a_file_from_before_versions_is_upgraded_keeping_its_rows(tmp_path):
     assert {b["bin"]: b["count"] for b in stats["confidence_histogram"]}["0.9-1.0"] == 2
     assert [b["count"] for b in stats["predictions_over_time"]] == [2, 1]
     assert PredictionLog(path).find("p2").confidence == 0.3
+
+
+# A file as the release before lists of codes (revision 0002) left it: its tables as SQLite created them.
+RELEASE_0002_SCHEMA = """
+CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL, CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num));
+CREATE TABLE feedback (
+    id INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT, time TEXT NOT NULL, prediction_id TEXT, text TEXT NOT NULL,
+    label TEXT NOT NULL, predicted_label TEXT, agreed INTEGER, comment TEXT, model_version TEXT,
+    source TEXT DEFAULT 'api' NOT NULL, code TEXT, sender TEXT, status TEXT DEFAULT 'accepted' NOT NULL,
+    reviewed_by TEXT, reviewed_at TEXT
+);
+CREATE INDEX feedback_prediction_id ON feedback (prediction_id);
+CREATE INDEX feedback_status ON feedback (status);
+CREATE TABLE predictions (
+    id TEXT NOT NULL, time TEXT NOT NULL, model_version TEXT NOT NULL, label TEXT NOT NULL, confidence FLOAT NOT NULL,
+    latency_ms FLOAT NOT NULL, needs_review INTEGER NOT NULL, text TEXT, PRIMARY KEY (id)
+);
+CREATE INDEX predictions_time ON predictions (time);
+CREATE TABLE prediction_texts (prediction_id TEXT NOT NULL, time TEXT NOT NULL, text TEXT NOT NULL, PRIMARY KEY (prediction_id));
+CREATE INDEX prediction_texts_time ON prediction_texts (time);
+CREATE TABLE prediction_totals (
+    label TEXT NOT NULL, bin INTEGER NOT NULL, count BIGINT NOT NULL, needs_review BIGINT NOT NULL, PRIMARY KEY (label, bin)
+);
+CREATE TABLE prediction_buckets (width TEXT NOT NULL, start TEXT NOT NULL, count BIGINT NOT NULL, PRIMARY KEY (width, start));
+INSERT INTO alembic_version VALUES ('0002');
+"""
+
+# Rows of that release: a subclass, a row from before codes (code NULL), a pending one from the UI.
+RELEASE_0002_ROWS = [
+    ("2026-11-30T10:00:00.000+00:00", "p1", "a touch screen", "G", "G", 1, "a comment", "m@1", "api", "G06F", "alice", "accepted"),
+    ("2026-11-30T10:01:00.000+00:00", None, "an antenna", "H", None, None, None, "m@1", "api", None, None, "accepted"),
+    ("2026-11-30T10:02:00.000+00:00", "p3", "a woven fabric", "D", "A", 0, None, "m@1", "api", "D03", "ui", "pending"),
+]  # fmt: skip
+_OLD_COLUMNS = "time, prediction_id, text, label, predicted_label, agreed, comment, model_version, source, code, sender, status"
+
+
+def _check_release_0002_rows_after_upgrade(target: str, before: list[dict], tmp_path) -> None:
+    """Opened by this code: the schema is the newest, every old value is as it was, the old rows read
+    back with their one code, review and export work on them, and new rows keep lists of codes."""
+    store = FeedbackStore(target)
+    assert store.store.version() == SCHEMA_VERSION
+    with store.store.read() as conn:
+        assert conn.execute(sa.text("SELECT codes FROM feedback ORDER BY id")).scalars().all() == [None] * 3  # not rewritten
+    rows = store.rows()
+    assert [{k: v for k, v in r.items() if k != "codes"} for r in rows] == before
+    assert [r["codes"] for r in rows] == [["G06F"], ["H"], ["D03"]]
+    assert store.review(3, accept=True, reviewer="bob")["codes"] == ["D03"]
+    new = store.add(Feedback(text="a lamp", codes=["F21V 8/00", "F21S"], sender="alice"))
+    assert new == 4 and store.get(new)["codes"] == ["F21V 8/00", "F21S"]
+
+    output = tmp_path / "export.jsonl"
+    assert export_jsonl(target, output) == 4
+    exported = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [(r["section"], r.get("subclass"), r.get("ipc")) for r in exported] == [
+        ("G", "G06F", "G06F"),  # as the old release exported them
+        ("H", None, None),
+        ("D", None, "D03"),
+        ("F", "F21V", "F21V 8/00; F21S"),
+    ]
+
+
+def test_a_file_of_the_release_before_lists_of_codes_keeps_its_rows(tmp_path):
+    path = tmp_path / "release-0002.db"
+    old = sqlite3.connect(path)
+    old.executescript(RELEASE_0002_SCHEMA)
+    old.executemany(f"INSERT INTO feedback ({_OLD_COLUMNS}) VALUES ({', '.join('?' * 12)})", RELEASE_0002_ROWS)
+    old.commit()
+    old.row_factory = sqlite3.Row
+    before = [dict(r) for r in old.execute("SELECT * FROM feedback ORDER BY id")]
+    old.close()
+    assert len(before) == 3 and "codes" not in before[0]
+    _check_release_0002_rows_after_upgrade(str(path), before, tmp_path)
+
+
+def test_a_database_at_revision_0002_keeps_its_rows(database, tmp_path):
+    # Both engines: the schema the released migrations built (up to 0002), rows written in it, then this code.
+    from alembic import command
+
+    old = Store(database, migrate=False)
+    config = alembic_config()
+    with old.write() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0002")
+        names = _OLD_COLUMNS.split(", ")
+        conn.execute(
+            sa.text(f"INSERT INTO feedback ({_OLD_COLUMNS}) VALUES ({', '.join(':' + n for n in names)})"),
+            [dict(zip(names, row)) for row in RELEASE_0002_ROWS],
+        )
+    assert old.version() == "0002"
+    with old.read() as conn:
+        before = [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM feedback ORDER BY id"))]
+    old.dispose()
+    assert len(before) == 3 and "codes" not in before[0]
+    _check_release_0002_rows_after_upgrade(database, before, tmp_path)
 
 
 def test_replicas_that_start_together_migrate_once(database):
@@ -312,6 +407,54 @@ def test_feedback_keeps_the_finest_code_its_sender_and_its_review(database, tmp_
     assert exported[2]["reviewed_by"] == "bob"
     split = load_split(str(output), "train")
     assert split.texts == ["a sensor", "a chip", "an antenna"] and [CODES[i] for i in split.labels] == ["G", "H", "H"]
+
+
+def test_feedback_keeps_every_code_main_first(database, tmp_path):
+    store = FeedbackStore(database)
+    given = ["g06f3/00", "G06F", " H04N 5/00 ", "G06F 3/00"]  # the last one again, in CPC's spelling
+    first = store.add(Feedback(text="a touch screen", codes=given, predicted_label="G", sender="alice"))
+    row = store.get(first)
+    assert (row["label"], row["code"], row["codes"], row["agreed"]) == ("G", "G06F 3/00", ["G06F 3/00", "G06F", "H04N 5/00"], 1)
+    with store.store.read() as conn:  # the column holds JSON
+        raw = conn.execute(sa.text("SELECT codes FROM feedback WHERE id = :id"), {"id": first}).scalar_one()
+    assert json.loads(raw) == ["G06F 3/00", "G06F", "H04N 5/00"]
+    # A label too: it must be in the main code's section, and the codes decide the rest.
+    second = store.add(Feedback(text="a lamp and a lens", label="f", codes=["F21V", "G02B 3/00"], predicted_label="G"))
+    assert store.get(second)["codes"] == ["F21V", "G02B 3/00"] and store.get(second)["agreed"] == 0
+    third = store.add(Feedback(text="two sections", codes=["H", "G"]))
+    assert store.get(third)["code"] == "H"
+    fourth = store.add(Feedback(text="a label alone", label="B65D"))
+    assert store.get(fourth)["codes"] == ["B65D"]
+
+    refused = [
+        (dict(label="H", codes=["G06F"]), "label 'H' is in section H but the main code 'G06F'"),
+        (dict(codes=["G06F", "G06F 3/048"]), "'G06F 3/048' is a subgroup: give its main group, G06F 3/00"),
+        (dict(codes=["G06F", "Z01"]), "not a CPC code: 'Z01'"),
+        (dict(codes=[]), "codes is empty"),
+        (dict(codes="G06F"), "a list of codes"),
+        (dict(codes=[f"G06F {i}/00" for i in range(1, MAX_CODES + 2)]), f"at most {MAX_CODES}"),
+        (dict(), "a label or codes"),
+    ]
+    for fields, message in refused:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            store.add(Feedback(text="refused", **fields))
+    assert store.add(Feedback(text="twenty", codes=[f"G06F {i}/00" for i in range(1, MAX_CODES + 1)])) == 5
+    assert store.count() == 5
+
+    output = tmp_path / "export.jsonl"
+    assert export_jsonl(database, output) == 5
+    exported = [json.loads(line) for line in output.read_text().splitlines()]
+    assert exported[0] | {"time": None} == {
+        "id": f"feedback-{first}", "text": "a touch screen", "label": "G", "section": "G", "class": "G06", "subclass": "G06F",
+        "ipc": "G06F 3/00; G06F; H04N 5/00", "source": f"feedback:{first}", "time": None, "sender": "alice", "status": "accepted",
+    }  # fmt: skip
+    assert exported[2]["ipc"] == "H; G" and "class" not in exported[2]
+    assert exported[3]["ipc"] == "B65D" and exported[3]["subclass"] == "B65D"  # as before lists of codes
+    # What training reads: every code (main first) for the section / class / subclass heads, and the groups.
+    split = load_split(str(output), "train")
+    assert [CODES[i] for i in split.labels] == ["G", "F", "H", "B", "G"]
+    assert split.codes[:4] == [["G06F", "H04N"], ["F21V", "G02B"], ["H", "G"], ["B65D"]]
+    assert split.groups[:4] == [["G06F 3/00", "H04N 5/00"], ["G02B 3/00"], [], []]
 
 
 # --- the predictions log ------------------------------------------------------------------------

@@ -294,6 +294,65 @@ def test_feedback_may_name_a_subclass_and_is_stored_at_that_level(ui_env):
     assert subclass in stored and predicted in stored
 
 
+def test_the_correction_form_offers_the_answers_codes():
+    from patentclf.ui.classify import answer_codes
+
+    groups = [{"code": "H04M 1/00", "title": "Substation equipment", "probability": 0.3}]
+    options = answer_codes(hierarchy_answer(groups=groups))
+    assert list(options) == ["H", "G", "H04", "G06", "G07", "G09", "G08", "H04M", "G06Q", "H04W", "H04L", "G07F", "H04M 1/00"]
+    assert options["H"] == "H · Electricity" and options["H04M 1/00"] == "H04M 1/00 · Substation equipment"
+    section_only = {"label": "C", "sections": ["C"], "classes": [], "subclasses": []}
+    assert list(answer_codes(section_only)) == ["C"]
+
+
+def test_the_correction_forms_codes_are_read_main_first():
+    from patentclf.ui.classify import correction_codes
+
+    assert correction_codes("H", [], "") == []
+    assert correction_codes("H", ["H04M 1/00", "H04M"], " h04w, G06F3/00 ;H04M ") == ["H04M 1/00", "H04M", "H04W", "G06F 3/00"]
+    with pytest.raises(ValueError, match="G06Q is in section G, not H: choose section G, or put a code of section H first"):
+        correction_codes("H", ["G06Q", "H04M"], "")
+    with pytest.raises(ValueError, match="'G06F 3/048' is a subgroup: give its main group, G06F 3/00"):
+        correction_codes("H", ["H04M"], "G06F 3/048")
+    with pytest.raises(ValueError, match="not a CPC code: 'X12'"):
+        correction_codes("H", [], "H04M, X12")
+
+
+def send(at: AppTest) -> AppTest:
+    [button] = [b for b in at.button if b.label == "Send feedback"]
+    button.click().run()
+    assert not at.exception
+    return at
+
+
+def test_feedback_may_give_several_codes_main_first(ui_env):
+    import sqlite3
+
+    real = httpx.post(f"{ui_env.url}/predict", json={"text": "a telephone with a keyboard"}, timeout=30).json()
+    groups = [{"code": "H04M 1/00", "title": "Substation equipment", "probability": 0.31}]
+    at = hierarchy_page(hierarchy_answer(id=real["id"], groups=groups))  # the sample's codes, a prediction the API knows
+    stored_before = ui_env.stats()["feedback"]["total"]
+
+    codes = at.multiselect(key="feedback_codes")
+    codes.select("G06Q").select("H04M")  # the main code outside the section chosen (H): said, nothing sent
+    send(at)
+    assert any("G06Q is in section G, not H" in e for e in texts_of(at.error))
+    assert not [s for s in texts_of(at.success) if s.startswith("Thank you")]
+    assert ui_env.stats()["feedback"]["total"] == stored_before
+
+    at.multiselect(key="feedback_codes").set_value(["H04M 1/00", "H04M", "G06Q"])
+    at.text_input(key="feedback_code").input("h04w, G06F3/00, H04M")
+    send(at)
+    assert not at.exception and not at.error
+    (message,) = [s for s in texts_of(at.success) if s.startswith("Thank you")]
+    expected = ["H04M 1/00", "H04M", "G06Q", "H04W", "G06F 3/00"]
+    assert f"codes {', '.join(expected)} (main first)" in message and "waits for a reviewer" not in message
+    feedback_id = int(message.split("feedback ")[1].split(" ")[0])
+    with sqlite3.connect(ui_env.feedback_db) as db:
+        label, code, stored = db.execute("SELECT label, code, codes FROM feedback WHERE id = ?", (feedback_id,)).fetchone()
+    assert (label, code, json.loads(stored)) == ("H", "H04M 1/00", expected)
+
+
 def test_no_key_means_no_feedback_form(ui_env, monkeypatch):
     monkeypatch.delenv("PATENTCLF_API_KEY")
     at = classify(classify_page(), "a bridge for the road")

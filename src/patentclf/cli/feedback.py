@@ -35,7 +35,9 @@ Db = Annotated[
 @app.command("export")
 def feedback_export(
     output: Path = typer.Option(
-        ..., "--output", help="JSONL of training rows: text, section, class/subclass/ipc if given, source..."
+        ...,
+        "--output",
+        help="JSONL of training rows: text, section, class/subclass, ipc (every code, main first) if given, source...",
     ),
     db: Db = None,
     config_file: ConfigFile = None,
@@ -89,12 +91,12 @@ def feedback_list(
         fail(f"--status must be pending, accepted or rejected, not {status!r}")
     rows = _open_feedback(db, config_file).rows(status, limit=limit)
     table = Table(title=f"{status} feedback ({len(rows)} shown)")
-    for column in ("id", "time", "sender", "code", "model said", "text", "comment"):
+    for column in ("id", "time", "sender", "codes (main first)", "model said", "text", "comment"):
         table.add_column(column)
     for r in rows:
         snippet = r["text"] if len(r["text"]) <= 60 else r["text"][:57] + "..."
         said = r["predicted_label"] or ""
-        table.add_row(str(r["id"]), r["time"][:19], r["sender"] or "", r["code"] or r["label"], said, snippet, r["comment"] or "")
+        table.add_row(str(r["id"]), r["time"][:19], r["sender"] or "", ", ".join(r["codes"]), said, snippet, r["comment"] or "")
     console.print(table)
 
 
@@ -116,7 +118,7 @@ def feedback_review(
     for feedback_id in ids:
         try:
             row = store.review(feedback_id, accept=accept, reviewer=reviewer)
-            console.print(f"feedback {feedback_id}: {row['status']} by {row['reviewed_by']}")
+            console.print(f"feedback {feedback_id} ({', '.join(row['codes'])}): {row['status']} by {row['reviewed_by']}")
         except KeyError:
             err.print(f"[red]feedback {feedback_id}: no such feedback[/]")
             failed = True

@@ -78,6 +78,28 @@ def full_code(text: str) -> str | None:
     return f"{match.group(1).upper()} {int(match.group(2))}/{match.group(3)}" if match else None
 
 
+# A code as a person writes it, down to its main group: a section, class, subclass, or subclass and
+# main group ("G06F 3/00", "g06f3/00", "G06F 003/00"). ASCII only, spelled out (no IGNORECASE, which
+# lets [A-Z] match the Kelvin sign).
+_GIVEN_CODE = re.compile(r"([A-HYa-hy])(?:([0-9]{2})(?:([A-Za-z])(?: *([0-9]{1,4}) */ *00)?)?)?")
+
+
+def canonical_code(text: object) -> str:
+    """A section, class, subclass or main group as a person writes it -> CPC's spelling, upper-case:
+    ``"g06f3/00"`` -> ``"G06F 3/00"``, ``"A61K 039/00"`` -> ``"A61K 39/00"``, ``" h04n "`` -> ``"H04N"``.
+    Raises :class:`CodeError` for anything else; a subgroup (``G06F 3/048``) is refused naming its main group."""
+    stripped = text.strip() if isinstance(text, str) else ""
+    match = _GIVEN_CODE.fullmatch(stripped)
+    if match:
+        section, klass, subclass, group = match.groups()
+        code = (section + (klass or "") + (subclass or "")).upper()
+        return f"{code} {int(group)}/00" if group is not None else code
+    subgroup = _FULL.match(stripped)
+    if subgroup and subgroup.end() == len(stripped):
+        raise CodeError(f"{text!r} is a subgroup: give its main group, {main_group(stripped)}")
+    raise CodeError(f"not a CPC code: {text!r} (expected a section G, a class G06, a subclass G06F or a main group G06F 3/00)")
+
+
 def parse_index_codes(text: object) -> list[str]:
     """An ``ipc`` field -> its codes as a patent index keeps them: each down to its subgroup where it
     has one (``G06F 3/048``), else its section / class / subclass (a correction names at most a

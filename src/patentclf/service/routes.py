@@ -27,7 +27,7 @@ from patentclf.service.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from patentclf.store.feedback import ACCEPTED, PENDING, Feedback, ReviewConflict
+from patentclf.store.feedback import ACCEPTED, MAX_CODES, PENDING, Feedback, ReviewConflict
 
 router = APIRouter()
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="PATENTCLF_API_KEY or one of PATENTCLF_API_KEYS")
@@ -174,7 +174,11 @@ _KEY_ERRORS = {
         **_KEY_ERRORS,
         404: {"model": ErrorResponse, "description": "unknown prediction_id"},
         413: {"model": ErrorResponse, "description": "a text longer than max_text_chars"},
-        422: {"model": ErrorResponse, "description": "unknown section or code, no id and no text, or the text is needed"},
+        422: {
+            "model": ErrorResponse,
+            "description": "an unknown section or code (named), label and codes in different sections, more than "
+            f"{MAX_CODES} codes, no id and no text, or the text is needed",
+        },
         503: {
             "model": ErrorResponse,
             "description": "no API key is configured, the store could not commit, or the deadline passed",
@@ -188,7 +192,8 @@ async def feedback(
     runtime: ServiceRuntime = Depends(get_runtime),
     sender: str = Depends(require_api_key),
 ) -> dict:
-    """Record the correct section, class or subclass for a prediction (by id) or for a text. Stored
+    """Record the right codes for a prediction (by id) or for a text: ``label``, one section, class or
+    subclass, or ``codes``, several down to main groups (``G06F 3/00``), main code first. Stored
     durably before the 201, with the name of the key that sent it; feedback from keys listed in
     ``review_required`` (such as the web UI's) is stored as ``pending`` until a reviewer accepts it.
 
@@ -210,8 +215,9 @@ async def feedback(
                 f'the server no longer holds the text of prediction {body.prediction_id!r}: send it again with its "text"',
             )
     item = Feedback(
-        text=text, label=body.label, prediction_id=body.prediction_id, predicted_label=predicted, comment=body.comment,
-        model_version=version, sender=sender, status=PENDING if sender in runtime.config.review_required else ACCEPTED,
+        text=text, label=body.label, codes=body.codes, prediction_id=body.prediction_id, predicted_label=predicted,
+        comment=body.comment, model_version=version, sender=sender,
+        status=PENDING if sender in runtime.config.review_required else ACCEPTED,
     )  # fmt: skip
     try:
         feedback_id = await asyncio.to_thread(runtime.feedback.add, item)  # committed when this returns
@@ -219,11 +225,12 @@ async def feedback(
         raise _store_unavailable(exc) from None
     runtime.metrics.observe_feedback(item.agreed)
     request.state.log.update(
-        feedback_id=feedback_id, label=item.code, agreed=item.agreed, sender=sender, feedback_status=item.status
-    )
+        feedback_id=feedback_id, label=item.code, codes=item.all_codes, agreed=item.agreed, sender=sender,
+        feedback_status=item.status,
+    )  # fmt: skip
     return {
         "feedback_id": feedback_id, "prediction_id": body.prediction_id, "label": item.section, "code": item.code,
-        "agreed": item.agreed, "status": item.status,
+        "codes": item.all_codes, "agreed": item.agreed, "status": item.status,
     }  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """Pydantic models for every request and response of the API (they also make the OpenAPI docs).
 
 The request models state in the schema what the server enforces (non-blank texts, section codes,
-an id or a text for feedback), so a schema-valid request is never refused for its shape; the limits
+an id or a text for feedback, a label or codes in one section), so a schema-valid request is never refused for its shape; the limits
 that depend on the settings (text length, batch size) are added to the schema by ``app.py``.
 """
 
@@ -12,9 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, model_validator
 
+from patentclf.corpus.hierarchy import CodeError, canonical_code
 from patentclf.corpus.labels import CODES
 from patentclf.inference.prediction import PredictionRecord
-from patentclf.store.feedback import feedback_code
+from patentclf.store.feedback import MAX_CODES, check_sections_agree, feedback_code
 
 _TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated, or read in overlapping windows with long_text=chunk)"
 
@@ -46,6 +47,23 @@ def _feedback_code(value: object) -> str:
     )
 
 
+# A code in a correction's list: a section, class, subclass or main group (G06F 3/00 or G06F3/00), either
+# case, spaces around it allowed (only spaces: what str.strip() removes besides them is refused here).
+GROUP_CODE = r"^ *[A-HYa-hy]([0-9]{2}([A-Za-z]( *[0-9]{1,4} */ *00)?)?)? *$"
+
+
+def _group_code(value: object) -> str:
+    """A code of ``codes`` -> CPC's spelling (``g06f3/00`` -> ``G06F 3/00``); anything else fails validation
+    (422) naming it, a subgroup with its main group. Exactly what the schema below says."""
+    if isinstance(value, str) and re.fullmatch(GROUP_CODE, value):
+        return canonical_code(value)
+    try:
+        canonical_code(value)
+    except CodeError as exc:
+        raise ValueError(str(exc)) from None
+    raise ValueError(f"not a CPC code: {value!r} (only spaces may surround a code)")
+
+
 # A text field: at least one character that is not whitespace.
 Text = Annotated[str, Field(min_length=1, json_schema_extra={"pattern": NON_BLANK}), AfterValidator(_non_empty)]
 FeedbackCode = Annotated[
@@ -62,6 +80,31 @@ FeedbackCode = Annotated[
         }
     ),
 ]
+
+
+GroupCode = Annotated[
+    str,
+    BeforeValidator(_group_code),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": GROUP_CODE,
+            "description": "a section (G), class (G06), subclass (G06F) or main group (G06F 3/00 or G06F3/00)",
+            "examples": ["G06F 3/00", "H04N"],
+        }
+    ),
+]
+
+
+def _same_section_schema() -> dict:
+    """In the schema: ``label`` and the first of ``codes``, when both are given, are in one section."""
+    branches: list[dict] = [{"properties": {"label": {"type": "null"}}}, {"properties": {"codes": {"type": "null"}}}]
+    for number, code in enumerate(CODES):
+        letters = f"[{code}{code.lower()}]"
+        label = {"anyOf": [{"type": "string", "pattern": f"^{letters}"}, {"type": "integer", "const": number}]}
+        codes = {"type": "array", "prefixItems": [{"type": "string", "pattern": f"^ *{letters}"}]}
+        branches.append({"properties": {"label": label, "codes": codes}})
+    return {"anyOf": branches}
 
 
 # --- prediction ------------------------------------------------------------------------------
@@ -122,7 +165,8 @@ class ErrorResponse(BaseModel):
 class FeedbackRequest(BaseModel):
     """A ``prediction_id`` the API returned, or the ``text`` itself, or both (the id links the
     correction to its prediction; the text is needed when the server no longer holds it), and the
-    right section."""
+    right codes: ``label`` (one section, class or subclass), or ``codes`` (several, down to main
+    groups, main code first), or both when ``label`` is in the main code's section."""
 
     # "At least one of the two", in the schema: each branch needs its field present and not null.
     model_config = ConfigDict(
@@ -130,27 +174,53 @@ class FeedbackRequest(BaseModel):
             "anyOf": [
                 {"required": ["prediction_id"], "properties": {"prediction_id": {"type": "string"}}},
                 {"required": ["text"], "properties": {"text": {"type": "string"}}},
-            ]
+            ],
+            "allOf": [
+                {
+                    "anyOf": [
+                        {"required": ["label"], "properties": {"label": {"not": {"type": "null"}}}},
+                        {"required": ["codes"], "properties": {"codes": {"type": "array"}}},
+                    ]
+                },
+                _same_section_schema(),
+            ],
         }
     )
 
     prediction_id: str | None = Field(None, min_length=1, description="id of an earlier prediction")
     text: Text | None = Field(None, description="the text, when there is no prediction id or the server no longer holds it")
-    label: FeedbackCode
+    label: FeedbackCode | None = Field(
+        None,
+        description="one section, class or subclass (the field from before codes): may be left out when codes are given, "
+        "else it must be in the main code's section",
+    )
+    codes: Annotated[list[GroupCode], Field(min_length=1, max_length=MAX_CODES)] | None = Field(
+        None,
+        description=f"the right codes, main code first: up to {MAX_CODES} sections, classes, subclasses or main groups; "
+        "stored in CPC's spelling (G06F 3/00), duplicates removed",
+        examples=[["G06F 3/00", "G06F", "H04N 5/00"]],
+    )
     comment: str | None = Field(None, max_length=2000)
 
     @model_validator(mode="after")
     def _id_or_text(self) -> "FeedbackRequest":
         if self.prediction_id is None and self.text is None:
             raise ValueError("give prediction_id or text")
+        if self.label is None and self.codes is None:
+            raise ValueError("give label or codes")
+        if self.codes is not None:
+            self.codes = list(dict.fromkeys(self.codes))  # in order, each once
+            if self.label is not None:
+                check_sections_agree(self.label, self.codes)
         return self
 
 
 class FeedbackResponse(BaseModel):
     feedback_id: int
     prediction_id: str | None
-    label: str = Field(..., description="the correct section")
-    code: str | None = Field(None, description="the finest code given: the section, class or subclass")
+    label: str = Field(..., description="the correct section: the main code's")
+    code: str | None = Field(None, description="the main code: a section, class, subclass or main group")
+    codes: list[str] = Field([], description="every code given, main code first, in CPC's spelling")
     agreed: bool | None = Field(..., description="the section matches the model's prediction (null: no prediction known)")
     status: str = Field("accepted", description="accepted, or pending until a reviewer accepts it (keys in review_required)")
 
@@ -168,6 +238,7 @@ class FeedbackRecord(BaseModel):
     text: str
     label: str
     code: str | None
+    codes: list[str] = Field(..., description="every code given, main first (rows from before lists: their one code)")
     predicted_label: str | None
     agreed: bool | None
     comment: str | None

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 BUSY_TIMEOUT_S = 30.0
 MIGRATIONS = Path(__file__).with_name("migrations")
-SCHEMA_VERSION = "0002"  # the newest revision in migrations/versions (a test keeps them equal)
+SCHEMA_VERSION = "0003"  # the newest revision in migrations/versions (a test keeps them equal)
 _MIGRATION_LOCK_ID = 0x7061_7465_6E74  # "patent": one PostgreSQL advisory lock for schema upgrades
 
 
@@ -55,11 +55,14 @@ feedback = sa.Table(
     sa.Column("comment", sa.Text),
     sa.Column("model_version", sa.Text),
     sa.Column("source", sa.Text, nullable=False, server_default="api"),
-    sa.Column("code", sa.Text),  # the finest code given: "G", "G06" or "G06F" (NULL in rows from before codes)
+    sa.Column("code", sa.Text),  # the main code: "G", "G06", "G06F" or "G06F 3/00" (NULL in rows from before codes)
     sa.Column("sender", sa.Text),  # name of the API key that sent it
     sa.Column("status", sa.Text, nullable=False, server_default="accepted"),  # accepted | pending | rejected
     sa.Column("reviewed_by", sa.Text),
     sa.Column("reviewed_at", sa.Text),
+    # Every code given, main first, as a JSON list: '["G06F 3/00", "H04N"]' (NULL in rows from before
+    # lists of codes: they read back as their one code, see feedback.stored_codes)
+    sa.Column("codes", sa.Text),
     sa.Index("feedback_prediction_id", "prediction_id"),
     sa.Index("feedback_status", "status"),
     sqlite_autoincrement=True,  # ids are never reused

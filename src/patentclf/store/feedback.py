@@ -2,8 +2,10 @@
 :mod:`patentclf.store.database`, SQLite or PostgreSQL).
 
 * A write acknowledged by :meth:`FeedbackStore.add` has been committed (SQLite: and synced).
-* A correction names a section (``G``), a class (``G06``) or a subclass (``G06F``); the row keeps its
-  section in ``label`` and the finest code given in ``code``.
+* A correction names a section (``G``), a class (``G06``) or a subclass (``G06F``) as its ``label``,
+  or several codes down to main groups (``G06F 3/00``), main code first, as its ``codes``. The row
+  keeps the main code's section in ``label``, the main code in ``code`` and every code, main first,
+  in ``codes`` (JSON); rows from before ``codes`` read back as their one code.
 * Each row records the name of the API key that sent it (``sender``) and a ``status``: ``accepted``,
   or ``pending`` until a named reviewer accepts or rejects it (feedback from keys such as the web UI's,
   which anyone who can open the UI uses). Exports take accepted rows unless asked otherwise.
@@ -21,12 +23,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from patentclf.corpus.hierarchy import CodeError, canonical_code
 from patentclf.corpus.labels import CODES, parse_label
 from patentclf.store.database import Store, feedback, open_store
 
 ACCEPTED, PENDING, REJECTED = "accepted", "pending", "rejected"
 # A class (G06) or subclass (G06F) as a correction may give it; sections go through parse_label.
 _FINER_CODE = re.compile(r"[A-HY]\d\d[A-Z]?")
+MAX_CODES = 20  # codes one correction may give
 
 
 def utc_now() -> str:
@@ -47,6 +51,46 @@ def feedback_code(value: object) -> str:
     )
 
 
+def feedback_codes(values: object) -> list[str]:
+    """A correction's codes, main code first -> CPC's spelling (see ``hierarchy.canonical_code``),
+    duplicates removed: ``["g06f3/00", "H04N", "G06F 3/00"]`` -> ``["G06F 3/00", "H04N"]``. Raises
+    ``ValueError`` naming the first bad code, for no codes, or for more than :data:`MAX_CODES`."""
+    if isinstance(values, str) or not isinstance(values, (list, tuple)):
+        raise ValueError(f"codes must be a list of codes, not {type(values).__name__}")
+    if not values:
+        raise ValueError("codes is empty: give at least the main code")
+    if len(values) > MAX_CODES:
+        raise ValueError(f"{len(values)} codes: at most {MAX_CODES}")
+    codes: list[str] = []
+    for value in values:
+        try:
+            code = canonical_code(value)
+        except CodeError as exc:
+            raise ValueError(str(exc)) from None
+        if code not in codes:
+            codes.append(code)
+    return codes
+
+
+def check_sections_agree(label: str, codes: list[str]) -> None:
+    """A correction that gives a ``label`` and ``codes`` must name one main section in both."""
+    if label[0] != codes[0][0]:
+        raise ValueError(
+            f"label {label!r} is in section {label[0]} but the main code {codes[0]!r} (the first of codes) is in "
+            f"section {codes[0][0]}: send one section, or leave label out"
+        )
+
+
+def stored_codes(row: dict) -> list[str]:
+    """A stored row's codes, main code first: its ``codes`` (JSON), else (rows from before codes) its one code."""
+    codes = row.get("codes")
+    if isinstance(codes, str) and codes:
+        codes = json.loads(codes)
+    if isinstance(codes, list) and codes:
+        return codes
+    return [row.get("code") or row["label"]]
+
+
 class ReviewConflict(Exception):
     """The feedback was already accepted or rejected."""
 
@@ -54,7 +98,7 @@ class ReviewConflict(Exception):
 @dataclass
 class Feedback:
     text: str
-    label: str  # a section, class or subclass code (see feedback_code)
+    label: str | int | None = None  # a section, class or subclass code (see feedback_code); or give codes
     prediction_id: str | None = None
     predicted_label: str | None = None
     comment: str | None = None
@@ -62,10 +106,25 @@ class Feedback:
     source: str = "api"
     sender: str | None = None
     status: str = ACCEPTED
+    codes: list[str] | None = None  # several codes down to main groups, main first (see feedback_codes)
+
+    @property
+    def all_codes(self) -> list[str]:
+        """Every code, main first, in CPC's spelling: ``codes``, or the one code of ``label``. Raises
+        ``ValueError`` for a bad code, neither given, or a label of another section than the main code."""
+        if self.codes is None:
+            if self.label is None:
+                raise ValueError("feedback needs a label or codes")
+            return [feedback_code(self.label)]
+        codes = feedback_codes(self.codes)
+        if self.label is not None:
+            check_sections_agree(feedback_code(self.label), codes)
+        return codes
 
     @property
     def code(self) -> str:
-        return feedback_code(self.label)
+        """The main code: a section, class, subclass or (given in ``codes``) main group."""
+        return self.all_codes[0]
 
     @property
     def section(self) -> str:
@@ -82,24 +141,32 @@ class FeedbackStore:
 
     def add(self, item: Feedback) -> int:
         """Store one correction; returns its id once it is committed."""
-        code = item.code  # raises ValueError for an unknown code
+        codes = item.all_codes  # raises ValueError for an unknown code
+        code = codes[0]
         if not item.text.strip():
             raise ValueError("feedback needs the text")
         if item.status not in (ACCEPTED, PENDING):
             raise ValueError(f"new feedback is accepted or pending, not {item.status!r}")
         agreed = None if item.agreed is None else int(item.agreed)
         values = dict(
-            time=utc_now(), prediction_id=item.prediction_id, text=item.text, label=code[0], code=code,
+            time=utc_now(), prediction_id=item.prediction_id, text=item.text, label=code[0], code=code, codes=json.dumps(codes),
             predicted_label=item.predicted_label, agreed=agreed, comment=item.comment, model_version=item.model_version,
             source=item.source, sender=item.sender, status=item.status,
         )  # fmt: skip
         with self.store.write() as conn:
             return int(conn.execute(feedback.insert().values(**values).returning(feedback.c.id)).scalar_one())
 
+    @staticmethod
+    def _read(row) -> dict:
+        """A stored row as a dict, its ``codes`` a list (main code first; one code for rows from before codes)."""
+        item = dict(row._mapping)
+        item["codes"] = stored_codes(item)
+        return item
+
     def get(self, feedback_id: int) -> dict | None:
         with self.store.read() as conn:
             row = conn.execute(sa.select(feedback).where(feedback.c.id == feedback_id)).first()
-        return dict(row._mapping) if row else None
+        return self._read(row) if row else None
 
     def rows(self, status: str | tuple[str, ...] | None = None, *, limit: int | None = None) -> list[dict]:
         """Rows by id, all or those with the given status(es)."""
@@ -109,7 +176,7 @@ class FeedbackStore:
         if limit is not None:
             query = query.limit(limit)
         with self.store.read() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [self._read(r) for r in conn.execute(query)]
 
     def count(self) -> int:
         with self.store.read() as conn:
@@ -149,17 +216,20 @@ class FeedbackStore:
 
 def training_row(row: dict) -> dict:
     """One stored correction as a training row, shaped like the bundled data: ``id``, ``label`` and ``section``
-    (the letter; ``label`` as in earlier exports), ``class`` / ``subclass`` when the correction gave
-    them, and ``ipc``, the finest code given."""
-    code = row.get("code") or row["label"]
+    (the letter; ``label`` as in earlier exports), ``class`` / ``subclass`` of the main code when the
+    correction gave them, and ``ipc``: every code given, main first, ``;``-separated as in the USPTO
+    data (``G06F 3/00; H04N``), which training and a patent index read. A lone section gives no ``ipc``
+    (such a row keeps its section label only, as before)."""
+    codes = stored_codes(row)
+    main = codes[0]
     # An id of its own, so that the rows can also go into a patent index (`patentclf index --add`).
     item = {"id": f"feedback-{row['id']}", "text": row["text"], "label": row["label"], "section": row["label"]}
-    if len(code) >= 3:
-        item["class"] = code[:3]
-    if len(code) == 4:
-        item["subclass"] = code
-    if len(code) > 1:
-        item["ipc"] = code
+    if len(main) >= 3:
+        item["class"] = main[:3]
+    if len(main) >= 4:
+        item["subclass"] = main[:4]
+    if len(codes) > 1 or len(main) > 1:
+        item["ipc"] = "; ".join(codes)
     item.update(source=f"feedback:{row['id']}", time=row["time"], sender=row.get("sender"), status=row.get("status", ACCEPTED))
     if row.get("reviewed_by"):
         item["reviewed_by"] = row["reviewed_by"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 import altair as alt
@@ -9,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from patentclf.corpus.data import DataError
+from patentclf.corpus.hierarchy import CodeError, canonical_code
 from patentclf.corpus.labels import CODES, SECTIONS, section
 from patentclf.corpus.links import cpc_url
 from patentclf.ui.batch import ANSWER_COLUMNS, UPLOAD_TYPES, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
@@ -240,6 +242,42 @@ def _probability_chart(p: dict) -> alt.Chart:
     )
 
 
+def answer_codes(p: dict) -> dict[str, str]:
+    """The codes an answer suggests, for the correction form: its sections, classes, subclasses and main
+    groups, in that order, each with its name or title (code -> "code · title")."""
+    options = {code: f"{code} · {section(code).name}" for code in p.get("sections") or [p["label"]]}
+    for key in ("classes", "subclasses", "groups"):
+        for item in p.get(key) or []:
+            title = item.get("title") or ""
+            if len(title) > OPTION_TITLE_CHARS:  # a picked code is a chip in the field: keep it short
+                title = title[: OPTION_TITLE_CHARS - 1].rstrip() + "…"
+            options.setdefault(item["code"], f"{item['code']} · {title}" if title else item["code"])
+    return options
+
+
+OPTION_TITLE_CHARS = 60
+
+
+def correction_codes(label: str, picked: list[str], typed: str) -> list[str]:
+    """The correction form's codes, main first: those picked, then those typed (comma-separated), in
+    CPC's spelling, each once; ``[]`` for none. Raises ``ValueError`` with a message for the page: a
+    code that cannot be read, or a main code outside the chosen section ``label``."""
+    codes: list[str] = []
+    for item in picked + [t.strip() for t in re.split(r"[,;]", typed) if t.strip()]:
+        try:
+            code = canonical_code(item)
+        except CodeError as exc:
+            raise ValueError(f"{exc}.") from None
+        if code not in codes:
+            codes.append(code)
+    if codes and codes[0][0] != label:  # the API would refuse it: say so here, with the way out
+        raise ValueError(
+            f"{codes[0]} is in section {codes[0][0]}, not {label}: choose section {codes[0][0]}, "
+            f"or put a code of section {label} first."
+        )
+    return codes
+
+
 def _feedback(client: ApiClient, p: dict) -> None:
     st.markdown("#### Is this right?")
     if not client.api_key:
@@ -248,6 +286,7 @@ def _feedback(client: ApiClient, p: dict) -> None:
     if not p.get("id"):
         st.caption("This prediction carries no id, so feedback cannot be linked to it.")
         return
+    options = answer_codes(p)
     with st.form("feedback"):
         label = st.selectbox(
             "The correct section",
@@ -255,27 +294,43 @@ def _feedback(client: ApiClient, p: dict) -> None:
             index=CODES.index(p["label"]),
             format_func=lambda code: f"{code} · {section(code).name}",
         )
-        suggested = [c["code"] for c in p.get("subclasses") or []][:1]
-        code = st.text_input(
-            "Class or subclass (optional)",
+        picked = st.multiselect(
+            "The right codes from the answer (optional; the main one first)",
+            options=list(options),
+            key="feedback_codes",
+            format_func=options.get,
+            placeholder="Pick codes in order of importance…",
+            help="A patent has several codes; the first you pick is its main code, which must be in the section above.",
+        )
+        suggested = [c["code"] for c in p.get("groups") or p.get("subclasses") or []][:1]
+        typed = st.text_input(
+            "Other codes (optional, comma-separated)",
             key="feedback_code",
-            placeholder=f"e.g. {suggested[0]}" if suggested else "e.g. G06F or G06",
-            help="The finest code you are sure of: a class such as G06 or a subclass such as G06F, in the section above.",
+            placeholder=f"e.g. {suggested[0]}, H04N" if suggested else "e.g. G06F 3/00, H04N",
+            help="Codes the answer does not offer: classes such as G06, subclasses such as G06F or main groups "
+            "such as G06F 3/00. They come after the codes picked above.",
         )
         comment = st.text_input("Comment (optional)", key="feedback_comment")
         sent = st.form_submit_button("Send feedback")
     if sent:
-        code = code.strip().upper()
-        if code and code[0] != label:  # the API would store the code's own section: say so instead
-            st.error(f"{code} is in section {code[0]}, not {label}: choose section {code[0]} or another code.")
+        try:
+            codes = correction_codes(label, picked, typed)
+        except ValueError as exc:
+            st.error(str(exc))
         else:
             try:
-                st.session_state["feedback_ack"] = client.feedback(p["id"], code or label, comment.strip() or None)
+                st.session_state["feedback_ack"] = client.feedback(p["id"], label, comment.strip() or None, codes=codes)
             except ApiError as exc:
                 st.error(exc.message)
     ack = st.session_state.get("feedback_ack")
     if ack:
-        finer = f", code {ack['code']}" if ack.get("code") and ack["code"] != ack["label"] else ""
+        codes = ack.get("codes") or [ack.get("code") or ack["label"]]
+        if codes == [ack["label"]]:
+            finer = ""
+        elif len(codes) == 1:
+            finer = f", code {codes[0]}"
+        else:
+            finer = f", codes {', '.join(codes)} (main first)"
         verdict = f"you agreed with the model{finer}" if ack.get("agreed") else f"recorded as section {ack['label']}{finer}"
         if ack.get("status") == "pending":
             after = "It waits for a reviewer, who accepts or rejects it before it can train the next model."

@@ -74,10 +74,14 @@ class ApiClient:
     def predict_batch(self, texts: list[str]) -> list[dict]:
         return self._request("POST", "/predict/batch", json={"texts": list(texts)})["predictions"]
 
-    def feedback(self, prediction_id: str, label: str, comment: str | None = None) -> dict:
+    def feedback(self, prediction_id: str, label: str, comment: str | None = None, codes: list[str] | None = None) -> dict:
+        """A correction: ``label`` (the section, class or subclass), and optionally ``codes`` (several, down
+        to main groups, main code first, in ``label``'s section)."""
         if not self.api_key:
             raise ApiError("Feedback is switched off: the UI has no API key (set PATENTCLF_API_KEY where the UI runs).")
-        body = {"prediction_id": prediction_id, "label": label}
+        body: dict[str, Any] = {"prediction_id": prediction_id, "label": label}
+        if codes:
+            body["codes"] = codes
         if comment:
             body["comment"] = comment
         return self._request("POST", "/feedback", json=body, headers={"X-API-Key": self.api_key})
