@@ -1,4 +1,4 @@
-"""Text-only screening: the shipped corpus of non-patent texts, word counts, "too short" and the
+"""Text-only screening: the shipped corpora of non-patent texts and of patent texts in other forms, word counts, "too short" and the
 language check, measured on the real files (the corpus and every bundled USPTO abstract)."""
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from patentclf.corpus.screening import (
     language_evidence,
     language_guess,
     non_patent_texts,
+    patent_form_texts,
     probably_not_english,
     too_short,
     word_count,
@@ -140,6 +141,76 @@ def test_no_text_repeats_a_bundled_patent_abstract():
     ours = set().union(*(shingles(r["text"]) for r in non_patent_texts()))
     shared = [p["id"] for p in uspto_rows() if ours & shingles(p["title"] + " " + p["abstract"])]
     assert shared == []
+
+
+# --- the patent texts in forms other than an abstract ---------------------------------------------
+
+PATENT_FORM_FIELDS = {"id", "form", "section", "split", "text"}
+CPC_SECTIONS = set("ABCDEFGHY")
+
+
+def test_the_patent_forms_load_with_their_fields_and_both_splits():
+    rows = patent_form_texts()
+    assert 140 <= len(rows) <= 180
+    for row in rows:
+        assert set(row) == PATENT_FORM_FIELDS, row["id"]
+        assert all(isinstance(row[key], str) and row[key].strip() for key in PATENT_FORM_FIELDS), row["id"]
+        assert row["text"] == row["text"].strip()
+    fit, measure = patent_form_texts("fit"), patent_form_texts("measure")
+    assert len(fit) + len(measure) == len(rows)
+    assert {r["split"] for r in fit} == {"fit"} and {r["split"] for r in measure} == {"measure"}
+    assert 0.55 <= len(fit) / len(rows) <= 0.65
+    with pytest.raises(ValueError, match="unknown split"):
+        patent_form_texts("test")
+    rows[0]["text"] = "changed"
+    assert patent_form_texts()[0]["text"] != "changed"
+
+
+def test_the_patent_forms_cover_every_form_and_section_in_both_splits():
+    rows = patent_form_texts()
+    assert {r["form"] for r in rows} == set(screening.PATENT_FORMS)
+    assert {r["section"] for r in rows} == CPC_SECTIONS
+    for split in ("fit", "measure"):
+        part = patent_form_texts(split)
+        assert {r["form"] for r in part} == set(screening.PATENT_FORMS), split
+        assert {r["section"] for r in part} == CPC_SECTIONS, split
+    # Roughly even: no form or section has more than twice the texts of another.
+    for key in ("form", "section"):
+        counts = collections.Counter(r[key] for r in rows).values()
+        assert max(counts) <= 2 * min(counts), key
+    # Some are printed in ALL CAPS or lower case, as some databases print them.
+    assert sum(r["text"].isupper() for r in rows) >= 3 and sum(r["text"].islower() for r in rows) >= 3
+    # The README's table is the file's: counts per form and split.
+    readme = (resources.files("patentclf") / "resources" / "patent-forms" / "README.md").read_text(encoding="utf-8")
+    table = collections.Counter((r["form"], r["split"]) for r in rows)
+    for form in screening.PATENT_FORMS:
+        fit, measure = table[form, "fit"], table[form, "measure"]
+        assert f"| {form} | {fit} | {measure} | {fit + measure} |" in readme, form
+
+
+def test_the_patent_forms_have_unique_ids_and_no_repeated_text():
+    rows = patent_form_texts()
+    assert len({r["id"] for r in rows}) == len(rows)
+    normal = collections.Counter(" ".join(re.findall(r"\w+", r["text"].lower())) for r in rows)
+    assert [text for text, n in normal.items() if n > 1] == []
+
+
+def test_the_patent_forms_are_long_enough_and_english():
+    rows = patent_form_texts()
+    assert [r["id"] for r in rows if word_count(r["text"]) < 20] == []
+    assert [r["id"] for r in rows if too_short(r["text"])] == []
+    assert [r["id"] for r in rows if probably_not_english(r["text"])] == []
+    claims = [word_count(r["text"]) for r in rows if r["form"] == "independent-claim"]
+    assert all(40 <= n <= 150 for n in claims)
+
+
+def test_the_patent_forms_are_the_written_ones_rebuilt():
+    """The shipped file is what tools/make_patent_form_texts.py builds from its written texts (which
+    also checks that no text repeats 12 words in a row of a bundled abstract)."""
+    spec = importlib.util.spec_from_file_location("make_patent_form_texts", ROOT / "tools" / "make_patent_form_texts.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    assert tool.build() == patent_form_texts()
 
 
 # --- the language check, measured on the real files ------------------------------------------------

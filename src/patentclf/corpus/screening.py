@@ -15,6 +15,8 @@ or the abstract alone), and all 124 non-English texts of 8 words or more in the 
 
 ``non_patent_texts`` loads the shipped corpus of non-patent texts (``resources/non-patent-texts``),
 the negatives for a "not patent-like" detector and the test set of these checks.
+``patent_form_texts`` loads the shipped patent texts in forms other than an abstract (claims, claim
+sets, description paragraphs; ``resources/patent-forms``), positives for that detector.
 """
 
 from __future__ import annotations
@@ -272,16 +274,43 @@ def probably_not_english(text: str) -> bool:
 NON_PATENT_SPLITS = ("fit", "measure")
 
 
-@lru_cache(maxsize=1)
-def _non_patent_rows() -> tuple[dict, ...]:
-    path = resources.files("patentclf") / "resources" / "non-patent-texts" / "texts.jsonl"
+@lru_cache(maxsize=4)
+def _resource_rows(folder: str) -> tuple[dict, ...]:
+    """The rows of ``resources/<folder>/texts.jsonl``, read once."""
+    path = resources.files("patentclf") / "resources" / folder / "texts.jsonl"
     return tuple(json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+
+
+def _split_rows(folder: str, split: str | None) -> list[dict]:
+    if split is not None and split not in NON_PATENT_SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(NON_PATENT_SPLITS)} or None")
+    return [dict(row) for row in _resource_rows(folder) if split is None or row["split"] == split]
 
 
 def non_patent_texts(split: str | None = None) -> list[dict]:
     """The shipped non-patent texts (``resources/non-patent-texts/README.md``), each a dict with ``id``,
     ``kind``, ``language``, ``source``, ``split`` and ``text``; only one split's with ``split`` set
     (``"fit"`` or ``"measure"``). Returns fresh dicts, in file order."""
-    if split is not None and split not in NON_PATENT_SPLITS:
-        raise ValueError(f"unknown split {split!r}: expected one of {', '.join(NON_PATENT_SPLITS)} or None")
-    return [dict(row) for row in _non_patent_rows() if split is None or row["split"] == split]
+    return _split_rows("non-patent-texts", split)
+
+
+# --- the shipped corpus of patent texts in forms other than an abstract ----------------------------
+
+PATENT_FORMS = (
+    "independent-claim",
+    "claim-set",
+    "description-field",
+    "description-background",
+    "description-summary",
+    "description-detailed",
+    "title-and-claim",
+)
+
+
+def patent_form_texts(split: str | None = None) -> list[dict]:
+    """The shipped patent texts that are not abstracts (``resources/patent-forms/README.md``): claims,
+    claim sets and description paragraphs, written for patentclf over the nine CPC sections, each a
+    dict with ``id``, ``form`` (one of :data:`PATENT_FORMS`), ``section`` (``"A"`` .. ``"H"``, ``"Y"``),
+    ``split`` and ``text``; only one split's with ``split`` set (``"fit"`` or ``"measure"``). The
+    positives, beside the abstracts, of a "not patent-like" detector. Returns fresh dicts, in file order."""
+    return _split_rows("patent-forms", split)
