@@ -13,7 +13,8 @@ LEVEL_OF = {1: "section", 3: "class", 4: "subclass"}
 def incoherences(row: dict) -> list[str]:
     """Where one answer's levels disagree: a code more probable than its parent (or than its section),
     a section's membership below its probability of being the main section, a best subclass above the
-    best class, or a level's headline that is not that level's best code."""
+    best class, a best class or subclass outside the predicted sections, or a level's headline that is
+    not that level's best code."""
     found = []
     section = row["probabilities"]
     classes = {c["code"]: c["probability"] for c in row["classes"]}
@@ -37,6 +38,9 @@ def incoherences(row: dict) -> list[str]:
     # Each level's best: the class list's first is more probable than any subclass (sums of children).
     if row["classes"] and row["subclasses"] and row["subclasses"][0]["probability"] > row["classes"][0]["probability"] + 1e-6:
         found.append("the best subclass is more probable than the best class")
+    for key in ("classes", "subclasses"):
+        if row[key] and row[key][0]["code"][0] not in row["sections"]:
+            found.append(f"the best of {key}, {row[key][0]['code']}, is outside the sections {row['sections']}")
     best = {level["level"]: level for level in row["levels"]}
     for level, key in (("class", "classes"), ("subclass", "subclasses"), ("group", "groups")):
         if row[key] and best.get(level, {}).get("code") != row[key][0]["code"]:

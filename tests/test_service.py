@@ -98,7 +98,9 @@ def test_predict_answers_the_contract_and_matches_the_classifier(server, classif
     }
     assert len(answer["id"]) == 32 and int(answer["id"], 16) >= 0
     assert answer["label"] == "F"  # the toy task's F words
-    assert answer["needs_review"] == (answer["confidence"] < 0.5)
+    # Seven words: too short to trust (the tiny bundle has no fitted rules: text checks and 0.5).
+    reasons = [r["reason"] for r in answer["review_reasons"]]
+    assert answer["needs_review"] and reasons == ["too_short"] + (["uncertain"] if answer["confidence"] < 0.5 else [])
     assert sum(answer["probabilities"].values()) == pytest.approx(1, abs=1e-3)
     assert_same_prediction(answer, classifier.predict([text])[0])
 
@@ -297,6 +299,8 @@ def test_stats_have_the_monitoring_shapes(server, tiny_bundle):
     assert [b["bin"] for b in stats["confidence_histogram"]][-1] == "0.9-1.0"
     assert sum(b["count"] for b in stats["confidence_histogram"]) == stats["predictions_total"]
     assert set(stats["feedback"]) == {"total", "agreed", "disagreed", "pending", "agreement_rate"}
+    # Where the data lives, for people: this server's SQLite file.
+    assert stats["storage"].endswith("feedback.db") and "service" in stats["storage"]
     by_minute = httpx.get(server.url + "/stats", params={"bucket": "minute", "buckets": 5}).json()
     assert len(by_minute["predictions_over_time"]) <= 5 and by_minute["bucket"] == "minute"
     assert httpx.get(server.url + "/stats", params={"bucket": "week"}).status_code == 422

@@ -72,7 +72,7 @@ def test_example_classifies_with_section_name_and_confidence(ui_env):
     code, name = expected["label"], section(expected["label"]).name
     assert texts_of(at.subheader) == [f"Section {code} · {name}"]
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics == {"Predicted section": code, "Confidence": f"{expected['confidence']:.1%}"}
+    assert metrics == {"Predicted section": code, "Section confidence": f"{expected['confidence']:.1%}"}
     assert at.get("vega_lite_chart"), "the probability chart is missing"
     assert not at.error
 
@@ -113,7 +113,15 @@ def test_hierarchy_shows_sections_then_classes_and_subclasses(ui_env):
         f"Belongs to [:orange-badge[H · Electricity · 88%]]({ESPACENET}H) [:blue-badge[G · Physics · 57%]]({ESPACENET}G)"
     )
 
-    classes, subclasses = html_tables(markdown)
+    levels, classes, subclasses = html_tables(markdown)
+    # First the answer at each level, with the share of held-out answers right at that probability.
+    assert levels.header == ["Level", "Code", "Title", "Probability", "Right at this probability"]
+    assert [[c.text for c in row] for row in levels.rows] == [
+        ["Section", "H", "Electricity", "71.0%", "70%"],
+        ["Class", "H04", "Electric communication technique", "62.0%", "60%"],
+        ["Subclass", "H04M", "Telephonic communication", "47.0%", "46%"],
+    ]
+    assert levels.rows[1][1].href == f"{ESPACENET}H04"
     assert classes.header == ["Class", "Title", "Probability"]
     assert [c.text for c in classes.column("Class")] == [c["code"] for c in answer["classes"]]  # best first, as sent
     # Titles in the CPC's sentence case, whole on hover; codes linked to the scheme, in a new tab.
@@ -164,7 +172,7 @@ def test_groups_and_the_nearest_patents_show_under_the_subclasses(ui_env):
     markdown = texts_of(at.markdown)
     assert "#### CPC sections, classes, subclasses and main groups" in markdown
     assert "#### Nearest classified patents" in markdown
-    classes, subclasses, main_groups, nearest = html_tables(markdown)
+    _, classes, subclasses, main_groups, nearest = html_tables(markdown)
     assert main_groups.header == ["Main group", "Title", "Probability"]
     assert [c.text for c in main_groups.rows[0]] == ["H04M 1/00", "Substation equipment, e.g. for use by subscribers", "31.0%"]
     assert main_groups.rows[0][0].href == f"{ESPACENET}H04M1/00"
@@ -190,7 +198,8 @@ def test_groups_and_the_nearest_patents_show_under_the_subclasses(ui_env):
 
 
 def test_sections_without_classes_show_no_tables(ui_env):
-    at = hierarchy_page(hierarchy_answer(classes=[], subclasses=[]))
+    sections_only = hierarchy_answer()["levels"][:1]  # a model without class heads answers its section only
+    at = hierarchy_page(hierarchy_answer(classes=[], subclasses=[], levels=sections_only))
     assert "#### CPC sections" in texts_of(at.markdown)
     assert (
         f"Belongs to [:orange-badge[H · Electricity · 88%]]({ESPACENET}H) [:blue-badge[G · Physics · 57%]]({ESPACENET}G)"
@@ -205,7 +214,7 @@ def test_empty_text_asks_for_text(ui_env):
     assert not at.subheader
 
 
-REVIEW_NOTICE = "Low confidence: this prediction is marked for review."
+REVIEW_NOTICE = "**Check this answer:**"
 
 
 def test_needs_review_notice(tiny_bundle, tmp_path, monkeypatch):
@@ -215,14 +224,16 @@ def test_needs_review_notice(tiny_bundle, tmp_path, monkeypatch):
         monkeypatch.setenv("PATENTCLF_API_KEY", API_KEY)
         assert httpx.post(f"{api.url}/predict", json={"text": "zzz qqq"}, timeout=30).json()["needs_review"] is True
         at = classify(classify_page(), "zzz qqq")
-        assert REVIEW_NOTICE in texts_of(at.warning)
+        notice = [w for w in texts_of(at.warning) if w.startswith(REVIEW_NOTICE)]
+        # Every reason, in words: two words are too short, and nothing reaches a threshold of 1.
+        assert len(notice) == 1 and "too short to classify" in notice[0] and "the model is unsure" in notice[0]
 
 
 def test_no_review_notice_for_a_confident_prediction(ui_env):
     text = "a polymer compound with a catalyst and an acid"  # the toy task's C words: the tiny model is sure
     assert httpx.post(f"{ui_env.url}/predict", json={"text": text}, timeout=30).json()["needs_review"] is False
     at = classify(classify_page(), text)
-    assert at.subheader and REVIEW_NOTICE not in texts_of(at.warning)
+    assert at.subheader and not any(w.startswith(REVIEW_NOTICE) for w in texts_of(at.warning))
 
 
 def test_feedback_is_confirmed_and_stored(ui_env):
@@ -467,6 +478,8 @@ def test_monitoring_page_shows_the_stats(ui_env):
         "Feedback",
     ]
     assert len(at.get("vega_lite_chart")) == 3
+    # Where feedback and the predictions log are kept (a fresh clone's database is shared by default).
+    assert f"Feedback and the predictions log are kept in `{stats['storage']}`" in " ".join(texts_of(at.caption))
 
 
 def test_monitoring_when_api_down(monkeypatch):

@@ -298,6 +298,11 @@ class Classifier:
         else:
             sections, section_probabilities = [CODES[top]], {CODES[top]: confidence}
         codes = self._codes(outputs, row)
+        # The best class's and subclass's sections belong to the patent too (rarely below the threshold):
+        # the levels of one answer never contradict each other.
+        for key in ("classes", "subclasses"):
+            if codes.get(key) and codes[key][0].code[0] not in sections:
+                sections.append(codes[key][0].code[0])
         representation = outputs[EMBEDDING][row] if EMBEDDING in outputs else None
         reasons = [ReviewReason(r, REASONS[r]) for r in self.review.reasons(text, confidence, representation)]
         return Prediction(

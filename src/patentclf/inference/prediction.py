@@ -127,8 +127,8 @@ class PredictionRecord(BaseModel):
     model_version: str
     sections: list[str] = Field(
         default_factory=list,
-        description="every section the patent is predicted to belong to (multi-label), always including label; "
-        "a model trained on section labels only answers [label]",
+        description="every section the patent is predicted to belong to (multi-label), always including label and "
+        "the sections of the best class and subclass; a model trained on section labels only answers [label]",
         examples=[["G", "H"]],
     )
     section_probabilities: dict[str, float] = Field(

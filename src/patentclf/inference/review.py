@@ -7,9 +7,10 @@ Four reasons, each from what the prediction already has:
 * ``not_english``: the text reads as another language (``screening.probably_not_english``); the model
   was trained on English patents;
 * ``not_patent_like``: the model's own representation of the text (the hidden state its heads read)
-  is unlike a patent's: a logistic regression fitted on the validation patents against non-patent texts
-  shipped in the package (``resources/non-patent-texts``, the ``fit`` part; the ``measure`` part
-  measures it), its threshold set so that few real patents cross it;
+  is unlike a patent's: a logistic regression fitted on the validation patents' abstracts and on
+  claims and description paragraphs (``resources/patent-forms``) against non-patent texts
+  (``resources/non-patent-texts``), each's ``fit`` part (the ``measure`` parts measure it), its
+  threshold set so that few real patents cross it;
 * ``uncertain``: the calibrated section confidence is below a threshold chosen on validation, where
   answers that unsure were wrong about half the time.
 
@@ -72,7 +73,7 @@ class PatentLikeness:
             np.round(model.coef_[0], 6).tolist(),
             round(float(model.intercept_[0]), 6),
             round(threshold, 6),
-            f"{len(patents)} validation patents, {len(others)} non-patent texts",
+            f"{len(patents)} patent texts, {len(others)} non-patent texts",
         )
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from patentclf.corpus.data import Split
 from patentclf.corpus.hierarchy import targets
 from patentclf.corpus.labels import CODES
-from patentclf.corpus.screening import non_patent_texts
+from patentclf.corpus.screening import non_patent_texts, patent_form_texts
 from patentclf.inference.calibration import Calibration, Truth
 from patentclf.inference.classifier import EMBEDDING
 from patentclf.inference.review import PatentLikeness, Reliability, ReviewRules, fit_uncertain_below
@@ -33,15 +33,19 @@ def fit_calibration(classifier, validation: Split, raw: dict[str, np.ndarray] | 
 
 def fit_answer_checks(classifier, validation: Split, raw: dict[str, np.ndarray] | None = None) -> dict:
     """With the classifier calibrated: the review rules (``review.ReviewRules``: the not-patent-like
-    detector on the representations of the validation patents against the shipped non-patent texts'
-    ``fit`` part, and the uncertainty threshold) and each level's reliability points, fitted on
+    detector on the representations of the validation patents and the shipped patent claims and
+    description paragraphs against the shipped non-patent texts, each's ``fit`` part, and the
+    uncertainty threshold) and each level's reliability points, fitted on
     ``validation``; the classifier is left using them. Returns ``{"review": ..., "reliability": ...}``
     for the ``calibration`` block."""
     raw = raw if raw is not None else classifier.raw_outputs(validation.texts)
     likeness = None
     if EMBEDDING in raw:
-        others = [row["text"] for row in non_patent_texts("fit")]
-        likeness = PatentLikeness.fit(raw[EMBEDDING], classifier.embed(others))
+        # Patents as people paste them: the validation abstracts, and claims and description paragraphs
+        # (resources/patent-forms, its fit part), against the non-patent texts' fit part.
+        forms = classifier.embed([row["text"] for row in patent_form_texts("fit")])
+        others = classifier.embed([row["text"] for row in non_patent_texts("fit")])
+        likeness = PatentLikeness.fit(np.concatenate([raw[EMBEDDING], forms]), others)
     classifier.review = ReviewRules(patent_likeness=likeness)  # the threshold below is read without it
     predictions = classifier.answers(raw, validation.texts)
     confidence = np.array([p.confidence for p in predictions])
@@ -89,7 +93,8 @@ def calibrate_classifier(classifier, train: Split, validation: Split, *, tfidf: 
 def measure_review(classifier, test: Split) -> dict:
     """What the review flag does: on the labelled ``test`` rows, the share flagged (by reason) and the
     error rate of flagged against unflagged answers and the share of all wrong answers flagged; on the
-    shipped non-patent texts kept for measuring (never fitted on), the share flagged, by kind."""
+    shipped claims and description paragraphs and the non-patent texts kept for measuring (never
+    fitted on), the share flagged, by form and kind."""
     predictions = classifier.predict(test.texts)
     wrong = np.array([p.label_id != label for p, label in zip(predictions, test.labels)])
     flagged = np.array([p.needs_review for p in predictions])
@@ -100,6 +105,12 @@ def measure_review(classifier, test: Split) -> dict:
     for row, p in zip(others, other_predictions):
         by_kind.setdefault(row["kind"], []).append(p.needs_review)
     other_reasons = Counter(r.reason for p in other_predictions for r in p.review_reasons)
+    forms = patent_form_texts("measure")
+    form_predictions = classifier.predict([row["text"] for row in forms])
+    by_form: dict[str, list[bool]] = {}
+    for row, p in zip(forms, form_predictions):
+        by_form.setdefault(row["form"], []).append(p.needs_review)
+    form_reasons = Counter(r.reason for p in form_predictions for r in p.review_reasons)
 
     def share(values) -> float:
         return round(float(np.mean(values)), 4) if len(values) else 0.0
@@ -114,6 +125,12 @@ def measure_review(classifier, test: Split) -> dict:
             "errors_caught": round(float(wrong[flagged].sum() / max(wrong.sum(), 1)), 4),
             "evidence_disagrees": share([p.evidence_disagrees for p in predictions]),
             "error_evidence_disagrees": share(wrong[[p.evidence_disagrees for p in predictions]]),
+        },
+        "patent_forms": {
+            "rows": len(forms),
+            "flagged": share([p.needs_review for p in form_predictions]),
+            "by_reason": {reason: round(n / len(forms), 4) for reason, n in sorted(form_reasons.items())},
+            "by_form": {form: share(values) for form, values in sorted(by_form.items())},
         },
         "non_patent_texts": {
             "rows": len(others),
