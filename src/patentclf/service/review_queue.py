@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from patentclf.inference.review import QUEUE_ORDER
 from patentclf.service.routes import _KEY_ERRORS, get_runtime, require_reviewer
 from patentclf.service.runtime import ServiceRuntime
+from patentclf.service.schemas import ErrorResponse
 
 router = APIRouter()
 
@@ -60,7 +61,7 @@ class QueueResponse(BaseModel):
 @router.get(
     "/feedback/queue",
     response_model=QueueResponse,
-    responses={**_KEY_ERRORS, 403: {"description": "the key is not a reviewer's"}},
+    responses={**_KEY_ERRORS, 403: {"model": ErrorResponse, "description": "the key is not a reviewer's"}},
     tags=["feedback"],
 )
 async def review_queue(
