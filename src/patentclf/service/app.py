@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from patentclf import __version__
 from patentclf.service.config import ServiceConfig
 from patentclf.service.limits import BodyLimit, RequestDeadline
+from patentclf.service.review_queue import router as queue_router
 from patentclf.service.routes import router
 from patentclf.service.runtime import ServiceRuntime, log, log_event
 
@@ -108,6 +109,7 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(queue_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

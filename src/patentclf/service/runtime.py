@@ -11,12 +11,13 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from patentclf.inference.classifier import Classifier
 from patentclf.inference.engines.vllm import EngineUnavailable
 from patentclf.inference.prediction import Prediction, prediction_record
+from patentclf.inference.review import queue_details, queue_score
 from patentclf.model.base import conversion_message
 from patentclf.model.bundle import BundleInfo, default_model_dir, read_info
 from patentclf.service.batching import MicroBatcher
@@ -51,6 +52,7 @@ class RecentPrediction:
     text: str
     label: str
     model_version: str
+    logged: LoggedPrediction | None = None  # its log row (without the text): the review queue lists it
 
 
 class RecentTexts:
@@ -78,6 +80,9 @@ class RecentTexts:
 
     def get(self, prediction_id: str) -> RecentPrediction | None:
         return self._items.get(prediction_id)
+
+    def values(self) -> list[RecentPrediction]:
+        return list(self._items.values())
 
 
 @dataclass
@@ -260,20 +265,44 @@ class ServiceRuntime:
             review = p.needs_review
             served.append(ServedPrediction(prediction_id, p, review, version))
             self.metrics.observe_prediction(p.label, p.confidence, review)
-            self.recent.add(prediction_id, RecentPrediction(text, p.label, version))
-            rows.append(
-                new_log_row(
-                    prediction_id,
-                    model_version=version,
-                    label=p.label,
-                    confidence=p.confidence,
-                    latency_ms=latency_ms,
-                    needs_review=review,
-                    text=text if self.config.log_texts else None,
-                )
+            row = new_log_row(
+                prediction_id,
+                model_version=version,
+                label=p.label,
+                confidence=p.confidence,
+                latency_ms=latency_ms,
+                needs_review=review,
+                text=text if self.config.log_texts else None,
+                review_score=queue_score(p.confidence),
+                review=queue_details(p),
             )
+            rows.append(row)
+            self.recent.add(prediction_id, RecentPrediction(text, p.label, version, replace(row, text=None)))
         self.prediction_log.add(rows, shared)
         return served
+
+    async def review_queue(self, limit: int) -> list[dict]:
+        """The predictions a reviewer should look at first (``PredictionLog.review_queue``): those whose
+        text is in the database, and those whose text this process holds in memory."""
+        held = [replace(r.logged, text=r.text) for r in self.recent.values() if r.logged is not None]
+        try:  # this replica's last second of predictions too; if the write fails, they are held or wait
+            await asyncio.to_thread(self.prediction_log.flush)
+        except Exception as exc:
+            log_event("log_flush_failed", error=str(exc))
+        return await asyncio.to_thread(self.prediction_log.review_queue, limit, held=held)
+
+    def queue_scope(self) -> str:
+        """Which predictions the review queue can list, in a sentence: only those whose text is known."""
+        cfg = self.config
+        where = [f"the last {cfg.recent_texts} this server holds in memory (lost on restart)"]
+        if cfg.log_texts:
+            where.append("those logged with their text (log_texts), for the log's retention")
+        if self.prediction_log.shared_texts:
+            where.append(f"the newest {self.prediction_log.shared_texts} shared in the database by every replica")
+        return (
+            "Only predictions whose text is known can be reviewed: " + "; ".join(where) + ". "
+            "Others are not listed, nor predictions that feedback already names."
+        )
 
     async def find_prediction(self, prediction_id: str) -> RecentPrediction | LoggedPrediction | None:
         """Recent predictions (with their text) first, then the predictions log (text if logged or shared).

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 BUSY_TIMEOUT_S = 30.0
 MIGRATIONS = Path(__file__).with_name("migrations")
-SCHEMA_VERSION = "0003"  # the newest revision in migrations/versions (a test keeps them equal)
+SCHEMA_VERSION = "0004"  # the newest revision in migrations/versions (a test keeps them equal)
 _MIGRATION_LOCK_ID = 0x7061_7465_6E74  # "patent": one PostgreSQL advisory lock for schema upgrades
 
 
@@ -79,7 +79,12 @@ predictions = sa.Table(
     sa.Column("latency_ms", sa.Float, nullable=False),  # of the request that carried it
     sa.Column("needs_review", sa.Integer, nullable=False),
     sa.Column("text", sa.Text),  # only when the service is configured to log texts
+    # The review queue's order (higher: look first; inference.review.queue_score) and what a reviewer
+    # needs besides the text (JSON: reasons, top sections, best code per level); NULL in rows from before.
+    sa.Column("review_score", sa.Float),
+    sa.Column("review", sa.Text),
     sa.Index("predictions_time", "time"),
+    sa.Index("predictions_review_score", "review_score"),
 )
 
 # Texts of recent predictions, so that feedback by id works on any replica; trimmed to the newest few.

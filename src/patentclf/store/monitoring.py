@@ -10,10 +10,12 @@ log itself to a retention (days or rows) while the counts cover all time.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
 from collections import Counter as Tally
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -22,7 +24,15 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from patentclf.corpus.labels import CODES
-from patentclf.store.database import Store, open_store, prediction_buckets, prediction_texts, prediction_totals, predictions
+from patentclf.store.database import (
+    Store,
+    feedback,
+    open_store,
+    prediction_buckets,
+    prediction_texts,
+    prediction_totals,
+    predictions,
+)
 from patentclf.store.feedback import utc_now
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -119,6 +129,32 @@ class LoggedPrediction:
     latency_ms: float
     needs_review: bool
     text: str | None = None
+    review_score: float | None = None  # the review queue's order (higher: look first); None in rows from before
+    review: str | None = None  # JSON: what a reviewer needs besides the text (see inference.review.queue_details)
+
+
+QUEUE_CHUNK = 500  # ids asked about at once when held predictions are checked for feedback
+
+
+def queue_item(row: LoggedPrediction) -> dict:
+    """A prediction as the review queue lists it: the log row's fields with its ``review`` details spread
+    out (reasons, evidence_disagrees, sections, levels; empty for rows from before the queue)."""
+    details = json.loads(row.review) if row.review else {}
+    item = {k: v for k, v in vars(row).items() if k not in ("review", "latency_ms")}
+    return {
+        **item,
+        "needs_review": bool(row.needs_review),
+        "reasons": details.get("reasons", []),
+        "evidence_disagrees": details.get("evidence_disagrees"),
+        "sections": details.get("sections", []),
+        "levels": details.get("levels", []),
+    }
+
+
+def queue_order(rows: Iterable[LoggedPrediction]) -> list[LoggedPrediction]:
+    """Highest score first, rows without one last; newest first among equals (two stable sorts)."""
+    newest_first = sorted(rows, key=lambda r: r.time, reverse=True)
+    return sorted(newest_first, key=lambda r: (r.review_score is None, -(r.review_score or 0.0)))
 
 
 class PredictionLog:
@@ -194,6 +230,43 @@ class PredictionLog:
         values["text"] = values["text"] or shared
         values["needs_review"] = bool(values["needs_review"])
         return LoggedPrediction(**values)
+
+    def review_queue(self, limit: int, *, held: Iterable[LoggedPrediction] = ()) -> list[dict]:
+        """The predictions a reviewer should look at first (see :func:`queue_item`): the highest
+        ``review_score`` first, rows from before scores last, newest first among equals; only those
+        whose text is known and that no feedback names yet.
+
+        Texts are known for rows logged with their text or shared between replicas (in the database),
+        and for ``held``: predictions whose text this process keeps in memory, with their text. Buffered
+        rows count once flushed (the caller flushes first) or when held."""
+        answered = sa.exists().where(feedback.c.prediction_id == predictions.c.id)
+        query = (
+            sa.select(predictions, prediction_texts.c.text.label("shared_text"))
+            .outerjoin(prediction_texts, prediction_texts.c.prediction_id == predictions.c.id)
+            .where(~answered, sa.or_(predictions.c.text.is_not(None), prediction_texts.c.text.is_not(None)))
+            .order_by(predictions.c.review_score.desc().nulls_last(), predictions.c.time.desc())
+            .limit(limit)
+        )
+        found: dict[str, LoggedPrediction] = {}
+        with self.store.read() as conn:
+            for record in conn.execute(query):
+                values = dict(record._mapping)
+                shared = values.pop("shared_text")
+                values["text"] = values["text"] or shared
+                found[values["id"]] = LoggedPrediction(**values)
+        # Held ones, best first, until ``limit`` of them are known not to be answered.
+        candidates = queue_order(r for r in held if r.text and r.id not in found)
+        kept: list[LoggedPrediction] = []
+        for start in range(0, len(candidates), QUEUE_CHUNK):
+            if len(kept) >= limit:
+                break
+            chunk = candidates[start : start + QUEUE_CHUNK]
+            with self.store.read() as conn:
+                ids = [r.id for r in chunk]
+                done = set(conn.execute(sa.select(feedback.c.prediction_id).where(feedback.c.prediction_id.in_(ids))).scalars())
+            kept += [r for r in chunk if r.id not in done]
+        rows = queue_order([*found.values(), *kept[:limit]])[:limit]
+        return [queue_item(r) for r in rows]
 
     def trim(self, *, days: float | None = None, rows: int | None = None, now: datetime | None = None) -> int:
         """Delete log rows older than ``days`` and beyond the newest ``rows``; shared texts beyond the
@@ -289,5 +362,20 @@ def new_log_row(
     latency_ms: float,
     needs_review: bool,
     text: str | None,
+    review_score: float | None = None,
+    review: dict | None = None,
 ) -> LoggedPrediction:
-    return LoggedPrediction(prediction_id, utc_now(), model_version, label, confidence, round(latency_ms, 3), needs_review, text)
+    """``review``: what a reviewer needs besides the text (``inference.review.queue_details``), stored as JSON."""
+    details = None if review is None else json.dumps(review, ensure_ascii=False)
+    return LoggedPrediction(
+        prediction_id,
+        utc_now(),
+        model_version,
+        label,
+        confidence,
+        round(latency_ms, 3),
+        needs_review,
+        text,
+        review_score,
+        details,
+    )

@@ -89,6 +89,12 @@ class ApiClient:
     def stats(self) -> dict:
         return self._request("GET", "/stats")
 
+    def review_queue(self, limit: int = 20) -> dict:
+        """The predictions a reviewer should look at first (``GET /feedback/queue``; a reviewer's key)."""
+        if not self.api_key:
+            raise ApiError("The review queue needs a reviewer's API key: set PATENTCLF_API_KEY where the UI runs.")
+        return self._request("GET", "/feedback/queue", params={"limit": limit}, headers={"X-API-Key": self.api_key})
+
     # -- plumbing -------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, timeout: float | None = None, **kwargs) -> Any:
