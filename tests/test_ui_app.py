@@ -429,7 +429,9 @@ def test_batch_table_keeps_the_uploads_own_columns_after_the_answer(ui_env):
     columns = list(table.columns)
     # The answer first, then the user's columns (a clashing name marked as theirs), the flags, the text last.
     assert columns[:4] == ["id", "label", "name", "confidence"]
-    assert columns[-5:] == ["assignee", "label (yours)", "needs_review", "truncated", "text"]
+    assert columns[-6:] == ["assignee", "label (yours)", "needs_review", "why", "truncated", "text"]
+    # "why": the review reasons' short names beside the flag (these texts are under 8 words).
+    assert all(flag and "too_short" in why for flag, why in zip(table["needs_review"], table["why"]))
     assert list(table["assignee"]) == ["Acme", "Initech"] and list(table["label (yours)"]) == ["D", "H"]
 
 
