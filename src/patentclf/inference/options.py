@@ -23,14 +23,23 @@ model loads, so a bad value is a one-line error), the Ray bulk job and the web U
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 MAX_SUGGESTIONS = 50
 DEFAULT_SUGGESTIONS = 5
 DEPTHS = ("section", "class", "subclass", "group")
 Depth = Literal["section", "class", "subclass", "group"]
+
+
+def _whole(value: object) -> object:
+    """A float with no fractional part (5.0, 1e1: JSON's integers too) as the int it is; anything else
+    as it came (strings and booleans are then refused: a count is a JSON number)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+Count = Annotated[int, BeforeValidator(_whole)]
 
 
 def _count(level: str) -> Any:
@@ -52,10 +61,10 @@ class PredictOptions(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    classes: int = _count("main CPC classes")
-    subclasses: int = _count("main CPC subclasses")
-    groups: int = _count("main groups (with a patent index)")
-    similar: int = _count("nearest indexed patents (with a patent index)")
+    classes: Count = _count("main CPC classes")
+    subclasses: Count = _count("main CPC subclasses")
+    groups: Count = _count("main groups (with a patent index)")
+    similar: Count = _count("nearest indexed patents (with a patent index; at every depth but section)")
     threshold: float = _probability(
         0.0, "classes, subclasses and groups less probable than this are left out (the section is always answered)"
     )
