@@ -68,6 +68,40 @@ def test_predict_prints_every_level_unwrapped_and_json_on_request(tiny_hierarchy
     assert json.loads(result.output) == json.loads(json.dumps(file_record(prediction_record(p))))
 
 
+def test_predict_flags_shape_the_answer(tiny_hierarchy_bundle):
+    from patentclf.inference.classifier import Classifier
+    from patentclf.inference.options import PredictOptions
+
+    flags = ["--classes", "1", "--subclasses", "0", "--threshold", "0.05", "--sections-threshold", "0.9"]
+    result = CliRunner().invoke(app, ["predict", "--model", str(tiny_hierarchy_bundle), "--json", *flags, TEXT])
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    options = PredictOptions(classes=1, subclasses=0, threshold=0.05, sections_threshold=0.9)
+    p = Classifier.load(tiny_hierarchy_bundle).predict([TEXT], options=options)[0]
+    assert answer == json.loads(json.dumps(file_record(prediction_record(p))))
+    assert len(answer["classes"]) == 1 and answer["subclasses"] == []
+    result = CliRunner().invoke(app, ["predict", "--model", str(tiny_hierarchy_bundle), "--depth", "section", TEXT])
+    assert result.exit_code == 0, result.output
+    assert not any(line.split()[:1] in (["class"], ["subclass"]) for line in result.output.splitlines())
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--classes", "51"], "--classes 51"),
+        (["--similar", "-1"], "--similar -1"),
+        (["--threshold", "1.5"], "--threshold 1.5"),
+        (["--sections-threshold", "2"], "--sections-threshold 2.0"),
+        (["--depth", "subgroup"], "--depth 'subgroup'"),
+    ],
+)
+def test_a_bad_answer_option_is_one_line_before_the_model_loads(tmp_path, flags, named):
+    result = CliRunner().invoke(app, ["predict", "--model", str(tmp_path / "nowhere"), *flags, TEXT])
+    assert result.exit_code == 2
+    [line] = result.output.strip().splitlines()
+    assert line.startswith(f"error: {named}") and "nowhere" not in line
+
+
 def test_evaluate_skips_a_baseline_it_cannot_fit_with_a_warning(tiny_bundle, toy_data, tmp_path):
     bundle = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, bundle)

@@ -185,6 +185,64 @@ def test_bad_batch_input_gets_a_json_4xx(server, name, body, expected):
     assert "detail" in response.json()
 
 
+BAD_OPTIONS = [
+    ({"classes": 51}, "classes"),
+    ({"groups": -1}, "groups"),
+    ({"similar": "3"}, "similar"),
+    ({"threshold": 2}, "threshold"),
+    ({"sections_threshold": -0.5}, "sections_threshold"),
+    ({"depth": "subgroup"}, "depth"),
+    ({"limit": 3}, "limit"),
+]
+
+
+@pytest.mark.parametrize("options,field", BAD_OPTIONS, ids=[f for _, f in BAD_OPTIONS])
+def test_a_bad_option_is_a_422_naming_the_field(server, options, field):
+    for path, body in (("/predict", {"text": "a valve"}), ("/predict/batch", {"texts": ["a valve"]})):
+        response = httpx.post(server.url + path, json={**body, "options": options})
+        assert response.status_code == 422, response.text
+        [error] = response.json()["detail"]
+        assert error["loc"] == ["body", "options", field]
+
+
+def test_options_are_honoured_per_request_in_shared_model_calls(tiny_hierarchy_bundle, tmp_path):
+    from patentclf.inference.options import PredictOptions
+
+    texts = [r["text"] for r in toy_rows(12, seed=5)]
+    chosen = [
+        {},
+        {"classes": 1, "subclasses": 0},
+        {"depth": "section"},
+        {"threshold": 0.3, "sections_threshold": 0.0},
+        {"depth": "class", "classes": 2},
+        {"classes": 50, "subclasses": 50},
+    ]
+    bodies = [("/predict", {"text": t, "options": chosen[i % len(chosen)]}) for i, t in enumerate(texts[:10])]
+    bodies.append(("/predict/batch", {"texts": texts[10:], "options": {"depth": "subclass", "subclasses": 1}}))
+    db = tmp_path / "fb.db"
+    with LiveServer(tiny_hierarchy_bundle, feedback_db=db, micro_batch_wait_ms=200, **LIMITS) as live:
+        responses = asyncio.run(_post_all(live.url, bodies))
+        metrics = httpx.get(live.url + "/metrics").text
+    assert [r.status_code for r in responses] == [200] * len(bodies)
+    answers = [r.json() for r in responses[:10]] + responses[10].json()["predictions"]
+    options = [PredictOptions(**chosen[i % len(chosen)]) for i in range(10)] + [
+        PredictOptions(depth="subclass", subclasses=1)
+    ] * 2
+    expected = Classifier.load(tiny_hierarchy_bundle, precision="fp32").predict(texts, options=options)
+    for answer, prediction, asked in zip(answers, expected, options):
+        assert_same_prediction(answer, prediction)
+        assert [c["code"] for c in answer["classes"]] == [c.code for c in prediction.classes]
+        assert [c["code"] for c in answer["subclasses"]] == [c.code for c in prediction.subclasses]
+        assert answer["sections"] == prediction.sections
+        assert [level["level"] for level in answer["levels"]] == [level.level for level in prediction.levels]
+        assert len(answer["classes"]) <= asked.count("class") and len(answer["subclasses"]) <= asked.count("subclass")
+    assert answers[2]["classes"] == [] and [level["level"] for level in answers[2]["levels"]] == ["section"]
+    assert len(answers[5]["classes"]) > 5
+    # The requests shared model calls: fewer calls than texts.
+    calls = [line for line in metrics.splitlines() if line.startswith("patentclf_batch_texts_count")]
+    assert calls and float(calls[0].split()[-1]) < len(texts)
+
+
 def test_wrong_method_and_unknown_route_are_4xx(server):
     assert httpx.get(server.url + "/predict").status_code == 405
     assert httpx.get(server.url + "/nowhere").status_code == 404

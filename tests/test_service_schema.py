@@ -64,6 +64,26 @@ def test_the_schema_states_the_configured_limits(tiny_bundle, tmp_path):
     assert len(same_section["anyOf"]) == 2 + 9  # no label, no codes, or one branch per section
 
 
+def test_the_schema_describes_every_answer_option(tiny_bundle, tmp_path):
+    from patentclf.inference.options import MAX_SUGGESTIONS, PredictOptions
+
+    with LiveServer(tiny_bundle, feedback_db=tmp_path / "fb.db") as live:
+        models = httpx.get(live.url + "/openapi.json").json()["components"]["schemas"]
+    for request in ("PredictRequest", "BatchPredictRequest"):
+        options = models[request]["properties"]["options"]
+        assert options["$ref"] == "#/components/schemas/PredictOptions" and options["description"]
+        assert "options" not in models[request].get("required", [])
+    described = models["PredictOptions"]
+    assert set(described["properties"]) == set(PredictOptions.model_fields) and described["additionalProperties"] is False
+    for name, field in described["properties"].items():
+        assert field["description"], name
+    for name in ("classes", "subclasses", "groups", "similar"):
+        field = described["properties"][name]
+        assert (field["type"], field["minimum"], field["maximum"], field["default"]) == ("integer", 0, MAX_SUGGESTIONS, 5)
+    assert (described["properties"]["threshold"]["minimum"], described["properties"]["threshold"]["maximum"]) == (0, 1)
+    assert described["properties"]["depth"]["enum"] == ["section", "class", "subclass", "group"]
+
+
 def test_schemathesis_finds_nothing(tiny_bundle, tmp_path):
     # A generous deadline: a 503 for a passed deadline would count as a server error here.
     # The key may review too (its name is "default"), so the review routes reach validation as well.

@@ -77,6 +77,25 @@ def test_example_classifies_with_section_name_and_confidence(ui_env):
     assert not at.error
 
 
+def test_the_options_beside_the_text_box_are_sent_with_the_request(ui_env, monkeypatch):
+    from patentclf.ui.client import ApiClient
+
+    sent: list[dict | None] = []
+    real = ApiClient.predict
+    monkeypatch.setattr(ApiClient, "predict", lambda self, text, options=None: sent.append(options) or real(self, text, options))
+    at = classify(classify_page(), "an optical sensor measuring a distance")
+    assert sent == [{}]  # nothing changed: no options, today's request
+    at.number_input(key="opt_classes").set_value(2)
+    at.number_input(key="opt_similar").set_value(0)
+    at.slider(key="opt_threshold").set_value(0.1)
+    at.checkbox(key="opt_own_sections").check().run()
+    at.slider(key="opt_sections").set_value(0.8)
+    at.radio(key="opt_depth").set_value("section")
+    classify(at, "an optical sensor measuring a distance")
+    assert sent[-1] == {"classes": 2, "similar": 0, "threshold": 0.1, "sections_threshold": 0.8, "depth": "section"}
+    assert texts_of(at.subheader)[0].startswith("Section ") and not at.error  # the API took them
+
+
 HIERARCHY_HEADING = "#### CPC sections, classes and subclasses"
 
 

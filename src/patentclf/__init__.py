@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Classifier": "patentclf.inference.classifier",
     "Prediction": "patentclf.inference.prediction",
+    "PredictOptions": "patentclf.inference.options",
     "TrainConfig": "patentclf.model.train_config",
     "train": "patentclf.training.trainer",
     "evaluate_bundle": "patentclf.training.evaluate",

@@ -61,6 +61,54 @@ RowsPerBatch = Annotated[int, typer.Option(min=1, help="--engine ray: rows an ac
 CpusPerActor = Annotated[float, typer.Option(help="--engine ray: CPUs (and torch threads) per actor on CPU clusters")]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="the service's config file (database_url, feedback_db)")]
 
+# How an answer is shaped (patentclf.inference.options.PredictOptions): None is "not given", the
+# default. Checked by PredictOptions itself (steering_options), so a bad value is one line, before
+# the model loads, and the bounds are said in one place.
+_STEER = "Answer options"
+Classes = Annotated[
+    Optional[int], typer.Option(help="main classes per answer, 0..50 (0: none; default 5)", rich_help_panel=_STEER)
+]
+Subclasses = Annotated[Optional[int], typer.Option(help="main subclasses per answer, 0..50 (default 5)", rich_help_panel=_STEER)]
+Groups = Annotated[
+    Optional[int], typer.Option(help="main groups per answer, 0..50 (with a patent index; default 5)", rich_help_panel=_STEER)
+]
+Similar = Annotated[
+    Optional[int], typer.Option(help="nearest indexed patents per answer, 0..50 (default 5)", rich_help_panel=_STEER)
+]
+Threshold = Annotated[
+    Optional[float],
+    typer.Option(
+        help="leave out classes, subclasses and groups less probable than this, 0..1 (default 0)", rich_help_panel=_STEER
+    ),
+]
+SectionsThreshold = Annotated[
+    Optional[float],
+    typer.Option(
+        help="probability a section needs to join the answer's sections, 0..1 (default: the model's)", rich_help_panel=_STEER
+    ),
+]
+Depth = Annotated[
+    Optional[str],
+    typer.Option(
+        help="deepest level answered: section (no index search: faster), class, subclass or group (default)",
+        rich_help_panel=_STEER,
+    ),
+]
+
+
+def steering_options(**given):
+    """A ``PredictOptions`` of the flags given (None: not given), or a one-line error naming the flag."""
+    from pydantic import ValidationError
+
+    from patentclf.inference.options import PredictOptions
+
+    try:
+        return PredictOptions(**{name: value for name, value in given.items() if value is not None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        flag = "--" + str(error["loc"][0]).replace("_", "-")
+        fail(f"{flag} {given.get(str(error['loc'][0]))!r}: {error['msg']}")
+
 
 def text_fields(fields: list[str] | None) -> tuple[str, ...] | None:
     return tuple(fields) if fields else None

@@ -12,19 +12,27 @@ from rich.markup import escape
 from patentclf.cli.common import (
     Actors,
     BatchSize,
+    Classes,
     Compile,
     CpusPerActor,
+    Depth,
     Engine,
+    Groups,
     LongText,
     Model,
     RayAddress,
     RowsPerBatch,
+    SectionsThreshold,
+    Similar,
+    Subclasses,
     TextFields,
+    Threshold,
     console,
     err,
     fail,
     load_classifier,
     progress_bar,
+    steering_options,
     text_fields,
 )
 
@@ -63,10 +71,26 @@ def predict(
     ),
     no_index: bool = typer.Option(False, "--no-index", help="no main groups and no evidence (a little faster)"),
     as_json: bool = typer.Option(False, "--json", help="print each answer as its JSON record (a line of the JSONL output)"),
+    classes: Classes = None,
+    subclasses: Subclasses = None,
+    groups: Groups = None,
+    similar: Similar = None,
+    threshold: Threshold = None,
+    sections_threshold: SectionsThreshold = None,
+    depth: Depth = None,
 ) -> None:
     """Predict sections for texts given as arguments or in a file (or, with --engine ray, many files on a cluster)."""
     from patentclf.inference.prediction import output_format
 
+    steer = steering_options(
+        classes=classes,
+        subclasses=subclasses,
+        groups=groups,
+        similar=similar,
+        threshold=threshold,
+        sections_threshold=sections_threshold,
+        depth=depth,
+    )
     if engine == "ray" and vllm_url:
         fail("--vllm-url runs in this process: drop --engine ray (Ray actors load the model themselves)")
     if index and no_index:
@@ -77,7 +101,7 @@ def predict(
     if engine == "ray":
         if texts or not input or not output:
             fail("--engine ray classifies files: give --input FILES and --output FOLDER (no texts as arguments)")
-        options = dict(batch_size=batch_size, long_text=long_text, compile=compile, index=chosen_index)
+        options = dict(batch_size=batch_size, long_text=long_text, compile=compile, index=chosen_index, options=steer)
         ray = dict(address=ray_address, actors=actors, rows_per_batch=rows_per_batch, cpus_per_actor=cpus_per_actor)
         _predict_on_ray(input, output, model, text_fields(text_field), **options, **ray, gpus_per_actor=gpus_per_actor)
         return
@@ -104,7 +128,7 @@ def predict(
     with progress_bar(disable=not input) as bar:
         task = bar.add_task(f"classifying {len(items)} texts", total=len(items))
         predictions = classifier.predict(
-            items, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n)
+            items, batch_size=batch_size, long_text=long_text, progress=lambda n: bar.advance(task, n), options=steer
         )
     from patentclf.inference.prediction import file_record, prediction_record, write_predictions
 

@@ -8,7 +8,7 @@ its TF-IDF partner, ``ensemble.py``), and tables to ``Prediction`` records with 
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from patentclf.inference.calibration import Calibration, section_sets
 from patentclf.inference.groups import GroupPriors, GroupVoting, suggest_groups
 from patentclf.inference.hierarchy import best, neighbour_votes, row_tables, with_evidence
 from patentclf.inference.index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
+from patentclf.inference.options import DEFAULT_OPTIONS, PredictOptions
 from patentclf.inference.prediction import CodeSuggestion, LevelAnswer, Prediction, ReviewReason, SimilarPatent
 from patentclf.inference.review import REASONS, Reliability, ReviewRules
 from patentclf.model.bundle import BundleInfo, default_model_dir, model_digest, model_version, read_info
@@ -28,14 +29,14 @@ from patentclf.model.ensemble import TfidfModels
 from patentclf.model.heads import HeadLayout
 from patentclf.model.windows import LONG_TEXT_MODES, Windows, chunk_overlap, make_windows
 
-__all__ = ["Classifier", "CodeSuggestion", "Prediction", "LONG_TEXT_MODES", "chunk_overlap", "ENGINES"]
+__all__ = ["Classifier", "CodeSuggestion", "Prediction", "PredictOptions", "LONG_TEXT_MODES", "chunk_overlap", "ENGINES"]
 
 ENGINES = ("torch", "vllm")
 WARM_UP_TEXT = "warm-up: a device with a sensor"
-TOP_CODES = 5  # class and subclass suggestions per prediction
+TOP_CODES = DEFAULT_OPTIONS.classes  # class and subclass suggestions per prediction (by default: see options.py)
 # The key of the texts' representations among the raw outputs (the hidden state the heads read).
 EMBEDDING = "embedding"
-SIMILAR_PATENTS = 5  # nearest indexed patents shown as evidence
+SIMILAR_PATENTS = DEFAULT_OPTIONS.similar  # nearest indexed patents shown as evidence (by default)
 LEVEL_KEYS = (("classes", "class"), ("subclasses", "subclass"), ("groups", "group"))
 # The nearest patents "point elsewhere" when this share of their votes is for one other section:
 # on the shipped model's validation split, 9% of answers, wrong 51% of the time against 19%.
@@ -160,20 +161,40 @@ class Classifier:
         batch_size: int | None = None,
         long_text: str = "truncate",
         progress: Callable[[int], None] | None = None,
+        options: PredictOptions | Sequence[PredictOptions] | None = None,
     ) -> list[Prediction]:
         """Predict each text; the output keeps the input order. ``progress(n)`` is told of finished rows.
-        ``batch_size``: most texts per model call (default 8 on CPU, 32 on a GPU)."""
+        ``batch_size``: most texts per model call (default 8 on CPU, 32 on a GPU). ``options``: how
+        many codes per level, thresholds, depth (``PredictOptions``; one for every text, or one per
+        text; default: ``PredictOptions()``, the full answer)."""
+        chosen = self._options(options, len(texts))
         windows = self._windows(texts, long_text)
         raw = self._gather(self._document_outputs(windows, len(texts), batch_size, progress), len(texts))
-        outputs = self._outputs(raw, texts)
+        outputs = self._outputs(raw, texts, chosen)
         chunks = Counter(windows.owners)
-        return [self._prediction(outputs, i, texts[i], windows.truncated[i], chunks[i]) for i in range(len(texts))]
+        return [self._prediction(outputs, i, texts[i], windows.truncated[i], chunks[i], chosen[i]) for i in range(len(texts))]
 
-    def answers(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> list[Prediction]:
+    def answers(
+        self,
+        raw: dict[str, np.ndarray],
+        texts: Sequence[str],
+        options: PredictOptions | Sequence[PredictOptions] | None = None,
+    ) -> list[Prediction]:
         """The predictions made of ``raw_outputs(texts)`` (for fitting and measuring on outputs computed
         once; a text's ``truncated`` and ``chunks`` are not known here and read False and 1)."""
-        outputs = self._outputs(raw, texts)
-        return [self._prediction(outputs, i, text, False, 1) for i, text in enumerate(texts)]
+        chosen = self._options(options, len(texts))
+        outputs = self._outputs(raw, texts, chosen)
+        return [self._prediction(outputs, i, text, False, 1, chosen[i]) for i, text in enumerate(texts)]
+
+    @staticmethod
+    def _options(options: PredictOptions | Sequence[PredictOptions] | None, count: int) -> list[PredictOptions]:
+        """One ``PredictOptions`` per text."""
+        if options is None or isinstance(options, PredictOptions):
+            return [options or DEFAULT_OPTIONS] * count
+        chosen = list(options)
+        if len(chosen) != count or not all(isinstance(o, PredictOptions) for o in chosen):
+            raise ValueError(f"options: give one PredictOptions, or one per text ({count}), not {len(chosen)} items")
+        return chosen
 
     def embed(self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate") -> np.ndarray:
         """The model's representation of each text (rows x hidden size, float32): what an index holds."""
@@ -183,18 +204,25 @@ class Classifier:
         return raw[EMBEDDING]
 
     def iter_predictions(
-        self, texts: Sequence[str], *, batch_size: int | None = None, long_text: str = "truncate"
+        self,
+        texts: Sequence[str],
+        *,
+        batch_size: int | None = None,
+        long_text: str = "truncate",
+        options: PredictOptions | Sequence[PredictOptions] | None = None,
     ) -> Iterator[list[tuple[int, Prediction]]]:
         """Like ``predict``, but hands over each text's prediction as soon as its model call is done, as
         ``(index, prediction)`` pairs per call, shortest texts first: a caller that batched several
         requests together can answer the short ones while the long ones still run. The predictions are
-        the same as ``predict``'s (calibration reads each row on its own)."""
+        the same as ``predict``'s (calibration reads each row on its own). ``options`` as for ``predict``:
+        texts of several requests, each with its own, share the model calls."""
+        chosen = self._options(options, len(texts))
         windows = self._windows(texts, long_text)
         chunks = Counter(windows.owners)
         for documents, raw in self._document_outputs(windows, len(texts), batch_size, None):
-            outputs = self._outputs(raw, [texts[i] for i in documents])
+            outputs = self._outputs(raw, [texts[i] for i in documents], [chosen[i] for i in documents])
             yield [
-                (doc, self._prediction(outputs, row, texts[doc], windows.truncated[doc], chunks[doc]))
+                (doc, self._prediction(outputs, row, texts[doc], windows.truncated[doc], chunks[doc], chosen[doc]))
                 for row, doc in enumerate(documents)
             ]
 
@@ -221,20 +249,37 @@ class Classifier:
         for the heads the calibration uses)."""
         return self.calibration.apply(raw, self.tfidf_outputs(texts, self.calibration.tfidf_heads()))
 
-    def _outputs(self, raw: dict[str, np.ndarray], texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """What the predictions are made of: the calibrated tables, the nearest indexed patents and the
-        representations (for the review rules)."""
-        outputs = {**self.calibrated(raw, texts), **self.neighbours(raw)}
+    def _outputs(self, raw: dict[str, np.ndarray], texts: Sequence[str], chosen: Sequence[PredictOptions]) -> dict:
+        """What the predictions are made of: the calibrated tables, the representations (for the review
+        rules) and, per row, its nearest indexed patents (``None`` for a row whose options need no
+        search: depth ``section``). Rows are searched together by how many neighbours they need, so a
+        row's neighbours never depend on the other rows' options."""
+        outputs: dict = dict(self.calibrated(raw, texts))
         if EMBEDDING in raw:
             outputs[EMBEDDING] = raw[EMBEDDING]
+        if self.index is not None and EMBEDDING in raw:
+            by_k: dict[int, list[int]] = defaultdict(list)
+            for row, options in enumerate(chosen):
+                if options.searches:
+                    by_k[max(self.voting.k, options.similar)].append(row)
+            near: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(chosen)
+            for k, rows in by_k.items():
+                similarities, found = self.neighbours(raw, k, rows)["neighbours"]
+                for position, row in enumerate(rows):
+                    near[row] = (similarities[position], found[position])
+            outputs["neighbours"] = near
         return outputs
 
-    def neighbours(self, raw: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """``{"neighbours": (similarities, rows)}``: the nearest indexed patents of each text's
-        representation, enough to vote and to show as evidence (nothing without an index)."""
+    def neighbours(
+        self, raw: dict[str, np.ndarray], k: int | None = None, rows: Sequence[int] | None = None
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``{"neighbours": (similarities, rows)}``: the ``k`` nearest indexed patents of each text's
+        representation (of the texts at ``rows`` only, if given); default enough to vote and to show
+        the default number as evidence (nothing without an index)."""
         if self.index is None or EMBEDDING not in raw:
             return {}
-        return {"neighbours": self.index.search(raw[EMBEDDING], max(self.voting.k, SIMILAR_PATENTS))}
+        vectors = raw[EMBEDDING] if rows is None else raw[EMBEDDING][list(rows)]
+        return {"neighbours": self.index.search(vectors, k or max(self.voting.k, SIMILAR_PATENTS))}
 
     def _windows(self, texts: Sequence[str], long_text: str) -> Windows:
         if long_text not in LONG_TEXT_MODES:
@@ -286,23 +331,28 @@ class Classifier:
                 out.setdefault(head, np.empty((count, table.shape[1]), np.float32))[documents] = table
         return out
 
-    def _prediction(self, outputs: dict[str, np.ndarray], row: int, text: str, truncated: bool, chunks: int) -> Prediction:
+    def _prediction(
+        self, outputs: dict, row: int, text: str, truncated: bool, chunks: int, options: PredictOptions = DEFAULT_OPTIONS
+    ) -> Prediction:
         probs = outputs["section"][row]
         top = int(probs.argmax())
         confidence = round(float(probs[top]), 6)
         if "sections" in outputs:
-            threshold = float(outputs["sections_threshold"][row])
+            threshold = options.sections_threshold
+            if threshold is None:
+                threshold = float(outputs["sections_threshold"][row])
             chosen = section_sets(outputs["sections"][row : row + 1], np.array([top]), threshold)[0]
             sections = [CODES[top]] + [code for i, code in enumerate(CODES) if chosen[i] and i != top]
             section_probabilities = {code: round(float(p), 6) for code, p in zip(CODES, outputs["sections"][row])}
         else:
             sections, section_probabilities = [CODES[top]], {CODES[top]: confidence}
-        codes = self._codes(outputs, row)
+        codes, best_codes = self._codes(outputs, row, options)
         # The best class's and subclass's sections belong to the patent too (rarely below the threshold):
-        # the levels of one answer never contradict each other.
-        for key in ("classes", "subclasses"):
-            if codes.get(key) and codes[key][0].code[0] not in sections:
-                sections.append(codes[key][0].code[0])
+        # the levels of one answer never contradict each other. The best ones of the levels the depth
+        # reaches, shown or not (how many are shown does not change the set).
+        for code in best_codes:
+            if code[0] not in sections:
+                sections.append(code[0])
         representation = outputs[EMBEDDING][row] if EMBEDDING in outputs else None
         reasons = [ReviewReason(r, REASONS[r]) for r in self.review.reasons(text, confidence, representation)]
         return Prediction(
@@ -332,12 +382,18 @@ class Classifier:
             for level, s in best_codes
         ]
 
-    def _evidence_disagrees(self, outputs: dict[str, np.ndarray], row: int, section: str) -> bool:
+    @staticmethod
+    def _near(outputs: dict, row: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The row's nearest indexed patents (similarities, rows), or None: no index, or not searched."""
+        return outputs["neighbours"][row] if "neighbours" in outputs else None
+
+    def _evidence_disagrees(self, outputs: dict, row: int, section: str) -> bool:
         """Whether at least half of the nearest indexed patents' votes (their main codes, weighted as the
-        groups' are) are for one section other than ``section``."""
-        if "neighbours" not in outputs:
+        groups' are) are for one section other than ``section`` (False where none were searched)."""
+        near = self._near(outputs, row)
+        if near is None:
             return False
-        similarities, rows = (table[row] for table in outputs["neighbours"])
+        similarities, rows = near
         votes = neighbour_votes(
             self._patent_codes, similarities, rows, width=1, k=self.voting.k, power=self.voting.power, other_weight=0.0
         )
@@ -347,11 +403,19 @@ class Classifier:
         leader = min(votes, key=lambda code: (-votes[code], code))
         return leader != section and votes[leader] / total >= EVIDENCE_MAJORITY
 
-    def _codes(self, outputs: dict[str, np.ndarray], row: int) -> dict:
-        """The row's classes, subclasses, main groups and nearest indexed patents: one distribution
-        (``hierarchy.py``), with the neighbours' votes below each parent where there is an index."""
-        if "class" not in outputs and "subclass" not in outputs and "neighbours" not in outputs:
-            return {}
+    @staticmethod
+    def _suggestions(ranked: list[tuple[str, float]], count: int, threshold: float) -> list[CodeSuggestion]:
+        """The first ``count`` of ``ranked`` (best first) at least ``threshold`` probable, with titles."""
+        return [CodeSuggestion(code, title(code), round(p, 6)) for code, p in ranked[:count] if round(p, 6) >= threshold]
+
+    def _codes(self, outputs: dict, row: int, options: PredictOptions = DEFAULT_OPTIONS) -> tuple[dict, list[str]]:
+        """The row's classes, subclasses, main groups and nearest indexed patents as ``options`` ask
+        (how many, above which probability, down to which depth): one distribution (``hierarchy.py``),
+        with the neighbours' votes below each parent where there is an index; and the best class and
+        subclass of the levels the depth reaches (whose sections join the answer's)."""
+        near = self._near(outputs, row)
+        if not options.reaches("class") or ("class" not in outputs and "subclass" not in outputs and near is None):
+            return {}, []
         empty = np.zeros(0)
         section, classes, subclasses = row_tables(
             outputs["section"][row],
@@ -360,49 +424,50 @@ class Classifier:
             outputs["subclass"][row] if "subclass" in outputs else empty,
             self.layout.subclasses,
         )
+        deep = options.reaches("subclass")
         found: dict = {}
-        if "neighbours" in outputs:
-            similarities, rows = (table[row] for table in outputs["neighbours"])
+        if near is not None:
+            similarities, rows = near
             if classes or subclasses:
-                votes = {
-                    width: neighbour_votes(
-                        self._patent_codes,
-                        similarities,
-                        rows,
-                        width=width,
-                        k=self.voting.k,
-                        power=self.voting.power,
-                        other_weight=self.voting.other_weight,
-                    )
-                    for width in (3, 4)
-                }
+                settings = dict(k=self.voting.k, power=self.voting.power, other_weight=self.voting.other_weight)
+                class_votes = neighbour_votes(self._patent_codes, similarities, rows, width=3, **settings)
+                # Below the depth the subclasses are not answered: their votes need not be counted
+                # (the classes do not depend on them).
+                subclass_votes = neighbour_votes(self._patent_codes, similarities, rows, width=4, **settings) if deep else {}
                 classes, subclasses = with_evidence(
                     section,
                     classes,
                     subclasses,
-                    votes[3],
-                    votes[4],
+                    class_votes,
+                    subclass_votes,
                     class_mix=self.voting.class_mix,
                     subclass_mix=self.voting.subclass_mix,
                 )
-            groups = suggest_groups(
-                self.voting,
-                self.priors,
-                self.index.groups,
-                similarities,
-                rows,
-                subclasses if "subclass" in outputs else None,
-                self.layout.subclasses,
-            )
-            found["groups"] = [CodeSuggestion(code, title(code), round(p, 6)) for code, p in groups]
-            found["similar"] = self._similar(similarities, rows)
-        found["classes"] = [CodeSuggestion(code, title(code), round(p, 6)) for code, p in best(classes, TOP_CODES)]
-        found["subclasses"] = [CodeSuggestion(code, title(code), round(p, 6)) for code, p in best(subclasses, TOP_CODES)]
-        return found
+            if options.count("group"):
+                groups = suggest_groups(
+                    self.voting,
+                    self.priors,
+                    self.index.groups,
+                    similarities,
+                    rows,
+                    subclasses if "subclass" in outputs else None,
+                    self.layout.subclasses,
+                    top=options.groups,
+                )
+                found["groups"] = self._suggestions(groups, options.groups, options.threshold)
+            found["similar"] = self._similar(similarities, rows, options.similar)
+        ranked_classes = best(classes, max(options.count("class"), 1))
+        found["classes"] = self._suggestions(ranked_classes, options.count("class"), options.threshold)
+        best_codes = [code for code, _ in ranked_classes[:1]]
+        if deep:
+            ranked_subclasses = best(subclasses, max(options.count("subclass"), 1))
+            found["subclasses"] = self._suggestions(ranked_subclasses, options.count("subclass"), options.threshold)
+            best_codes += [code for code, _ in ranked_subclasses[:1]]
+        return found, best_codes
 
-    def _similar(self, similarities: np.ndarray, rows: np.ndarray) -> list[SimilarPatent]:
+    def _similar(self, similarities: np.ndarray, rows: np.ndarray, count: int = SIMILAR_PATENTS) -> list[SimilarPatent]:
         similar = []
-        for similarity, found in zip(similarities[:SIMILAR_PATENTS], rows[:SIMILAR_PATENTS]):
+        for similarity, found in zip(similarities[:count], rows[:count]):
             if found < 0:
                 continue
             patent = self.index.patents[found]

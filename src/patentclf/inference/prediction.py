@@ -88,10 +88,10 @@ class Prediction:
     # each one's own probability. A bundle trained on section labels only answers ``[label]``.
     sections: list[str] = field(default_factory=list)
     section_probabilities: dict[str, float] = field(default_factory=dict)
-    # The top 5 main CPC classes and subclasses, best first (empty for a section-only bundle).
+    # The top main CPC classes and subclasses, best first (5, or as PredictOptions ask; empty for a section-only bundle).
     classes: list[CodeSuggestion] = field(default_factory=list)
     subclasses: list[CodeSuggestion] = field(default_factory=list)
-    # The top 5 main groups and the nearest indexed patents (empty without a patent index).
+    # The top main groups and the nearest indexed patents (5 each by default; empty without a patent index).
     groups: list[CodeSuggestion] = field(default_factory=list)
     similar: list[SimilarPatent] = field(default_factory=list)
     # The best code of each level with what its probability has meant (one distribution: a code is
@@ -128,7 +128,8 @@ class PredictionRecord(BaseModel):
     sections: list[str] = Field(
         default_factory=list,
         description="every section the patent is predicted to belong to (multi-label), always including label and "
-        "the sections of the best class and subclass; a model trained on section labels only answers [label]",
+        "the sections of the best class and subclass (where the depth reaches them); a model trained on section labels "
+        "only answers [label]",
         examples=[["G", "H"]],
     )
     section_probabilities: dict[str, float] = Field(
@@ -137,30 +138,39 @@ class PredictionRecord(BaseModel):
         examples=[{"G": 0.93, "H": 0.58}],
     )
     classes: list[CodeSuggestion] = Field(
-        default_factory=list, description="the top 5 main CPC classes, best first (empty for a model trained on sections only)"
+        default_factory=list,
+        description="the top main CPC classes, best first: 5, or as many as options.classes asks above options.threshold "
+        "(empty for a model trained on sections only, or at depth section)",
     )
     subclasses: list[CodeSuggestion] = Field(
-        default_factory=list, description="the top 5 main CPC subclasses, best first (empty for a model trained on sections only)"
+        default_factory=list,
+        description="the top main CPC subclasses, best first: 5, or as options.subclasses and options.threshold ask "
+        "(empty for a model trained on sections only, or above depth subclass)",
     )
     groups: list[CodeSuggestion] = Field(
         default_factory=list,
-        description="the top 5 main groups, best first: the subclass probability times the nearest indexed patents' "
-        "votes within the subclass (empty without a patent index)",
+        description="the top main groups, best first (5, or as options.groups and options.threshold ask): the subclass "
+        "probability times the nearest indexed patents' votes within the subclass (empty without a patent index, or "
+        "above depth group)",
     )
     similar: list[SimilarPatent] = Field(
-        default_factory=list, description="the nearest indexed patents, most similar first: why the groups are suggested"
+        default_factory=list,
+        description="the nearest indexed patents, most similar first (5, or options.similar): why the groups are suggested "
+        "(empty without a patent index, or at depth section)",
     )
     levels: list[LevelAnswer] = Field(
         default_factory=list,
-        description="the best section, class, subclass and main group (as far as the model answers), each with its "
-        "probability and the share of held-out answers at about that probability that were right",
+        description="the best section, class, subclass and main group (as far as the model and the options answer: a "
+        "level switched off or left empty by the threshold has none), each with its probability and the share of "
+        "held-out answers at about that probability that were right",
     )
     review_reasons: list[ReviewReason] = Field(
         default_factory=list, description="why needs_review is set: not patent-like, too short, not English, uncertain"
     )
     evidence_disagrees: bool = Field(
         False,
-        description="most of the nearest indexed patents' votes are for another section than label: check them (false without an index)",
+        description="most of the nearest indexed patents' votes are for another section than label: check them (false "
+        "without an index, and at depth section, which searches none)",
     )
 
 

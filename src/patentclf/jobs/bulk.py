@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from patentclf.inference.options import PredictOptions
 from patentclf.inference.prediction import OLD_LABEL_NAME, prediction_table
 from patentclf.jobs.files import JobError, absolute, filesystem
 from patentclf.jobs.runner import Cluster, Job, JobResult, batch_texts, plan_input, run_job
@@ -35,11 +36,12 @@ JOB_KEYS = {
     "text_fields": "text fields",
     "long_text": "long text",
     "index": "index",
+    "options": "answer options",
 }
 
 
 @dataclass(frozen=True)
-class PredictOptions:
+class PredictorSettings:
     """What each :class:`Predictor` actor is told (as for ``Classifier.load`` and ``Classifier.predict``)."""
 
     model: str
@@ -50,12 +52,13 @@ class PredictOptions:
     precision: str
     compile: bool
     index: str | bool | None
+    answer: PredictOptions = PredictOptions()  # how each answer is shaped (counts, thresholds, depth)
 
 
 class Predictor:
     """One Ray actor: loads the bundle once, then classifies batch after batch."""
 
-    def __init__(self, options: PredictOptions, device: str | None, threads: int | None):
+    def __init__(self, options: PredictorSettings, device: str | None, threads: int | None):
         import torch
 
         from patentclf.inference.classifier import Classifier
@@ -70,7 +73,8 @@ class Predictor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         o = self.options
         texts = batch_texts(batch, o.text_fields, o.source)
-        return prediction_table(batch["id"], self.classifier.predict(texts, batch_size=o.batch_size, long_text=o.long_text))
+        predictions = self.classifier.predict(texts, batch_size=o.batch_size, long_text=o.long_text, options=o.answer)
+        return prediction_table(batch["id"], predictions)
 
 
 def read_predictions(output: str | Path) -> pa.Table:
@@ -105,13 +109,15 @@ def run_bulk(
     compile: bool = False,
     text_fields: tuple[str, ...] | None = None,
     index: str | Path | bool | None = None,
+    options: PredictOptions | None = None,
 ) -> BulkResult:
     """Classify every row of ``input`` into Parquet files under ``output`` (see the module's doc).
 
     ``address``, ``actors``, ``rows_per_batch``, ``cpus_per_actor``, ``gpus_per_actor``: the
     :class:`~patentclf.jobs.runner.Cluster`; ``batch_size``, ``long_text``, ``precision``,
     ``compile``: as for ``Classifier``; ``index``: the patent index of the predictions' groups and
-    evidence (as for ``Classifier.load``). Bad input, a wrong model or a folder of another job raise
+    evidence (as for ``Classifier.load``); ``options``: how each answer is shaped (``PredictOptions`` of
+    ``patentclf.inference.options``; a folder's rows all have the same). Bad input, a wrong model or a folder of another job raise
     :class:`BulkError` (or ``ModelError``) before any cluster starts where they can."""
     from patentclf.inference.classifier import LONG_TEXT_MODES
     from patentclf.model.bundle import default_model_dir, model_version, read_info
@@ -129,7 +135,8 @@ def run_bulk(
     read_info(model_path)  # a wrong --model fails here, before any cluster starts (ModelError)
     fs, files, fields = plan_input(input, text_fields)
     index = index if isinstance(index, bool) or index is None else str(index)
-    options = PredictOptions(str(model_path), fields, input, batch_size, long_text, precision, compile, index)
+    answer = options or PredictOptions()
+    options = PredictorSettings(str(model_path), fields, input, batch_size, long_text, precision, compile, index, answer)
     manifest = {
         "model": str(model_path),
         "model_version": model_version(model_path),
@@ -137,6 +144,8 @@ def run_bulk(
         "text_fields": list(fields),
         "long_text": long_text,
         "index": None if index is None else str(index),
+        # Only what differs from the defaults; None for none (as in folders written before options).
+        "options": answer.model_dump(exclude_defaults=True) or None,
     }
     job = Job("predict", Predictor, options, fields, manifest, JOB_KEYS)
     return run_job(job, fs, files, output, cluster)

@@ -11,6 +11,11 @@ model call already running. Within a call, each request is answered as soon as i
 done (the classifier runs a call as length-sorted sub-batches and hands over each one's texts), so a
 short text that shares a call with long ones does not wait for them. A request whose caller went
 away (disconnected, or past its deadline) is dropped before its next texts reach the model.
+
+The batcher never looks inside what it is given: the service hands it ``(text, options)`` pairs, so
+requests with different per-request options (``PredictOptions``) share model calls on the same
+round-robin terms, and each text's answer is shaped by its own request's options after the shared
+forward pass (keying calls on options would split the queue and let a rare option wait alone).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response,
 from fastapi.security import APIKeyHeader
 from sqlalchemy.exc import DBAPIError
 
+from patentclf.inference.options import PredictOptions
 from patentclf.service.batching import BatcherClosed, QueueFull
 from patentclf.service.runtime import NotReady, ServedPrediction, ServiceRuntime
 from patentclf.service.schemas import (
@@ -34,7 +35,10 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="P
 
 _ERRORS = {
     413: {"model": ErrorResponse, "description": "a text longer than max_text_chars, or more texts than max_batch"},
-    422: {"model": ErrorResponse, "description": "not JSON, a missing or mistyped field, an empty text"},
+    422: {
+        "model": ErrorResponse,
+        "description": "not JSON, a missing or mistyped field, an empty text, an option out of its range (detail names it)",
+    },
     503: {"model": ErrorResponse, "description": "model loading or broken, queue full, or deadline passed (see Retry-After)"},
 }
 
@@ -89,9 +93,11 @@ def _check_lengths(runtime: ServiceRuntime, texts: list[str]) -> None:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"{where} exceed(s) the limit of {limit} characters")
 
 
-async def _predict(request: Request, runtime: ServiceRuntime, texts: list[str]) -> list[ServedPrediction]:
+async def _predict(
+    request: Request, runtime: ServiceRuntime, texts: list[str], options: PredictOptions
+) -> list[ServedPrediction]:
     try:
-        served = await runtime.predict(texts, started=request.state.started)
+        served = await runtime.predict(texts, started=request.state.started, options=options)
     except QueueFull:
         runtime.metrics.rejected.inc()
         raise HTTPException(
@@ -109,6 +115,9 @@ async def _predict(request: Request, runtime: ServiceRuntime, texts: list[str]) 
         labels=[s.prediction.label for s in served],
         confidences=[s.prediction.confidence for s in served],
     )
+    steered = options.model_dump(exclude_defaults=True)
+    if steered:  # only what differs from the defaults
+        request.state.log["options"] = steered
     if runtime.config.log_texts:
         request.state.log["texts"] = texts
     return served
@@ -116,9 +125,10 @@ async def _predict(request: Request, runtime: ServiceRuntime, texts: list[str]) 
 
 @router.post("/predict", response_model=PredictionResponse, responses=_ERRORS, tags=["predict"])
 async def predict(body: PredictRequest, request: Request, runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
-    """Classify one text into a CPC section."""
+    """Classify one text into a CPC section, and below it as far as ``options`` ask (default: the five
+    best classes, subclasses, main groups and similar patents)."""
     _check_lengths(runtime, [body.text])
-    [served] = await _predict(request, runtime, [body.text])
+    [served] = await _predict(request, runtime, [body.text], body.options)
     return served.to_response()
 
 
@@ -130,7 +140,7 @@ async def predict_batch(body: BatchPredictRequest, request: Request, runtime: Se
             status.HTTP_413_CONTENT_TOO_LARGE, f"{len(body.texts)} texts: at most {runtime.config.max_batch} per request"
         )
     _check_lengths(runtime, body.texts)
-    served = await _predict(request, runtime, body.texts)
+    served = await _predict(request, runtime, body.texts, body.options)
     return {"predictions": [s.to_response() for s in served], "model_version": served[0].model_version}
 
 

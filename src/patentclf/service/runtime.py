@@ -16,6 +16,7 @@ from pathlib import Path
 
 from patentclf.inference.classifier import Classifier
 from patentclf.inference.engines.vllm import EngineUnavailable
+from patentclf.inference.options import DEFAULT_OPTIONS, PredictOptions
 from patentclf.inference.prediction import Prediction, prediction_record
 from patentclf.inference.review import queue_details, queue_score
 from patentclf.model.base import conversion_message
@@ -156,8 +157,15 @@ class ServiceRuntime:
         cfg = self.config
         if cfg.review_threshold is not None:  # the operator's threshold for "uncertain" over the bundle's
             classifier.review.uncertain_below = cfg.review_threshold
+        # The batcher's items are (text, options): requests with different options share model calls
+        # (the forward pass does not depend on them), and each text's answer is made with its own.
         batcher = MicroBatcher(
-            lambda texts: classifier.iter_predictions(texts, batch_size=cfg.micro_batch_size, long_text=cfg.long_text),
+            lambda items: classifier.iter_predictions(
+                [text for text, _ in items],
+                batch_size=cfg.micro_batch_size,
+                long_text=cfg.long_text,
+                options=[options for _, options in items],
+            ),
             streams=True,
             max_queue=cfg.queue_size,
             max_batch_texts=cfg.micro_batch_size,
@@ -242,14 +250,17 @@ class ServiceRuntime:
 
     # -- predictions ------------------------------------------------------------------------------
 
-    async def predict(self, texts: list[str], *, started: float) -> list[ServedPrediction]:
+    async def predict(
+        self, texts: list[str], *, started: float, options: PredictOptions = DEFAULT_OPTIONS
+    ) -> list[ServedPrediction]:
         """Classify through the batcher; raises NotReady, QueueFull or BatcherClosed.
-        ``started``: ``time.perf_counter()`` when the request came in (for the logged latency)."""
+        ``started``: ``time.perf_counter()`` when the request came in (for the logged latency);
+        ``options``: how every text's answer is shaped."""
         if not self.ready:
             raise NotReady(self.not_ready_reason)
         self.metrics.queue_depth.set(self.batcher.depth + 1)
         try:
-            predictions: list[Prediction] = await self.batcher.submit(texts)
+            predictions: list[Prediction] = await self.batcher.submit([(text, options) for text in texts])
         except EngineUnavailable as exc:  # the vLLM server went away since the last check
             self.engine_error = str(exc)
             raise NotReady(str(exc)) from exc

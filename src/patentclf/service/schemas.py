@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from patentclf.corpus.hierarchy import CodeError, canonical_code
 from patentclf.corpus.labels import CODES
+from patentclf.inference.options import PredictOptions
 from patentclf.inference.prediction import PredictionRecord
 from patentclf.store.feedback import MAX_CODES, check_sections_agree, feedback_code
 
@@ -110,12 +111,24 @@ def _same_section_schema() -> dict:
 # --- prediction ------------------------------------------------------------------------------
 
 
+_OPTIONS_DOC = (
+    "how the answer is shaped: suggestions per level (0 switches a level off), a probability threshold for codes, "
+    "the sections threshold, the depth (section: no index search); left out, or a field left out: the defaults"
+)
+
+
 class PredictRequest(BaseModel):
     text: Text = Field(..., description=_TEXT_DOC, examples=["An optical sensor measuring the distance to an object."])
+    options: PredictOptions = Field(
+        default_factory=PredictOptions, description=_OPTIONS_DOC, examples=[{"classes": 3, "threshold": 0.05}]
+    )
 
 
 class BatchPredictRequest(BaseModel):
     texts: list[Text] = Field(..., min_length=1, description="texts to classify; answers keep this order")
+    options: PredictOptions = Field(
+        default_factory=PredictOptions, description=_OPTIONS_DOC + " (the same for every text)", examples=[{"depth": "section"}]
+    )
 
 
 class PredictionResponse(PredictionRecord):

@@ -13,6 +13,7 @@ from patentclf.corpus.data import DataError
 from patentclf.corpus.hierarchy import CodeError, canonical_code
 from patentclf.corpus.labels import CODES, SECTIONS, section
 from patentclf.corpus.links import cpc_url
+from patentclf.inference.options import DEFAULT_OPTIONS, DEPTHS, MAX_SUGGESTIONS
 from patentclf.ui.batch import ANSWER_COLUMNS, UPLOAD_TYPES, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
 from patentclf.ui.client import ApiClient, ApiError
 from patentclf.ui.common import get_client, show_api_status
@@ -56,6 +57,7 @@ def _single(client: ApiClient) -> None:
         on_change=_use_example,
     )
     st.text_area("Patent text (title and abstract)", key="text", height=200)
+    _answer_options()
     if st.button("Classify", type="primary"):
         text = st.session_state.get("text", "").strip()
         st.session_state.pop("prediction", None)
@@ -65,13 +67,58 @@ def _single(client: ApiClient) -> None:
         else:
             with st.spinner("Classifying…"):
                 try:
-                    st.session_state["prediction"] = client.predict(text)
+                    st.session_state["prediction"] = client.predict(text, chosen_options(st.session_state))
                 except ApiError as exc:
                     st.error(exc.message)
     prediction = st.session_state.get("prediction")
     if prediction:
         show_prediction(prediction)
         _feedback(client, prediction)
+
+
+COUNT_OPTIONS = (("classes", "Classes"), ("subclasses", "Subclasses"), ("groups", "Main groups"), ("similar", "Similar patents"))
+
+
+def _answer_options() -> None:
+    """The request's answer options (``PredictOptions``), under the text box; their defaults are the API's."""
+    with st.expander("Options"):
+        st.caption("How many suggestions per level (0: none), which to leave out, and how deep to answer.")
+        columns = st.columns(len(COUNT_OPTIONS))
+        for column, (name, label) in zip(columns, COUNT_OPTIONS):
+            column.number_input(
+                label, min_value=0, max_value=MAX_SUGGESTIONS, value=getattr(DEFAULT_OPTIONS, name), step=1, key=f"opt_{name}"
+            )
+        st.slider(
+            "Leave out codes less probable than",
+            min_value=0.0,
+            max_value=1.0,
+            value=DEFAULT_OPTIONS.threshold,
+            step=0.01,
+            key="opt_threshold",
+        )
+        st.checkbox("Set the sections threshold (default: the model's own)", key="opt_own_sections")
+        if st.session_state.get("opt_own_sections"):
+            st.slider("A section joins the answer from", min_value=0.0, max_value=1.0, value=0.5, step=0.05, key="opt_sections")
+        st.radio(
+            "Answer down to",
+            DEPTHS,
+            index=DEPTHS.index(DEFAULT_OPTIONS.depth),
+            horizontal=True,
+            key="opt_depth",
+            help="section: the sections only, with no index search (faster)",
+        )
+
+
+def chosen_options(state) -> dict:
+    """The answer options set on the page that differ from the defaults (empty: send none)."""
+    chosen = {name: int(state[f"opt_{name}"]) for name, _ in COUNT_OPTIONS if f"opt_{name}" in state}
+    if "opt_threshold" in state:
+        chosen["threshold"] = float(state["opt_threshold"])
+    if state.get("opt_own_sections") and "opt_sections" in state:
+        chosen["sections_threshold"] = float(state["opt_sections"])
+    if "opt_depth" in state:
+        chosen["depth"] = state["opt_depth"]
+    return {name: value for name, value in chosen.items() if value != getattr(DEFAULT_OPTIONS, name)}
 
 
 def show_prediction(p: dict) -> None:

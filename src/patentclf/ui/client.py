@@ -68,11 +68,13 @@ class ApiClient:
     def model_info(self, timeout: float | None = None) -> dict:
         return self._request("GET", "/model", timeout=timeout)
 
-    def predict(self, text: str) -> dict:
-        return self._request("POST", "/predict", json={"text": text})
+    def predict(self, text: str, options: dict | None = None) -> dict:
+        """``options``: the request's answer options (``PredictOptions``' fields; none: the defaults)."""
+        return self._request("POST", "/predict", json={"text": text, **({"options": options} if options else {})})
 
-    def predict_batch(self, texts: list[str]) -> list[dict]:
-        return self._request("POST", "/predict/batch", json={"texts": list(texts)})["predictions"]
+    def predict_batch(self, texts: list[str], options: dict | None = None) -> list[dict]:
+        body = {"texts": list(texts), **({"options": options} if options else {})}
+        return self._request("POST", "/predict/batch", json=body)["predictions"]
 
     def feedback(self, prediction_id: str, label: str, comment: str | None = None, codes: list[str] | None = None) -> dict:
         """A correction: ``label`` (the section, class or subclass), and optionally ``codes`` (several, down
