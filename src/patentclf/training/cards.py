@@ -106,12 +106,13 @@ def review_text(calibration: dict) -> str:
         f"{patents['flagged']:.1%} of the {patents['rows']} test patents, whose answers are wrong "
         f"{patents['error_flagged']:.0%} of the time against {patents['error_unflagged']:.0%} for the others "
         f"({patents['errors_caught']:.0%} of all wrong answers flagged), and on {others['flagged']:.1%} of "
-        f"{others['rows']} non-patent texts never fitted on (`resources/non-patent-texts`, measure part)"
+        f"{others['rows']} non-patent texts never fitted on (`resources/non-patent-texts`, measure part)."
         + (
-            f"; on {forms['flagged']:.1%} of {forms['rows']} patent claims and description paragraphs never fitted on "
-            "(`resources/patent-forms`, measure part)."
+            f" Of {forms['rows']} patent claims and description paragraphs never fitted on (`resources/patent-forms`, "
+            f"measure part), {forms['by_reason'].get('not_patent_like', 0.0):.1%} are taken for not patent-like "
+            f"and {forms['flagged']:.1%} are flagged in all."
             if (forms := figures.get("patent_forms"))
-            else "."
+            else ""
         )
     )
 
