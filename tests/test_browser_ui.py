@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from patentclf.corpus.labels import section
+from patentclf.inference.review import REASONS
 from patentclf.ui.examples import EXAMPLES
 
 from .servers import json_api, run_api, run_ui
@@ -137,7 +138,7 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
         {"id": "US9811997", "title": "Fraud scoring", "code": "G06Q 20/40", "codes": ["G06Q 20/40"], "similarity": 0.905},
         {"id": "US9754311", "title": "Payment risk", "code": "G06Q 40/02", "codes": ["G06Q 40/02"], "similarity": 0.9},
     ]
-    uncertain = {"reason": "uncertain", "message": "the model is unsure: answers this unsure were wrong about half the time"}
+    uncertain = {"reason": "uncertain", "message": REASONS["uncertain"]}
     answer = hierarchy_answer(
         groups=groups, similar=similar, needs_review=True, review_reasons=[uncertain], evidence_disagrees=True
     )
@@ -154,7 +155,7 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
         assert GROUPS_HEADING in body and "Traceback" not in body
         assert "H · Electricity · 88%" in body and "G · Physics · 57%" in body
         # Whether to trust it: the review reason, and the nearest patents pointing elsewhere (here to G).
-        assert "Check this answer: The model is unsure: answers this unsure were wrong about half the time." in body
+        assert f"Check this answer: T{REASONS['uncertain'][1:]}." in body
         assert (
             "The nearest classified patents point elsewhere: most of their votes are for section G (physics), not H; the nearest of them is US9811997, G06Q 20/40"
             in body

@@ -119,3 +119,59 @@ def test_fit_mixes_picks_the_share_that_ranks_the_truth_best():
 
 def test_best_orders_ties_by_code():
     assert best({"B": 0.2, "A": 0.2, "C": 0.5}, 2) == [("C", 0.5), ("A", 0.2)]
+
+
+def test_neighbours_that_weigh_nothing_cast_no_vote():
+    """A neighbour with a negative (or NaN) cosine weighs 0: it must not make a parent 'voted' with
+    nothing to share (a 0 / 0), nor take a share of the heads' probabilities."""
+    section, classes, subclasses = random_tables(1, seed=7)
+    class_table, subclass_table = top_down(section, classes, CLASSES, subclasses, SUBCLASSES)
+    levels = row_tables(section[0], class_table[0], CLASSES, subclass_table[0], SUBCLASSES)
+    patents = [["G06F 3/00"], ["H04L 9/00"]]
+    for similarity in (-0.1, float("nan")):
+        votes = {
+            w: neighbour_votes(patents, np.array([0.5, similarity]), np.arange(2), width=w, k=2, power=2.0, other_weight=0.5)
+            for w in (3, 4)
+        }
+        assert "H04" not in votes[3] and "H04L" not in votes[4]
+        mixed_classes, mixed_subclasses = with_evidence(*levels, votes[3], votes[4], class_mix=0.3, subclass_mix=0.3)
+        assert mixed_classes["H04"] == levels[1]["H04"]  # H got no vote: its classes are the heads'
+        assert_coherent(levels[0], mixed_classes, mixed_subclasses)
+
+
+def test_only_the_orphan_subclasses_sit_under_their_section():
+    """One subclass whose class the class head lacks does not move the others from under their class."""
+    section, classes, subclasses = random_tables(10, seed=2)
+    codes = SUBCLASSES + ["G16H"]  # G16 is not among CLASSES
+    wider = softmax(np.random.default_rng(4).normal(0, 2, (10, len(codes))))
+    class_table, subclass_table = top_down(section, classes, CLASSES, wider, codes)
+    for i in range(10):
+        levels = row_tables(section[i], class_table[i], CLASSES, subclass_table[i], codes)
+        orphan = levels[2].pop("G16H")
+        assert orphan <= section[i, CODES.index("G")] + 1e-12
+        assert_coherent(*levels)
+
+
+def test_a_model_without_finer_heads_gets_groups_under_its_sections():
+    """A section-only model with an index: classes and subclasses from the votes alone (share 1),
+    below the sections, so the main groups stay under them."""
+    section = {code: p for code, p in zip(CODES, [0.05, 0.05, 0.05, 0.05, 0.05, 0.05, 0.3, 0.35, 0.05])}
+    patents = [["G06F 3/00"], ["G06F 17/00", "H04L 9/00"], ["G06Q 30/00"]]
+    votes = {
+        w: neighbour_votes(patents, np.array([0.9, 0.8, 0.7]), np.arange(3), width=w, k=3, power=1.0, other_weight=0.5)
+        for w in (3, 4)
+    }
+    classes, subclasses = with_evidence(section, {}, {}, votes[3], votes[4], class_mix=1.0, subclass_mix=1.0)
+    assert classes["G06"] == pytest.approx(section["G"]) and subclasses["G06F"] < section["G"]
+    patent_groups = [["G06F 3/00"], ["G06F 17/00", "H04L 9/00"], ["G06Q 30/00"]]
+    groups = suggest_groups(
+        GroupVoting(k=3, power=1.0),
+        GroupPriors(patent_groups, 0.5),
+        patent_groups,
+        np.array([0.9, 0.8, 0.7]),
+        np.arange(3),
+        subclasses,
+        [],
+    )
+    assert groups and all(p <= section[code[0]] + 1e-12 for code, p in groups)
+    assert_coherent(section, classes, subclasses, groups)

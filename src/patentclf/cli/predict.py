@@ -151,10 +151,10 @@ def _print_answer(text: str, p) -> None:
     for reason in p.review_reasons:
         console.print(f"  [yellow]needs review:[/] {escape(reason.message)}", highlight=False)
     if p.evidence_disagrees:
-        leader = p.similar[0].code if p.similar else ""
-        console.print(
-            f"  [yellow]the nearest patents point elsewhere[/] (nearest: {escape(leader)}): check them", highlight=False
-        )
+        # The nearest of those that point elsewhere (the flag itself weighs more neighbours than shown).
+        leader = next((near.code for near in p.similar if near.code[:1] != p.label), "")
+        nearest = f" (nearest: {escape(leader)})" if leader else ""
+        console.print(f"  [yellow]the nearest patents point elsewhere[/]{nearest}: check them", highlight=False)
     for answer in p.levels:
         meant = (
             f"  (right {answer.right_share:.0%} of the time at this probability on held-out patents)"

@@ -450,7 +450,7 @@ class Classifier:
                     self.index.groups,
                     similarities,
                     rows,
-                    subclasses if "subclass" in outputs else None,
+                    subclasses if "subclass" in outputs else self._voted_subclasses(section, classes, similarities, rows),
                     self.layout.subclasses,
                     top=options.groups,
                 )
@@ -464,6 +464,24 @@ class Classifier:
             found["subclasses"] = self._suggestions(ranked_subclasses, options.count("subclass"), options.threshold)
             best_codes += [code for code, _ in ranked_subclasses[:1]]
         return found, best_codes
+
+    def _voted_subclasses(
+        self, section: dict[str, float], classes: dict[str, float], similarities: np.ndarray, rows: np.ndarray
+    ) -> dict[str, float] | None:
+        """For a model without a subclass head: subclasses from the neighbours' votes alone, below the
+        answer's classes (or, without a class head, below its sections), so that a main group is never
+        more probable than its section; ``None`` where the neighbours voted for nothing."""
+        settings = dict(k=self.voting.k, power=self.voting.power, other_weight=self.voting.other_weight)
+        _, voted = with_evidence(
+            section,
+            classes,
+            {},
+            neighbour_votes(self._patent_codes, similarities, rows, width=3, **settings),
+            neighbour_votes(self._patent_codes, similarities, rows, width=4, **settings),
+            class_mix=0.0 if classes else 1.0,  # a class head's classes are final here
+            subclass_mix=1.0,
+        )
+        return voted or None
 
     def _similar(self, similarities: np.ndarray, rows: np.ndarray, count: int = SIMILAR_PATENTS) -> list[SimilarPatent]:
         similar = []

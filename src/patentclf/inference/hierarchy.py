@@ -46,7 +46,8 @@ def top_down(
     subclass_codes: Sequence[str],
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """The class and subclass tables (rows x codes) made to agree with ``section`` (rows x 9) by the
-    chain rule. A subclass whose class the class head does not have is placed under its section."""
+    chain rule. A subclass whose class the class head does not have is placed under its section
+    (with the other such subclasses of that section; the shipped layouts have none)."""
     section_of = {code: i for i, code in enumerate(CODES)}
     class_table = None
     if classes is not None and len(class_codes):
@@ -54,11 +55,11 @@ def top_down(
     subclass_table = None
     if subclasses is not None and len(subclass_codes):
         class_index = {code: i for i, code in enumerate(class_codes)} if class_table is not None else {}
-        if class_index and all(code[:3] in class_index for code in subclass_codes):
-            parent = np.array([class_index[code[:3]] for code in subclass_codes])
-            subclass_table = _within_parents(subclasses, parent, class_table)
-        else:
-            subclass_table = _within_parents(subclasses, np.array([section_of[c[0]] for c in subclass_codes]), section)
+        # Each subclass below its class; one whose class the class head lacks, below its section.
+        parents = section if class_table is None else np.concatenate([class_table, section], axis=1)
+        offset = 0 if class_table is None else len(class_codes)
+        parent = np.array([class_index.get(code[:3], offset + section_of[code[0]]) for code in subclass_codes])
+        subclass_table = _within_parents(subclasses, parent, parents)
     return class_table, subclass_table
 
 
@@ -77,9 +78,9 @@ def neighbour_votes(
     ``other_weight`` for its others' (once a patent each), as the main groups' votes are counted."""
     votes: dict[str, float] = defaultdict(float)
     for similarity, row in zip(similarities[:k], rows[:k]):
-        if row < 0:
+        weight = max(float(similarity), 0.0) ** power if np.isfinite(similarity) else 0.0
+        if row < 0 or weight <= 0.0:  # a neighbour that weighs nothing casts no vote (no 0 / 0 below)
             continue
-        weight = max(float(similarity), 0.0) ** power
         seen: set[str] = set()
         for position, code in enumerate(patent_codes[row]):
             cut = code[:width]
@@ -98,6 +99,9 @@ def _mix_below(
     parent without votes keeps its children as they are."""
     if mix <= 0 or not votes:
         return dict(children)
+    votes = {code: value for code, value in votes.items() if value > 0}
+    if not votes:
+        return dict(children)
     voted: dict[str, float] = defaultdict(float)
     for code, value in votes.items():
         voted[code[:width]] += value
@@ -109,7 +113,8 @@ def _mix_below(
     for code, value in votes.items():
         parent = code[:width]
         if parents.get(parent, 0.0) > 0:
-            out[code] = out.get(code, 0.0) + parents[parent] * share[parent] * value / voted[parent]
+            # min: (1 - m) P + m P can exceed P by a rounding error; a child never outgrows its parent.
+            out[code] = min(out.get(code, 0.0) + parents[parent] * share[parent] * value / voted[parent], parents[parent])
     return out
 
 

@@ -165,7 +165,7 @@ class PredictionRecord(BaseModel):
         "held-out answers at about that probability that were right",
     )
     review_reasons: list[ReviewReason] = Field(
-        default_factory=list, description="why needs_review is set: not patent-like, too short, not English, uncertain"
+        default_factory=list, description="why needs_review is set: too short, not English, not patent-like, uncertain"
     )
     evidence_disagrees: bool = Field(
         False,

@@ -29,8 +29,8 @@ from patentclf.corpus.screening import SHORT_WORDS, probably_not_english, word_c
 REASONS = {
     "too_short": f"the text is too short to classify (under {SHORT_WORDS} words)",
     "not_english": "the text does not look like English; the model reads English patents",
-    "not_patent_like": "the text does not look like a patent's title and abstract",
-    "uncertain": "the model is unsure: answers this unsure were wrong about half the time",
+    "not_patent_like": "the text does not look like a patent's text (title, abstract, claims or description)",
+    "uncertain": "the model is unsure of this answer: its confidence is under the review threshold",
 }
 DEFAULT_UNCERTAIN_BELOW = 0.5
 

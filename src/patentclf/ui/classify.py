@@ -435,7 +435,8 @@ def _batch(client: ApiClient) -> None:
         shown[name] = table[name]
     # Why an answer needs review, in the reasons' short names, beside the flag.
     reasons = table["review_reasons"].map(lambda items: ", ".join(item["reason"] for item in items or []))
-    shown.insert(list(shown.columns).index("needs_review") + 1, "why", reasons)
+    why = "why" if "why" not in shown.columns else "why (review)"  # an upload may have a column of that name
+    shown.insert(list(shown.columns).index("needs_review") + 1, why, reasons)
     st.dataframe(
         shown,
         hide_index=True,
@@ -443,7 +444,7 @@ def _batch(client: ApiClient) -> None:
         # Widths that fit the answer on a laptop screen; a cut cell shows whole on hover.
         column_config={
             "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0),
-            **{name: st.column_config.TextColumn(name, width="small") for name in ("label", "name", "sections", "why")},
+            **{name: st.column_config.TextColumn(name, width="small") for name in ("label", "name", "sections", why)},
             **{name: st.column_config.TextColumn(name, width="medium") for name in ("subclasses", "groups", "text")},
             **{name: st.column_config.CheckboxColumn(name, width="small") for name in ("needs_review", "truncated")},
         },
