@@ -2,7 +2,8 @@
 ``src/patentclf/resources/patent-forms/texts.jsonl``.
 
 Run from the repository root: ``python tools/make_patent_form_texts.py`` (``--check``: rebuild in memory
-and compare with the shipped file instead of writing it). Stdlib only; reads the hand-written texts of
+and compare with the shipped file instead of writing it). Stdlib and the package's
+``corpus.screening`` (the forms, the checks) only; reads the hand-written texts of
 ``tools/patent_form_texts/written.txt`` (claims, claim sets and description paragraphs of invented
 inventions, over the nine CPC sections) and the bundled USPTO abstracts (only for the check that no text
 repeats 12 words in a row of one; shorter runs are patent boilerplate, "It is an object of the
@@ -27,15 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "src" / "patentclf" / "resources" / "patent-forms" / "texts.jsonl"
 WRITTEN = ROOT / "tools" / "patent_form_texts" / "written.txt"
 USPTO = ROOT / "src" / "patentclf" / "resources" / "uspto-abstracts"
-FORMS = (
-    "independent-claim",
-    "claim-set",
-    "description-field",
-    "description-background",
-    "description-summary",
-    "description-detailed",
-    "title-and-claim",
-)
+sys.path.insert(0, str(ROOT / "src"))
+from patentclf.corpus.screening import PATENT_FORMS as FORMS  # noqa: E402 - the forms the loader knows, declared once
+
 SECTIONS = tuple("ABCDEFGHY")
 CASINGS = ("upper", "lower")
 MEASURE_SLOTS = (1, 3)  # of each run of five texts of a form: 2 of 5 measured, 3 of 5 fitted
@@ -113,7 +108,6 @@ def shingles(text: str, n: int = SHINGLE) -> set[tuple[str, ...]]:
 def check(rows: list[dict]) -> None:
     """Unique ids and texts, lengths, every form and section in both splits, not flagged by the
     screening, and no :data:`SHINGLE` words in a row of a bundled USPTO abstract."""
-    sys.path.insert(0, str(ROOT / "src"))
     from patentclf.corpus.screening import probably_not_english, too_short, word_count
 
     assert len({r["id"] for r in rows}) == len(rows), "duplicate id"

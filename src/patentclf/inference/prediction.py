@@ -145,13 +145,13 @@ class PredictionRecord(BaseModel):
     subclasses: list[CodeSuggestion] = Field(
         default_factory=list,
         description="the top main CPC subclasses, best first: 5, or as options.subclasses and options.threshold ask "
-        "(empty for a model trained on sections only, or above depth subclass)",
+        "(empty for a model trained on sections only, or at depth section or class)",
     )
     groups: list[CodeSuggestion] = Field(
         default_factory=list,
         description="the top main groups, best first (5, or as options.groups and options.threshold ask): the subclass "
         "probability times the nearest indexed patents' votes within the subclass (empty without a patent index, or "
-        "above depth group)",
+        "at a depth above group)",
     )
     similar: list[SimilarPatent] = Field(
         default_factory=list,

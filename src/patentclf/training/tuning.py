@@ -90,6 +90,31 @@ def calibrate_classifier(classifier, train: Split, validation: Split, *, tfidf: 
     return classifier.calibration.to_dict() | fit_answer_checks(classifier, validation, raw)
 
 
+def _share(values) -> float:
+    return round(float(np.mean(values)), 4) if len(values) else 0.0
+
+
+def _by_reason(predictions: list) -> dict[str, float]:
+    """The share of ``predictions`` flagged for each reason."""
+    counts = Counter(r.reason for p in predictions for r in p.review_reasons)
+    return {reason: round(n / len(predictions), 4) for reason, n in sorted(counts.items())}
+
+
+def _held_out_flags(classifier, rows: list[dict], group: str) -> dict:
+    """What the flag does on shipped texts kept for measuring: the share flagged, by reason, and by
+    each row's ``group`` field (``by_<group>``)."""
+    predictions = classifier.predict([row["text"] for row in rows])
+    grouped: dict[str, list[bool]] = {}
+    for row, p in zip(rows, predictions):
+        grouped.setdefault(row[group], []).append(p.needs_review)
+    return {
+        "rows": len(rows),
+        "flagged": _share([p.needs_review for p in predictions]),
+        "by_reason": _by_reason(predictions),
+        f"by_{group}": {name: _share(values) for name, values in sorted(grouped.items())},
+    }
+
+
 def measure_review(classifier, test: Split) -> dict:
     """What the review flag does: on the labelled ``test`` rows, the share flagged (by reason) and the
     error rate of flagged against unflagged answers and the share of all wrong answers flagged; on the
@@ -98,44 +123,18 @@ def measure_review(classifier, test: Split) -> dict:
     predictions = classifier.predict(test.texts)
     wrong = np.array([p.label_id != label for p, label in zip(predictions, test.labels)])
     flagged = np.array([p.needs_review for p in predictions])
-    reasons = Counter(r.reason for p in predictions for r in p.review_reasons)
-    others = non_patent_texts("measure")
-    other_predictions = classifier.predict([row["text"] for row in others])
-    by_kind: dict[str, list[bool]] = {}
-    for row, p in zip(others, other_predictions):
-        by_kind.setdefault(row["kind"], []).append(p.needs_review)
-    other_reasons = Counter(r.reason for p in other_predictions for r in p.review_reasons)
-    forms = patent_form_texts("measure")
-    form_predictions = classifier.predict([row["text"] for row in forms])
-    by_form: dict[str, list[bool]] = {}
-    for row, p in zip(forms, form_predictions):
-        by_form.setdefault(row["form"], []).append(p.needs_review)
-    form_reasons = Counter(r.reason for p in form_predictions for r in p.review_reasons)
-
-    def share(values) -> float:
-        return round(float(np.mean(values)), 4) if len(values) else 0.0
-
+    disagrees = np.array([p.evidence_disagrees for p in predictions])
     return {
         "patents": {
             "rows": len(predictions),
-            "flagged": share(flagged),
-            "by_reason": {reason: round(n / len(predictions), 4) for reason, n in sorted(reasons.items())},
-            "error_flagged": share(wrong[flagged]),
-            "error_unflagged": share(wrong[~flagged]),
+            "flagged": _share(flagged),
+            "by_reason": _by_reason(predictions),
+            "error_flagged": _share(wrong[flagged]),
+            "error_unflagged": _share(wrong[~flagged]),
             "errors_caught": round(float(wrong[flagged].sum() / max(wrong.sum(), 1)), 4),
-            "evidence_disagrees": share([p.evidence_disagrees for p in predictions]),
-            "error_evidence_disagrees": share(wrong[[p.evidence_disagrees for p in predictions]]),
+            "evidence_disagrees": _share(disagrees),
+            "error_evidence_disagrees": _share(wrong[disagrees]),
         },
-        "patent_forms": {
-            "rows": len(forms),
-            "flagged": share([p.needs_review for p in form_predictions]),
-            "by_reason": {reason: round(n / len(forms), 4) for reason, n in sorted(form_reasons.items())},
-            "by_form": {form: share(values) for form, values in sorted(by_form.items())},
-        },
-        "non_patent_texts": {
-            "rows": len(others),
-            "flagged": share([p.needs_review for p in other_predictions]),
-            "by_reason": {reason: round(n / len(others), 4) for reason, n in sorted(other_reasons.items())},
-            "by_kind": {kind: share(values) for kind, values in sorted(by_kind.items())},
-        },
+        "patent_forms": _held_out_flags(classifier, patent_form_texts("measure"), "form"),
+        "non_patent_texts": _held_out_flags(classifier, non_patent_texts("measure"), "kind"),
     }
