@@ -41,16 +41,19 @@ evaluate: $(STAMP)
 
 # The API on :9000 and the web UI on :8501 together; Ctrl-C stops both. Feedback writes need a key:
 # one is made up for this run unless PATENTCLF_API_KEY is set (for scripts). The UI gets a key of its
-# own, named "ui" (this run's PATENTCLF_API_KEYS), so feedback sent from the UI waits for a reviewer.
+# own, named "ui" (this run's PATENTCLF_API_KEYS), so feedback sent from the UI waits for a reviewer;
+# the printed key (named default) is a reviewer's unless PATENTCLF_REVIEWERS says otherwise, so the
+# person who started the service can open the UI's review queue with it.
 API_PORT ?= 9000
 UI_PORT ?= 8501
 NEW_KEY = $(BIN)/python -c 'import secrets; print(secrets.token_hex(16))'
 serve: $(STAMP)
 	@export PATENTCLF_API_KEY="$${PATENTCLF_API_KEY:-$$($(NEW_KEY))}"; \
 	ui_key="$$($(NEW_KEY))"; \
-	echo "API key for this run (feedback writes and reviews, header X-API-Key): $$PATENTCLF_API_KEY"; \
+	echo "API key for this run (feedback writes and reviews, header X-API-Key; the UI's Review queue asks for it): $$PATENTCLF_API_KEY"; \
 	echo "  set PATENTCLF_API_KEY before make serve to keep one across runs"; \
 	trap 'kill 0' INT TERM; \
+	PATENTCLF_REVIEWERS="$${PATENTCLF_REVIEWERS:-[\"default\"]}" \
 	PATENTCLF_API_KEYS="{\"ui\": \"$$ui_key\"}" $(BIN)/patentclf serve --port $(API_PORT) & \
 	PATENTCLF_API_KEY="$$ui_key" $(BIN)/patentclf ui --api-url http://127.0.0.1:$(API_PORT) --port $(UI_PORT) & \
 	wait

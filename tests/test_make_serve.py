@@ -1,4 +1,5 @@
-"""`make serve` tells a new user the API key it made up, so the README's feedback calls work."""
+"""`make serve` tells a new user the API key it made up, so the README's feedback calls work and the
+UI's review queue opens with it."""
 
 import os
 import shutil
@@ -7,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.servers import free_port
@@ -18,9 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
     shutil.which("make") is None or not (ROOT / ".venv" / ".installed").is_file(), reason="needs make and the repo's .venv"
 )
 def test_make_serve_prints_the_api_key_of_the_run():
-    env = {k: v for k, v in os.environ.items() if k not in ("PATENTCLF_API_KEY", "MAKEFLAGS", "MAKELEVEL")}
+    drop = ("PATENTCLF_API_KEY", "PATENTCLF_REVIEWERS", "MAKEFLAGS", "MAKELEVEL")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    api_port = free_port()
     process = subprocess.Popen(
-        ["make", "--no-print-directory", "serve", f"API_PORT={free_port()}", f"UI_PORT={free_port()}"],
+        ["make", "--no-print-directory", "serve", f"API_PORT={api_port}", f"UI_PORT={free_port()}"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -34,6 +38,17 @@ def test_make_serve_prints_the_api_key_of_the_run():
             line = process.stdout.readline()
         key = line.strip().rsplit(" ", 1)[-1]
         assert "API key for this run" in line and len(key) == 32 and int(key, 16) >= 0, line
+        # The printed key is a reviewer's: the review queue answers it once the model is loaded.
+        url, deadline = f"http://127.0.0.1:{api_port}", time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/ready", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(1)
+        queue = httpx.get(url + "/feedback/queue", headers={"X-API-Key": key}, timeout=30)
+        assert queue.status_code == 200, queue.text
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -99,9 +99,20 @@ def test_a_code_outside_the_section_is_refused_on_the_page(ui_env):
     assert item["id"] not in {r["prediction_id"] for r in FeedbackStore(ui_env.db).rows()}
 
 
-def test_a_key_that_is_not_a_reviewers_is_explained(api, monkeypatch):
+def test_a_key_that_is_not_a_reviewers_asks_for_one_and_a_typed_reviewer_key_opens_the_queue(api, monkeypatch):
     monkeypatch.setenv("PATENTCLF_API_URL", api.url)
-    monkeypatch.setenv("PATENTCLF_API_KEY", "wrong-key")
-    assert "refused the UI's API key" in queue_page().error[0].value
+    monkeypatch.setenv("PATENTCLF_API_KEY", "wrong-key")  # as the UI's own key under `make serve`: not a reviewer's
+    httpx.post(api.url + "/predict", json={"text": "a loom weaving yarn into a fabric of wool"}, timeout=60).raise_for_status()
+    at = queue_page()
+    assert "refused the UI's API key" in at.info[0].value and "reviewer" in at.info[0].value
+    assert not at.markdown or not any(m.value.startswith("**") for m in at.markdown)
+    # The reviewer types their key: the queue opens, and stays open on the next rerun (a click).
+    at.text_input(key="reviewer_key_input").input(API_KEY).run()
+    assert not at.exception and not at.info and not at.error
+    assert "reviewer_key_input" not in [t.key for t in at.text_input]
+    assert any(m.value.startswith("**") for m in at.markdown)
+    at.button[0].click().run()  # Refresh
+    assert "reviewer_key_input" not in [t.key for t in at.text_input] and not at.error
+    assert any(m.value.startswith("**") for m in at.markdown)
     monkeypatch.delenv("PATENTCLF_API_KEY")
     assert "needs a reviewer's API key" in queue_page().info[0].value

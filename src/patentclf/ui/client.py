@@ -57,6 +57,10 @@ class ApiClient:
             timeout=float(os.environ.get("PATENTCLF_UI_TIMEOUT") or DEFAULT_TIMEOUT),
         )
 
+    def with_key(self, api_key: str) -> "ApiClient":
+        """The same API with another key (a reviewer's, typed into the review queue page)."""
+        return type(self)(self.base_url, api_key=api_key, timeout=self.timeout)
+
     # -- the API's routes -----------------------------------------------------------------------
 
     def health(self, timeout: float | None = None) -> dict:

@@ -1,6 +1,7 @@
 """The Review queue page: the recent predictions most likely wrong first (the API's ``GET
-/feedback/queue``, with the UI's key, which must be a reviewer's), each with one-click Confirm (feedback
-giving the predicted section: a confirmation is a label too) or a correction (section and codes)."""
+/feedback/queue``, with a reviewer's key: the UI's own where it is one, else one typed into the page for
+this browser session), each with one-click Confirm (feedback giving the predicted section: a
+confirmation is a label too) or a correction (section and codes)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ from patentclf.ui.common import get_client, show_api_status
 
 TEXT_CHARS = 300  # of each text shown at first; the whole text on expand
 LIMITS = (10, 20, 50, 100)
+KEY_HINT = (
+    "Type a reviewer's key below (kept for this browser session only): under `make serve` the key printed in "
+    "the terminal is one; otherwise a key named in the service's reviewers setting."
+)
 REASON_LABELS = {
     "too_short": "too short",
     "not_english": "not English",
@@ -29,9 +34,9 @@ def render() -> None:
         "The answers most likely to be wrong, first. Confirm a right one, or correct it: both are stored as "
         "labels for training the next model."
     )
-    if not client.api_key:
-        st.info("The review queue needs a reviewer's API key: start the UI with PATENTCLF_API_KEY set.")
-        return
+    typed = st.session_state.get("reviewer_key")  # not the input's own key: Streamlit drops that once hidden
+    if typed:
+        client = client.with_key(typed)
     done = st.session_state.pop("queue_ack", None)
     if done:
         st.success(done)
@@ -41,11 +46,16 @@ def render() -> None:
     left, right = st.columns([1, 3])
     limit = left.selectbox("Show", LIMITS, index=1, key="queue_limit", format_func=lambda n: f"{n} predictions")
     right.button("Refresh")  # any click reruns the page, which fetches the queue again
+    if not client.api_key:
+        _ask_for_key("The review queue needs a reviewer's API key.")
+        return
     try:
         queue = client.review_queue(limit)
     except ApiError as exc:
-        hint = " The UI's key must be listed in the service's reviewers setting." if exc.status_code == 403 else ""
-        st.error(exc.message + hint)
+        if exc.status_code in (401, 403):  # the UI's own key (under `make serve`) or a mistyped one
+            _ask_for_key(exc.message)
+        else:
+            st.error(exc.message)
         return
     st.caption(f"{queue['order']}. {queue['scope']}")
     if not queue["items"]:
@@ -53,6 +63,15 @@ def render() -> None:
         return
     for item in queue["items"]:
         _show_item(client, item)
+
+
+def _ask_for_key(why: str) -> None:
+    st.info(f"{why} {KEY_HINT}")
+    st.text_input("Reviewer's API key", type="password", key="reviewer_key_input", on_change=_keep_key)
+
+
+def _keep_key() -> None:
+    st.session_state["reviewer_key"] = st.session_state["reviewer_key_input"].strip()
 
 
 def describe(item: dict) -> str:
