@@ -173,3 +173,34 @@ def test_the_api_explains_on_request_and_bounds_explained_batches(tiny_bundle, t
     assert too_many.status_code == 422 and too_many.json()["detail"][0]["loc"] == ["body", "options", "explain"]
     assert "at most 2" in too_many.json()["detail"][0]["msg"]
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "options", "explain"]
+
+
+@pytest.mark.slow
+def test_on_the_shipped_model_the_top_sentence_carries_the_answer_more_than_the_least(shipped_model):
+    """A faithfulness sanity check on a few bundled test rows (the figures are bench/explain.py's): a
+    fresh prediction without the top-attributed sentence loses what its effect says, and that sentence
+    alone keeps more of the probability than the least-attributed one alone."""
+    from patentclf.corpus.data import load_split
+    from patentclf.inference.explain import code_probability, probe_options
+
+    texts = load_split("bundled", "test").texts[:6]
+    classifier = Classifier.load(shipped_model)
+    answers = classifier.predict(texts, options=EXPLAIN)
+    cases, variants = [], []
+    for text, answer in zip(texts, answers):
+        e = answer.explanation
+        assert [c.level for c in e.codes] == ["section", "subclass", "group"]
+        for code in e.codes:
+            top, least = code.effects.index(max(code.effects)), code.effects.index(min(code.effects))
+            assert top != least
+            cases.append((code, top, len(variants)))
+            variants += [without(text, e.sentences[top])] + [
+                text[e.sentences[i].start : e.sentences[i].end] for i in (top, least)
+            ]
+    predicted = classifier.predict(variants, options=probe_options(PredictOptions()))
+    top_alone = least_alone = 0.0
+    for code, top, at in cases:
+        p = [code_probability(predicted[at + i], code.level, code.code) for i in range(3)]
+        assert code.probability - p[0] == pytest.approx(code.effects[top], abs=1e-2)  # bf16: batch shapes round differently
+        top_alone, least_alone = top_alone + p[1], least_alone + p[2]
+    assert top_alone > least_alone * 1.2, (top_alone, least_alone)
