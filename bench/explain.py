@@ -120,7 +120,7 @@ def main() -> None:
                 f"{top:.3f}",
                 f"{rand:.3f}",
                 f"{mean(level, 'least'):.3f}",
-                f"{top / rand:.1f}x" if rand > 0 else "n/a",
+                f"{top / rand:.2f}x" if rand > 0 else "n/a",
                 f"{mean(level, 'top2'):.3f} / {mean(level, 'random2'):.3f}",
                 f"{mean(level, 'top_alone'):.3f} / {mean(level, 'random_alone'):.3f}",
                 f"{mean(level, 'full'):.3f}",
