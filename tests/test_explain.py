@@ -158,13 +158,25 @@ def test_the_cli_writes_the_explanation_into_jsonl(tiny_hierarchy_bundle, texts,
     assert printed.exit_code == 0 and "Title 0" in printed.output and "the probability each added" in printed.output
 
 
+def model_calls(url: str) -> tuple[float, float]:
+    """The service's model calls so far, and the texts they held (its Prometheus histogram)."""
+    lines = httpx.get(url + "/metrics").text.splitlines()
+    value = lambda name: float(next(line.split()[-1] for line in lines if line.startswith(name + " ")))  # noqa: E731
+    return value("patentclf_batch_texts_count"), value("patentclf_batch_texts_sum")
+
+
 def test_the_api_explains_on_request_and_bounds_explained_batches(tiny_bundle, texts, tmp_path):
-    with LiveServer(tiny_bundle, feedback_db=tmp_path / "fb.db", max_explain_batch=2) as live:
+    with LiveServer(tiny_bundle, feedback_db=tmp_path / "fb.db", max_explain_batch=2, micro_batch_size=4) as live:
         plain = httpx.post(live.url + "/predict", json={"text": texts[0]}).json()
+        before = model_calls(live.url)
         explained = httpx.post(live.url + "/predict", json={"text": texts[0], "options": {"explain": True}}).json()
+        # The text and its four variants went through the fair queue as texts of the request, in calls
+        # of at most micro_batch_size (4 + 1): another request would have shared the second call.
+        after = model_calls(live.url)
         batch = httpx.post(live.url + "/predict/batch", json={"texts": texts[:2], "options": {"explain": True}})
         too_many = httpx.post(live.url + "/predict/batch", json={"texts": texts, "options": {"explain": True}})
         bad = httpx.post(live.url + "/predict", json={"text": texts[0], "options": {"explain": "yes"}})
+    assert (after[0] - before[0], after[1] - before[1]) == (2, 5)
     assert "explanation" not in plain and explained["label"] == plain["label"]
     spans = explained["explanation"]["sentences"]
     assert [texts[0][s["start"] : s["end"]] for s in spans][0] == "Title 0" and len(spans) == 4
