@@ -12,8 +12,8 @@ sub-batch, so its wait is at most the call already running plus one sub-batch.
 
     python bench/fair_wait.py --explain --texts 16  # the large request asks to explain its texts
 
-``--explain``: the large request is ``--texts`` texts with ``options.explain`` (16: the service's
-max_explain_batch), fed as the service feeds it (``explain.expand``: each text then its variants, one
+``--explain``: the large request is ``--texts`` texts with ``options.explain`` (16: two of the
+service's largest explained requests, max_explain_batch 8), fed as the service feeds it (``explain.expand``: each text then its variants, one
 per sentence, as texts of the request in the fair queue), beside the same texts not explained.
 """
 

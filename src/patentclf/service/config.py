@@ -76,8 +76,10 @@ class ServiceConfig(BaseSettings):
 
     max_text_chars: int = Field(50_000, gt=0, description="longer texts are refused with 413")
     max_batch: int = Field(64, gt=0, description="most texts in one /predict/batch request (more: 413)")
+    # 8 explained texts: ~40 texts of model work for abstracts, 80 for long ones (~50 s on a 2-core CPU):
+    # within the default request_timeout_s.
     max_explain_batch: int = Field(
-        16,
+        8,
         gt=0,
         description="most texts in one /predict/batch request with options.explain (more: 422 naming it): each costs "
         "about one prediction per sentence",
