@@ -72,6 +72,7 @@ def _single(client: ApiClient) -> None:
         text = st.session_state.get("text", "").strip()
         st.session_state.pop("prediction", None)
         st.session_state.pop("feedback_ack", None)
+        st.session_state.pop("explain_code", None)  # a new answer may explain fewer codes
         if not text:
             st.warning("Enter a patent's text first, or pick an example.")
         else:
