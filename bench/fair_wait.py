@@ -9,6 +9,12 @@ A model call takes at most ``--call-texts`` texts (the service's micro_batch_siz
 the one-liner joins the call after the one running when it arrives. Before, it was answered when
 that call (with 15 long texts) ended; now it is answered after the call's first length-sorted
 sub-batch, so its wait is at most the call already running plus one sub-batch.
+
+    python bench/fair_wait.py --explain --texts 16  # the large request asks to explain its texts
+
+``--explain``: the large request is ``--texts`` texts with ``options.explain`` (16: two of the
+service's largest explained requests, max_explain_batch 8), fed as the service feeds it (``explain.expand``: each text then its variants, one
+per sentence, as texts of the request in the fair queue), beside the same texts not explained.
 """
 
 from __future__ import annotations
@@ -20,25 +26,30 @@ import common  # noqa: F401
 from common import machine, table
 
 
-async def scenario(classifier, texts: list[str], one: str, delay: float, call_texts: int, streams: bool) -> dict:
+async def scenario(
+    classifier, texts: list[str], one: str, delay: float, call_texts: int, streams: bool, explain: bool = False
+) -> dict:
+    from patentclf.inference.explain import expand
+    from patentclf.inference.options import PredictOptions
     from patentclf.service.batching import MicroBatcher
 
-    if streams:
-        predict = lambda batch: classifier.iter_predictions(batch)  # noqa: E731
+    if streams:  # as the service's runtime: (text, options) items, each answered with its own options
+        predict = lambda items: classifier.iter_predictions([t for t, _ in items], options=[o for _, o in items])  # noqa: E731
     else:
-        predict = lambda batch: classifier.predict(batch)  # noqa: E731
+        predict = lambda items: classifier.predict([t for t, _ in items], options=[o for _, o in items])  # noqa: E731
     batcher = MicroBatcher(predict, streams=streams, max_queue=16, max_batch_texts=call_texts, max_wait_s=0.01)
     batcher.start()
     loop = asyncio.get_running_loop()
+    expansion = expand(texts, [PredictOptions(explain=explain)] * len(texts))
     try:
         started = loop.time()
-        batch = asyncio.create_task(batcher.submit(texts))
+        batch = asyncio.create_task(batcher.submit(list(zip(expansion.texts, expansion.options))))
         await asyncio.sleep(delay)
         sent = loop.time()
-        await batcher.submit([one])
+        await batcher.submit([(one, PredictOptions())])
         one_wait = loop.time() - sent
-        await batch
-        return {"batch_s": loop.time() - started, "one_wait_s": one_wait}
+        expansion.collect(await batch)
+        return {"batch_s": loop.time() - started, "one_wait_s": one_wait, "model_texts": len(expansion.texts)}
     finally:
         await batcher.stop()
 
@@ -50,6 +61,7 @@ def main() -> None:
     parser.add_argument("--call-texts", type=int, default=16, help="most texts per model call (micro_batch_size)")
     parser.add_argument("--delay", type=float, default=1.0, help="seconds between the batch and the one-liner")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--explain", action="store_true", help="the large request asks to explain its texts")
     args = parser.parse_args()
 
     from patentclf.corpus.data import load_split
@@ -60,19 +72,34 @@ def main() -> None:
     texts = [abstracts[i % 200] for i in range(args.texts)]  # long abstracts: 256 tokens each, mostly
     classifier.predict(texts[:8])  # warm-up
     rows = []
-    for streams, name in ((False, "answered when its call ends (before)"), (True, "answered when its texts are done (now)")):
+    if args.explain:
+        cases = [(True, False, "beside a batch not explained"), (True, True, "beside the batch explained")]
+    else:
+        cases = [(False, False, "answered when its call ends (before)"), (True, False, "answered when its texts are done (now)")]
+    for streams, explain, name in cases:
         runs = [
-            asyncio.run(scenario(classifier, texts, "a polymer", args.delay, args.call_texts, streams))
+            asyncio.run(scenario(classifier, texts, "a polymer", args.delay, args.call_texts, streams, explain))
             for _ in range(args.repeats)
         ]
         batch = min(r["batch_s"] for r in runs)
         wait = min(r["one_wait_s"] for r in runs)
-        rows.append([name, f"{batch:.1f}", f"{wait:.2f}", f"{wait / batch:.1%}"])
+        calls = -(-runs[0]["model_texts"] // args.call_texts)
+        rows.append(
+            [
+                name,
+                str(runs[0]["model_texts"]),
+                str(calls),
+                f"{batch:.1f}",
+                f"{wait:.2f}",
+                f"{wait / batch:.1%}",
+                f"{batch / calls:.2f}",
+            ]
+        )
     print(f"machine: {machine()}")
     print(
         f"model: {classifier.path}; {args.texts} long texts, then one line {args.delay} s later; calls of {args.call_texts} texts"
     )
-    print(table(["one-liner", "batch s", "one-liner wait s", "wait / batch"], rows))
+    print(table(["one-liner", "model texts", "calls", "batch s", "one-liner wait s", "wait / batch", "s per call"], rows))
 
 
 if __name__ == "__main__":

@@ -72,13 +72,15 @@ def browser(tmp_path):
         shutil.rmtree(tmp_path / "chromium-profile", ignore_errors=True)
 
 
-def submit(browser, ui_url: str, text: str):
-    """Open the Classify page, type ``text``, click Classify; the result's heading once it is drawn."""
+def submit(browser, ui_url: str, text: str, reload: bool = True):
+    """Open the Classify page (``reload=False``: it is open), type ``text``, click Classify; the
+    result's heading once it is drawn."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     wait = WebDriverWait(browser, WAIT, poll_frequency=0.2)
-    browser.get(ui_url)
+    if reload:
+        browser.get(ui_url)
     text_area = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "textarea"))
     wait.until(lambda d: "API ready" in d.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text)
     text_area.send_keys(text)
@@ -116,6 +118,39 @@ def test_browser_submits_a_patent_and_sees_the_section(servers, browser):
     body = browser.find_element(By.TAG_NAME, "body").text
     assert "Label mix: served against training" in body and "Traceback" not in body
     assert browser.save_screenshot(str(ARTIFACTS / "ui-monitoring.png"))
+
+
+def test_browser_highlights_the_sentences_that_raised_or_lowered_the_answer(servers, browser):
+    """Explain ticked: under the answer, the text with each sentence coloured by what it did to the
+    section's probability (green raised, red lowered), the effect beside it and in words on hover."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    api, ui_url = servers
+    text = EXAMPLES[4].text
+    expected = httpx.post(f"{api.url}/predict", json={"text": text, "options": {"explain": True}}, timeout=30).json()
+    explanation = expected["explanation"]
+    [code] = explanation["codes"]  # the tiny model answers sections only
+    wait = WebDriverWait(browser, WAIT, poll_frequency=0.2)
+    browser.get(ui_url)
+    explain = wait.until(lambda d: next((c for c in d.find_elements(By.CSS_SELECTOR, "label") if c.text == "Explain"), None))
+    explain.click()
+    submit(browser, ui_url, text, reload=False)
+    spans = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".explanation span.explained"))
+    assert len(spans) == len(explanation["sentences"]) > 1
+    for span, where, effect in zip(spans, explanation["sentences"], code["effects"]):
+        assert span.text == f"{text[where['start'] : where['end']]} {effect:+.3f}"
+        colour = span.value_of_css_property("background-color")
+        if effect > 0:
+            assert "raised" in span.get_attribute("title") and colour.startswith("rgba(46, 160, 67")
+        elif effect < 0:
+            assert "lowered" in span.get_attribute("title") and colour.startswith("rgba(228, 87, 46")
+        assert f"{code['probability']:.3f} with the whole text" in span.get_attribute("title") or effect == 0
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "Which sentences made the answer" in body and "Traceback" not in body
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", spans[0])
+    assert browser.save_screenshot(str(ARTIFACTS / "ui-explanation.png"))
 
 
 def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):

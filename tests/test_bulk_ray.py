@@ -118,6 +118,40 @@ def test_bulk_run_matches_the_classifier_row_by_row(ray_address, tiny_bundle, in
     assert (again.written, again.total) == (0, ROWS)  # a finished job is not done twice
 
 
+def test_answer_options_and_explain_shape_every_bulk_row_as_the_classifier_does(ray_address, tiny_hierarchy_bundle, tmp_path):
+    """``run_bulk(options=...)`` (``patentclf predict --engine ray`` with answer flags): each row as
+    ``Classifier.predict`` answers it with the same options, explanations included; a folder holds
+    one job's options, so a rerun with others is refused."""
+    from patentclf.inference.classifier import Classifier
+    from patentclf.inference.options import PredictOptions
+
+    from .conftest import toy_hierarchy_rows
+
+    rows = toy_hierarchy_rows(24, seed=3)
+    for row, other in zip(rows, rows[1:] + rows[:1]):
+        row["text"] = f"{row['text']}. {other['text']}."  # two sentences: something to explain
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    options = PredictOptions(classes=2, subclasses=1, threshold=0.01, depth="subclass", explain=True)
+    out = tmp_path / "predictions"
+    result = run_bulk(str(source), str(out), model=tiny_hierarchy_bundle, address=ray_address, actors=1, options=options)
+    assert result.written == len(rows)
+    expected = Classifier.load(tiny_hierarchy_bundle).predict([r["text"] for r in rows], options=options)
+    table = read_predictions(out)
+    assert table.schema.names == ["id", *PREDICTION_SCHEMA.names, "explanation"]
+    by_id = {row["id"]: row for row in table.to_pylist()}
+    for row, p in zip(rows, expected):
+        got = by_id[row["id"]]
+        assert [c["code"] for c in got["classes"]] == [c.code for c in p.classes] and len(got["classes"]) <= 2
+        assert [c["code"] for c in got["subclasses"]] == [c.code for c in p.subclasses] and got["groups"] == []
+        explained = got["explanation"]
+        assert explained["sentences"] == [s.__dict__ for s in p.explanation.sentences]
+        assert [c["code"] for c in explained["codes"]] == [c.code for c in p.explanation.codes]
+        for code, want in zip(explained["codes"], p.explanation.codes):  # bf16 here: batch shapes round differently
+            assert code["effects"] == pytest.approx(want.effects, abs=2e-2)
+    with pytest.raises(BulkError, match="options"):
+        run_bulk(str(source), str(out), model=tiny_hierarchy_bundle, address=ray_address, actors=1)
+
+
 def test_killed_run_resumes_where_it_stopped(ray_address, tiny_bundle, input_folder, input_rows, expected, tmp_path):
     out = tmp_path / "predictions"
     command = [

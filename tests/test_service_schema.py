@@ -82,6 +82,11 @@ def test_the_schema_describes_every_answer_option(tiny_bundle, tmp_path):
         assert (field["type"], field["minimum"], field["maximum"], field["default"]) == ("integer", 0, MAX_SUGGESTIONS, 5)
     assert (described["properties"]["threshold"]["minimum"], described["properties"]["threshold"]["maximum"]) == (0, 1)
     assert described["properties"]["depth"]["enum"] == ["section", "class", "subclass", "group"]
+    assert (described["properties"]["explain"]["type"], described["properties"]["explain"]["default"]) == ("boolean", False)
+    # The answer's explanation is described too (left out of answers that do not ask for it).
+    explanation = models["PredictionResponse"]["properties"]["explanation"]
+    assert explanation["description"] and "explanation" not in models["PredictionResponse"]["required"]
+    assert set(models["Explanation"]["properties"]) == {"method", "sentences", "sentence_count", "capped", "codes"}
 
 
 def test_schemathesis_finds_nothing(tiny_bundle, tmp_path):

@@ -96,6 +96,44 @@ def test_the_options_beside_the_text_box_are_sent_with_the_request(ui_env, monke
     assert texts_of(at.subheader)[0].startswith("Section ") and not at.error  # the API took them
 
 
+EXPLAINED = "Wheel mounted data logger\nA data logger has an optical sensor and a clock. It is mounted on a vehicle wheel."
+
+
+def test_explain_highlights_the_sentences_under_the_answer(ui_env):
+    at = classify_page()
+    at.checkbox(key="opt_explain").check()
+    classify(at, EXPLAINED)
+    expected = httpx.post(f"{ui_env.url}/predict", json={"text": EXPLAINED, "options": {"explain": True}}, timeout=30).json()
+    assert "#### Which sentences made the answer" in texts_of(at.markdown)
+    [html] = [m for m in texts_of(at.markdown) if 'class="explanation"' in m]
+    [code] = expected["explanation"]["codes"]  # a section-only model explains its section
+    for span, effect in zip(expected["explanation"]["sentences"], code["effects"]):
+        sentence = EXPLAINED[span["start"] : span["end"]]
+        kind = "raises" if effect > 0 else "lowers" if effect < 0 else "none"
+        assert f'<span class="explained {kind}"' in html and f"{sentence} <small><b>{effect:+.3f}</b>" in html
+    assert "Wheel mounted data logger" in html and "<br>" in html  # the title's line break kept
+
+
+def test_the_batch_tab_sends_its_options_and_explains_small_files(ui_env):
+    content = "id,text\nUS-a,A fabric of weaving yarn. It is red.\nUS-b,A circuit with a transistor. And an antenna.\n"
+    at = classify_page()
+    at.file_uploader[0].set_value(("two.csv", content.encode(), "text/csv")).run()
+    at.number_input(key="batch_opt_similar").set_value(0)
+    at.checkbox(key="batch_opt_explain").check()
+    next(b for b in at.button if b.label == "Classify all").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table.columns).index("explained by") == list(table.columns).index("text") - 1
+    texts = ["A fabric of weaving yarn. It is red.", "A circuit with a transistor. And an antenna."]
+    body = {"texts": texts, "options": {"explain": True, "similar": 0}}
+    answers = httpx.post(f"{ui_env.url}/predict/batch", json=body, timeout=30).json()["predictions"]
+    for shown, answer, text in zip(table["explained by"], answers, texts):
+        effects = answer["explanation"]["codes"][0]["effects"]
+        if max(effects) > 0:
+            span = answer["explanation"]["sentences"][effects.index(max(effects))]
+            assert shown == f"{max(effects):+.3f} {answer['label']}: {text[span['start'] : span['end']]}"
+
+
 HIERARCHY_HEADING = "#### CPC sections, classes and subclasses"
 
 

@@ -119,3 +119,21 @@ def test_examples_are_real_test_rows_from_several_sections():
         row = rows[example.number]
         assert (example.title, example.abstract, example.section) == (row["title"], row["abstract"], row["section"])
     assert len({e.section for e in EXAMPLES}) == len(EXAMPLES) >= 4
+
+
+def test_an_explanation_is_a_column_only_when_answered_and_json_in_the_csv():
+    upload = read_upload("p.jsonl", b'{"id": "a", "text": "One. Two."}\n{"id": "b", "text": "three"}\n')
+    assert "explanation" not in results_table(upload, [_prediction("G", "p1"), _prediction("H", "p2")]).columns
+    explanation = {
+        "method": "occlusion",
+        "sentences": [{"start": 0, "end": 4}, {"start": 5, "end": 9}],
+        "sentence_count": 2,
+        "capped": False,
+        "codes": [{"level": "section", "code": "G", "probability": 0.9, "effects": [0.2, -0.01]}],
+    }
+    table = results_table(upload, [_prediction("G", "p1") | {"explanation": explanation}, _prediction("H", "p2")])
+    assert list(table["explanation"]) == [explanation, None]
+    from_csv = pd.read_csv(io.BytesIO(to_csv(table)), keep_default_na=False)
+    assert json.loads(from_csv.loc[0, "explanation"]) == explanation and from_csv.loc[1, "explanation"] == ""
+    first, second = (json.loads(line) for line in to_jsonl(table).decode().splitlines())
+    assert first["explanation"] == explanation and second["explanation"] is None

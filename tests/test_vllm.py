@@ -114,6 +114,25 @@ def test_the_shipped_model_through_vllm_agrees_with_predict(shipped_server, ship
     assert gap <= PROBABILITY_BOUND and section_gap <= PROBABILITY_BOUND, figures
 
 
+def test_explanations_through_vllm_agree_with_torch(shipped_server, shipped_model):
+    """``explain`` needs the engine's outputs only: on vLLM a text and its variants (one per sentence
+    left out) go in one engine call, and each effect is the torch engine's within the probability bound."""
+    from patentclf.corpus.data import load_split
+    from patentclf.inference.classifier import Classifier
+    from patentclf.inference.options import PredictOptions
+
+    texts = load_split("bundled", "test").texts[:4]
+    explain = PredictOptions(explain=True)
+    served = Classifier.load(shipped_model, engine="vllm", vllm_url=shipped_server.url).predict(texts, options=explain)
+    local = Classifier.load(shipped_model, precision="fp32", index=False).predict(texts, options=explain)
+    for a, b in zip(local, served):
+        assert a.explanation.sentences == b.explanation.sentences and len(a.explanation.sentences) > 1
+        assert [(c.level, c.code) for c in a.explanation.codes] == [(c.level, c.code) for c in b.explanation.codes]
+        assert [c.level for c in b.explanation.codes] == ["section", "subclass"]  # no index on vLLM: no groups
+        for mine, theirs in zip(a.explanation.codes, b.explanation.codes):
+            assert theirs.effects == pytest.approx(mine.effects, abs=2 * PROBABILITY_BOUND)
+
+
 def test_engine_logits_equal_transformers(shipped_server, shipped_export, shipped_model):
     """The engine's raw logits for token-id windows, against transformers on the same export."""
     import torch

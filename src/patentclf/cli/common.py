@@ -95,6 +95,16 @@ Depth = Annotated[
     ),
 ]
 
+Explain = Annotated[
+    bool,
+    typer.Option(
+        "--explain",
+        help="say which sentences raised or lowered the section's, best subclass's and best group's probability "
+        "(the explanation field: about one prediction more per sentence)",
+        rich_help_panel=_STEER,
+    ),
+]
+
 
 def steering_options(**given):
     """A ``PredictOptions`` of the flags given (None: not given), or a one-line error naming the flag."""

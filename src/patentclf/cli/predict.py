@@ -17,6 +17,7 @@ from patentclf.cli.common import (
     CpusPerActor,
     Depth,
     Engine,
+    Explain,
     Groups,
     LongText,
     Model,
@@ -78,6 +79,7 @@ def predict(
     threshold: Threshold = None,
     sections_threshold: SectionsThreshold = None,
     depth: Depth = None,
+    explain: Explain = False,
 ) -> None:
     """Predict sections for texts given as arguments or in a file (or, with --engine ray, many files on a cluster)."""
     from patentclf.inference.prediction import output_format
@@ -90,6 +92,7 @@ def predict(
         threshold=threshold,
         sections_threshold=sections_threshold,
         depth=depth,
+        explain=explain or None,
     )
     if engine == "ray" and vllm_url:
         fail("--vllm-url runs in this process: drop --engine ray (Ray actors load the model themselves)")
@@ -172,6 +175,23 @@ def _print_answer(text: str, p) -> None:
     width = max((len(code) for _, code, _, _ in lines), default=0)
     for level, code, value, title in lines:
         console.print(f"  {level:<8}  {escape(code):<{width}}  {value:.3f}  {escape(title)}", highlight=False)
+    if p.explanation is not None:
+        _print_explanation(text, p.explanation)
+
+
+def _print_explanation(text: str, explanation) -> None:
+    """Each explained sentence with what it did to each explained code (+ raised, - lowered)."""
+    if not explanation.codes:
+        console.print("  explanation: one sentence, nothing to leave out", highlight=False)
+        return
+    header = "  ".join(f"{c.level} {c.code}" for c in explanation.codes)
+    capped = f" (the first {len(explanation.sentences)} of {explanation.sentence_count})" if explanation.capped else ""
+    console.print(f"  sentences{capped}, the probability each added:  {escape(header)}", highlight=False)
+    for i, span in enumerate(explanation.sentences):
+        sentence = text[span.start : span.end]
+        snippet = sentence if len(sentence) <= 70 else sentence[:67] + "..."
+        effects = "  ".join(f"{c.effects[i]:+.3f}" for c in explanation.codes)
+        console.print(f"    {effects}  {escape(snippet)}", highlight=False)
 
 
 def _predict_on_ray(input: str, output: str, model: Path | None, fields: tuple[str, ...] | None, **options) -> None:

@@ -18,6 +18,7 @@ from patentclf.corpus.data import to_bigpatent_form
 from patentclf.corpus.hierarchy import title
 from patentclf.corpus.labels import CODES, SECTIONS
 from patentclf.inference.calibration import Calibration, section_sets
+from patentclf.inference.explain import expand
 from patentclf.inference.groups import GroupPriors, GroupVoting, suggest_groups
 from patentclf.inference.hierarchy import best, neighbour_votes, row_tables, with_evidence
 from patentclf.inference.index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
@@ -166,8 +167,17 @@ class Classifier:
         """Predict each text; the output keeps the input order. ``progress(n)`` is told of finished rows.
         ``batch_size``: most texts per model call (default 8 on CPU, 32 on a GPU). ``options``: how
         many codes per level, thresholds, depth (``PredictOptions``; one for every text, or one per
-        text; default: ``PredictOptions()``, the full answer)."""
+        text; default: ``PredictOptions()``, the full answer). Texts whose options ask to ``explain``
+        are answered with their variants, one per sentence left out, in the same calls (``explain.py``)."""
         chosen = self._options(options, len(texts))
+        if any(o.explain for o in chosen):
+            expansion = expand(texts, chosen)
+            scale = len(texts) / len(expansion.texts)  # progress counts the texts asked for
+            told = (lambda n: progress(n * scale)) if progress else None
+            every = self.predict(
+                expansion.texts, batch_size=batch_size, long_text=long_text, progress=told, options=expansion.options
+            )
+            return expansion.collect(every)
         windows = self._windows(texts, long_text)
         raw = self._gather(self._document_outputs(windows, len(texts), batch_size, progress), len(texts))
         outputs = self._outputs(raw, texts, chosen)
@@ -183,6 +193,8 @@ class Classifier:
         """The predictions made of ``raw_outputs(texts)`` (for fitting and measuring on outputs computed
         once; a text's ``truncated`` and ``chunks`` are not known here and read False and 1)."""
         chosen = self._options(options, len(texts))
+        if any(o.explain for o in chosen):
+            raise ValueError("options.explain needs the texts' variants classified: use predict")
         outputs = self._outputs(raw, texts, chosen)
         return [self._prediction(outputs, i, text, False, 1, chosen[i]) for i, text in enumerate(texts)]
 
@@ -215,8 +227,13 @@ class Classifier:
         ``(index, prediction)`` pairs per call, shortest texts first: a caller that batched several
         requests together can answer the short ones while the long ones still run. The predictions are
         the same as ``predict``'s (calibration reads each row on its own). ``options`` as for ``predict``:
-        texts of several requests, each with its own, share the model calls."""
+        texts of several requests, each with its own, share the model calls. Explained texts wait for
+        their variants: with any, every prediction comes at the end (the service expands explained
+        requests itself, so their variants take turns in its queue)."""
         chosen = self._options(options, len(texts))
+        if any(o.explain for o in chosen):
+            yield list(enumerate(self.predict(texts, batch_size=batch_size, long_text=long_text, options=chosen)))
+            return
         windows = self._windows(texts, long_text)
         chunks = Counter(windows.owners)
         for documents, raw in self._document_outputs(windows, len(texts), batch_size, None):

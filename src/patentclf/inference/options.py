@@ -19,6 +19,9 @@ model loads, so a bad value is a one-line error), the Ray bulk job and the web U
   section set only: no index search, no votes, no class or subclass lists (so ``similar`` is empty
   and ``evidence_disagrees`` false). ``class`` and ``subclass`` still search the index where it has
   one: the neighbours' votes are part of the class and subclass probabilities.
+* ``explain``: which sentences raised or lowered the main section's, the best subclass's and the best
+  group's probability (``explain.py``: the answer again with each sentence left out, so an explained
+  text costs about one more text of model work per sentence).
 """
 
 from __future__ import annotations
@@ -76,6 +79,13 @@ class PredictOptions(BaseModel):
         "group",
         description="the deepest level answered: section (no index search, no class or subclass), class, subclass or "
         "group (everything)",
+    )
+
+    explain: bool = Field(
+        False,
+        strict=True,
+        description="say which sentences raised or lowered the section's, best subclass's and best group's probability "
+        "(the 'explanation' field; costs about one prediction per sentence, at most 40 sentences)",
     )
 
     def reaches(self, level: str) -> bool:

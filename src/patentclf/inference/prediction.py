@@ -21,9 +21,10 @@ from typing import Annotated, get_args, get_origin, get_type_hints
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_serializer
 
 from patentclf.corpus.labels import CODES
+from patentclf.inference.explain import Explanation
 
 
 @dataclass
@@ -100,9 +101,14 @@ class Prediction:
     needs_review: bool = False
     review_reasons: list[ReviewReason] = field(default_factory=list)
     evidence_disagrees: bool = False  # most of the nearest indexed patents' votes are for another section
+    # Which sentences made the answer (options.explain); None, and left out of to_dict, when not asked.
+    explanation: Explanation | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        if values["explanation"] is None:
+            del values["explanation"]
+        return values
 
 
 class EverySection:
@@ -172,12 +178,31 @@ class PredictionRecord(BaseModel):
         description="most of the nearest indexed patents' votes are for another section than label: check them (false "
         "without an index, and at depth section, which searches none)",
     )
+    explanation: Explanation | None = Field(
+        None,
+        description="with options.explain only (left out otherwise): the text's sentences as character offsets, and "
+        "for the main section, the best subclass and the best main group how much each sentence raised (positive) or "
+        "lowered (negative) the probability",
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_unasked(self, handler):
+        """Left out when not asked for: an answer without options.explain is as it was before."""
+        values = handler(self)
+        for name in OPTIONAL_FIELDS:
+            if values.get(name) is None:
+                values.pop(name, None)
+        return values
 
 
-RECORD_FIELDS = tuple(PredictionRecord.model_fields)
+# Fields a record has only when asked for (left out otherwise, so an answer not asked for them is as before).
+OPTIONAL_FIELDS = ("explanation",)
+# The fields every record has, in order (then the optional ones it was asked for).
+RECORD_FIELDS = tuple(name for name in PredictionRecord.model_fields if name not in OPTIONAL_FIELDS)
 # What the service adds to a prediction (the other fields are the Prediction's own).
 SERVICE_FIELDS = ("id", "model_version")
-# A file row holds every field but these (a file keys its rows by the input's own ``id``).
+# A file row holds every field but these (a file keys its rows by the input's own ``id``), then the
+# optional ones the record has.
 FILE_FIELDS = tuple(name for name in RECORD_FIELDS if name not in (*SERVICE_FIELDS, "name", "label_id", "chunks"))
 # Files written before the section was called ``label`` in every output called it ``prediction``:
 # readers of patentclf's own files accept both.
@@ -188,12 +213,12 @@ def prediction_record(prediction: Prediction, **added) -> dict:
     """The record of ``prediction``: its fields (suggestions as dicts) and those ``added`` (the service
     adds ``id`` and ``model_version``, and may override ``needs_review``), in the record's order, as plain JSON values."""
     values = {**prediction.to_dict(), **added}
-    return {name: values[name] for name in RECORD_FIELDS if name in values}
+    return {name: values[name] for name in (*RECORD_FIELDS, *OPTIONAL_FIELDS) if name in values}
 
 
 def file_record(record: dict) -> dict:
     """The part of a record that a file row holds."""
-    return {name: record[name] for name in FILE_FIELDS}
+    return {name: record[name] for name in FILE_FIELDS} | {name: record[name] for name in OPTIONAL_FIELDS if name in record}
 
 
 # --- files of predictions: JSONL, CSV, Parquet ---------------------------------------------------
@@ -237,9 +262,18 @@ PREDICTION_SCHEMA = pa.schema(
 )
 
 
+def _schema_with(names: list[str]) -> pa.Schema:
+    """``PREDICTION_SCHEMA`` and the optional fields ``names``."""
+    fields = PredictionRecord.model_fields
+    return pa.schema([*PREDICTION_SCHEMA, *((name, arrow_type(fields[name].annotation)) for name in names)])
+
+
 def prediction_table(ids: pa.Array | pa.ChunkedArray, predictions: list[Prediction]) -> pa.Table:
-    """The file rows of ``predictions`` as an Arrow table, keyed by ``ids``."""
-    table = pa.Table.from_pylist([file_record(prediction_record(p)) for p in predictions], schema=PREDICTION_SCHEMA)
+    """The file rows of ``predictions`` as an Arrow table, keyed by ``ids`` (with a column per optional
+    field some prediction has: null in the rows without)."""
+    rows = [file_record(prediction_record(p)) for p in predictions]
+    present = [name for name in OPTIONAL_FIELDS if any(name in row for row in rows)]
+    table = pa.Table.from_pylist(rows, schema=_schema_with(present))
     return table.add_column(0, "id", ids)
 
 
@@ -255,7 +289,8 @@ def write_predictions(path: str | Path, ids: list[str | None], predictions: list
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     elif kind == "csv":
         with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", *FILE_FIELDS])
+            present = [name for name in OPTIONAL_FIELDS if any(name in row for row in rows)]
+            writer = csv.DictWriter(f, fieldnames=["id", *FILE_FIELDS, *present])
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()})

@@ -76,6 +76,14 @@ class ServiceConfig(BaseSettings):
 
     max_text_chars: int = Field(50_000, gt=0, description="longer texts are refused with 413")
     max_batch: int = Field(64, gt=0, description="most texts in one /predict/batch request (more: 413)")
+    # 8 explained texts: ~40 texts of model work for abstracts, 80 for long ones (~50 s on a 2-core CPU):
+    # within the default request_timeout_s.
+    max_explain_batch: int = Field(
+        8,
+        gt=0,
+        description="most texts in one /predict/batch request with options.explain (more: 422 naming it): each costs "
+        "about one prediction per sentence",
+    )
     queue_size: int = Field(256, gt=0, description="requests waiting for the model; when full: 503 + Retry-After")
     micro_batching: bool = Field(True, description="coalesce concurrent requests into one model call")
     micro_batch_size: int = Field(16, gt=0, description="most texts per model call")

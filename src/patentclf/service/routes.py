@@ -7,6 +7,7 @@ import secrets
 from typing import Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, Security, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyHeader
 from sqlalchemy.exc import DBAPIError
 
@@ -37,7 +38,8 @@ _ERRORS = {
     413: {"model": ErrorResponse, "description": "a text longer than max_text_chars, or more texts than max_batch"},
     422: {
         "model": ErrorResponse,
-        "description": "not JSON, a missing or mistyped field, an empty text, an option out of its range (detail names it)",
+        "description": "not JSON, a missing or mistyped field, an empty text, an option out of its range, more texts "
+        "than max_explain_batch with options.explain (detail names the field)",
     },
     503: {"model": ErrorResponse, "description": "model loading or broken, queue full, or deadline passed (see Retry-After)"},
 }
@@ -140,6 +142,11 @@ async def predict_batch(body: BatchPredictRequest, request: Request, runtime: Se
             status.HTTP_413_CONTENT_TOO_LARGE, f"{len(body.texts)} texts: at most {runtime.config.max_batch} per request"
         )
     _check_lengths(runtime, body.texts)
+    limit = runtime.config.max_explain_batch
+    if body.options.explain and len(body.texts) > limit:
+        # An explained text costs about one prediction per sentence: a bound keeps a request within its deadline.
+        message = f"explain is offered for at most {limit} texts per request ({len(body.texts)} given): send fewer"
+        raise RequestValidationError([{"loc": ("body", "options", "explain"), "msg": message, "type": "too_many_explained"}])
     served = await _predict(request, runtime, body.texts, body.options)
     return {"predictions": [s.to_response() for s in served], "model_version": served[0].model_version}
 

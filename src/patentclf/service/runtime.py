@@ -16,6 +16,7 @@ from pathlib import Path
 
 from patentclf.inference.classifier import Classifier
 from patentclf.inference.engines.vllm import EngineUnavailable
+from patentclf.inference.explain import expand
 from patentclf.inference.options import DEFAULT_OPTIONS, PredictOptions
 from patentclf.inference.prediction import Prediction, prediction_record
 from patentclf.inference.review import queue_details, queue_score
@@ -260,7 +261,12 @@ class ServiceRuntime:
             raise NotReady(self.not_ready_reason)
         self.metrics.queue_depth.set(self.batcher.depth + 1)
         try:
-            predictions: list[Prediction] = await self.batcher.submit([(text, options) for text in texts])
+            # An explained text comes with its variants (one per sentence left out): they queue as texts
+            # of this request, so a large explained request takes its turns with the others, a share
+            # of a model call at a time, like any large request.
+            expansion = expand(texts, [options] * len(texts))
+            every = await self.batcher.submit(list(zip(expansion.texts, expansion.options)))
+            predictions: list[Prediction] = expansion.collect(every)
         except EngineUnavailable as exc:  # the vLLM server went away since the last check
             self.engine_error = str(exc)
             raise NotReady(str(exc)) from exc

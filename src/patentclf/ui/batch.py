@@ -17,7 +17,7 @@ import pyarrow as pa
 from patentclf.corpus.data import rows_to_split
 from patentclf.corpus.inputs import DataError, read_records, text_fields_for
 from patentclf.corpus.labels import CODES
-from patentclf.inference.prediction import PredictionRecord
+from patentclf.inference.prediction import OPTIONAL_FIELDS, PredictionRecord
 
 UPLOAD_TYPES = ("csv", "jsonl", "json")
 MAX_ROWS = 1000  # a browser upload is for a quick look; larger jobs belong to `patentclf predict --input`
@@ -60,9 +60,11 @@ def results_table(upload: Upload, predictions: list[dict]) -> pd.DataFrame:
     """One row per text: the upload's id, its own other columns and its text, then every field of the
     API's answer (its id as ``prediction_id``), the hierarchy as the API's lists and dicts."""
     rows = []
+    # A field answered only on request (an explanation) is a column only when some answer has it.
+    fields = [name for name in DEFAULTS if name not in OPTIONAL_FIELDS or any(name in answer for answer in predictions)]
     for row_id, own, text, answer in zip(upload.ids, upload.columns, upload.texts, predictions):
         row = {"id": row_id, **{own_column(name): value for name, value in own.items()}, "text": text}
-        row.update({"prediction_id" if name == "id" else name: answer.get(name, DEFAULTS[name]) for name in DEFAULTS})
+        row.update({"prediction_id" if name == "id" else name: answer.get(name, DEFAULTS[name]) for name in fields})
         # An API from before the hierarchy answers the main section only.
         row["sections"] = row["sections"] or [answer["label"]]
         row["section_probabilities"] = row["section_probabilities"] or {answer["label"]: answer["confidence"]}
@@ -90,7 +92,10 @@ def similar_patents(items: list[dict]) -> str:
 
 def _cell(value):
     """A list or dict of the answer in one CSV cell: codes as ``G;H``, scored codes as ``CODE (p); ...``,
-    similar patents as ``ID (similarity); ...``, review reasons as ``too_short;uncertain``."""
+    similar patents as ``ID (similarity); ...``, review reasons as ``too_short;uncertain``, an explanation
+    as its JSON text."""
+    if isinstance(value, dict) and "sentences" in value:
+        return json.dumps(value)
     if isinstance(value, list) and value and isinstance(value[0], dict) and "similarity" in value[0]:
         return similar_patents(value)
     if isinstance(value, list) and value and isinstance(value[0], dict) and "reason" in value[0]:

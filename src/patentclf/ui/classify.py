@@ -21,6 +21,10 @@ from patentclf.ui.examples import EXAMPLES
 from patentclf.ui.tables import code_link, html_table, patent_link, title_cell
 
 BATCH_CHUNK = 32  # texts per request: keeps each request short and under the API's batch limit
+# Explained texts per request (the API takes up to max_explain_batch, 8 by default): each costs about a
+# prediction per sentence, so a request of four long abstracts stays well within the UI's 60 s timeout.
+EXPLAIN_CHUNK = 4
+EXPLAIN_MAX_ROWS = 50  # the batch tab explains small files only: about a prediction per sentence of each text
 
 
 def render() -> None:
@@ -58,35 +62,44 @@ def _single(client: ApiClient) -> None:
     )
     st.text_area("Patent text (title and abstract)", key="text", height=200)
     _answer_options()
+    st.checkbox(
+        "Explain",
+        key="opt_explain",
+        help="Which sentences raised or lowered the section's, best subclass's and best main group's probability: "
+        "the answer again with each sentence left out (takes about one prediction per sentence).",
+    )
     if st.button("Classify", type="primary"):
         text = st.session_state.get("text", "").strip()
         st.session_state.pop("prediction", None)
         st.session_state.pop("feedback_ack", None)
+        st.session_state.pop("explain_code", None)  # a new answer may explain fewer codes
         if not text:
             st.warning("Enter a patent's text first, or pick an example.")
         else:
             with st.spinner("Classifying…"):
                 try:
                     st.session_state["prediction"] = client.predict(text, chosen_options(st.session_state))
+                    st.session_state["prediction_text"] = text  # the explanation's spans are offsets into it
                 except ApiError as exc:
                     st.error(exc.message)
     prediction = st.session_state.get("prediction")
     if prediction:
-        show_prediction(prediction)
+        show_prediction(prediction, st.session_state.get("prediction_text"))
         _feedback(client, prediction)
 
 
 COUNT_OPTIONS = (("classes", "Classes"), ("subclasses", "Subclasses"), ("groups", "Main groups"), ("similar", "Similar patents"))
 
 
-def _answer_options() -> None:
-    """The request's answer options (``PredictOptions``), under the text box; their defaults are the API's."""
+def _answer_options(prefix: str = "opt_") -> None:
+    """The request's answer options (``PredictOptions``), under the text box; their defaults are the API's.
+    ``prefix``: of the widgets' keys (each tab has its own)."""
     with st.expander("Options"):
         st.caption("How many suggestions per level (0: none), which to leave out, and how deep to answer.")
         columns = st.columns(len(COUNT_OPTIONS))
         for column, (name, label) in zip(columns, COUNT_OPTIONS):
             column.number_input(
-                label, min_value=0, max_value=MAX_SUGGESTIONS, value=getattr(DEFAULT_OPTIONS, name), step=1, key=f"opt_{name}"
+                label, min_value=0, max_value=MAX_SUGGESTIONS, value=getattr(DEFAULT_OPTIONS, name), step=1, key=f"{prefix}{name}"
             )
         st.slider(
             "Leave out codes less probable than",
@@ -94,35 +107,41 @@ def _answer_options() -> None:
             max_value=1.0,
             value=DEFAULT_OPTIONS.threshold,
             step=0.01,
-            key="opt_threshold",
+            key=f"{prefix}threshold",
         )
-        st.checkbox("Set the sections threshold (default: the model's own)", key="opt_own_sections")
-        if st.session_state.get("opt_own_sections"):
-            st.slider("A section joins the answer from", min_value=0.0, max_value=1.0, value=0.5, step=0.05, key="opt_sections")
+        st.checkbox("Set the sections threshold (default: the model's own)", key=f"{prefix}own_sections")
+        if st.session_state.get(f"{prefix}own_sections"):
+            st.slider(
+                "A section joins the answer from", min_value=0.0, max_value=1.0, value=0.5, step=0.05, key=f"{prefix}sections"
+            )
         st.radio(
             "Answer down to",
             DEPTHS,
             index=DEPTHS.index(DEFAULT_OPTIONS.depth),
             horizontal=True,
-            key="opt_depth",
+            key=f"{prefix}depth",
             help="section: the sections only, with no index search (faster)",
         )
 
 
-def chosen_options(state) -> dict:
-    """The answer options set on the page that differ from the defaults (empty: send none)."""
-    chosen = {name: int(state[f"opt_{name}"]) for name, _ in COUNT_OPTIONS if f"opt_{name}" in state}
-    if "opt_threshold" in state:
-        chosen["threshold"] = float(state["opt_threshold"])
-    if state.get("opt_own_sections") and "opt_sections" in state:
-        chosen["sections_threshold"] = float(state["opt_sections"])
-    if "opt_depth" in state:
-        chosen["depth"] = state["opt_depth"]
+def chosen_options(state, prefix: str = "opt_") -> dict:
+    """The answer options set on the page (widgets keyed ``prefix`` + field) that differ from the
+    defaults (empty: send none)."""
+    chosen = {name: int(state[f"{prefix}{name}"]) for name, _ in COUNT_OPTIONS if f"{prefix}{name}" in state}
+    if f"{prefix}threshold" in state:
+        chosen["threshold"] = float(state[f"{prefix}threshold"])
+    if state.get(f"{prefix}own_sections") and f"{prefix}sections" in state:
+        chosen["sections_threshold"] = float(state[f"{prefix}sections"])
+    if f"{prefix}depth" in state:
+        chosen["depth"] = state[f"{prefix}depth"]
+    if f"{prefix}explain" in state:
+        chosen["explain"] = bool(state[f"{prefix}explain"])
     return {name: value for name, value in chosen.items() if value != getattr(DEFAULT_OPTIONS, name)}
 
 
-def show_prediction(p: dict) -> None:
-    """Draw one answer of ``POST /predict`` (the page is a function of that JSON alone)."""
+def show_prediction(p: dict, text: str | None = None) -> None:
+    """Draw one answer of ``POST /predict`` (the page is a function of that JSON alone, and of the
+    ``text`` sent, whose sentences an explanation highlights)."""
     st.subheader(f"Section {p['label']} · {p['name']}")
     left, right = st.columns(2)
     left.metric("Predicted section", p["label"])
@@ -141,6 +160,8 @@ def show_prediction(p: dict) -> None:
     if p.get("truncated"):
         st.info("The text was longer than the model reads; only its beginning was used.")
     _show_levels(p)
+    if p.get("explanation") and text is not None:
+        _show_explanation(p["explanation"], text)
     _show_hierarchy(p)
     st.altair_chart(_probability_chart(p), width="stretch")
     st.caption(f"Served by {p.get('model_version', 'an unknown model')} · prediction id {p.get('id', '-')}")
@@ -192,6 +213,70 @@ def _show_levels(p: dict) -> None:
         "than its subclass. 'Right at this probability': of the held-out (validation) patents answered at that level "
         "with about that probability, the share whose main code it was."
     )
+
+
+EFFECT_COLOURS = {"raises": "46, 160, 67", "lowers": "228, 87, 46"}  # green raises, orange-red lowers (RGB)
+
+
+def explanation_html(text: str, explanation: dict, which: int = 0) -> str:
+    """``text`` with each explained sentence highlighted by what it did to the ``which``-th explained
+    code: green where it raised the probability, red where it lowered it, the stronger the colour the
+    larger the effect (against the largest); the effect beside it, and in words on hover."""
+    code = explanation["codes"][which]
+    largest = max((abs(e) for e in code["effects"]), default=0.0) or 1.0
+    name = code["code"]
+    parts, at = [], 0
+    for span, effect in zip(explanation["sentences"], code["effects"]):
+        parts.append(_plain(text[at : span["start"]]))
+        kind = "raises" if effect > 0 else "lowers" if effect < 0 else "none"
+        if kind == "none":
+            style, tip = "", f"no effect on {name}'s probability"
+        else:
+            strength = 0.12 + 0.55 * abs(effect) / largest
+            style = f"background: rgba({EFFECT_COLOURS[kind]}, {strength:.2f}); border-radius: 3px; padding: 0 2px;"
+            tip = (
+                f"{'raised' if effect > 0 else 'lowered'} {name}'s probability by {abs(effect):.3f} "
+                f"({code['probability']:.3f} with the whole text, {code['probability'] - effect:.3f} without this sentence)"
+            )
+        parts.append(
+            f'<span class="explained {kind}" title="{escape(tip)}" style="{style}">{_plain(text[span["start"] : span["end"]])}'
+            f" <small><b>{effect:+.3f}</b></small></span>"
+        )
+        at = span["end"]
+    parts.append(_plain(text[at:]))
+    return f'<div class="explanation" style="line-height: 1.9;">{"".join(parts)}</div>'
+
+
+def _plain(text: str) -> str:
+    """Text as HTML inside a Markdown block: escaped, line breaks as <br> (a blank line would end the
+    HTML block, and Markdown would read the rest)."""
+    return escape(text).replace("\n", "<br>")
+
+
+def _show_explanation(explanation: dict, text: str) -> None:
+    """The text with its sentences highlighted by what they did to one explained code (chosen above it)."""
+    st.markdown("#### Which sentences made the answer")
+    codes = explanation.get("codes") or []
+    if not codes:
+        st.caption("The text is one sentence: there is nothing to leave out, so nothing to compare.")
+        return
+    which = st.radio(
+        "Explain",
+        range(len(codes)),
+        format_func=lambda i: f"{LEVEL_NAMES.get(codes[i]['level'], codes[i]['level'])} {codes[i]['code']}",
+        horizontal=True,
+        key="explain_code",
+        label_visibility="collapsed",
+    )
+    st.markdown(explanation_html(text, explanation, which), unsafe_allow_html=True)
+    st.caption(
+        "Green: the sentence raised the code's probability; red: it lowered it (the stronger, the more). Beside each "
+        "sentence, and on hover: its probability with the whole text minus without that sentence."
+    )
+    if explanation.get("capped"):
+        st.info(
+            f"Only the first {len(explanation['sentences'])} of the text's {explanation['sentence_count']} sentences are explained."
+        )
 
 
 def has_hierarchy(p: dict) -> bool:
@@ -403,14 +488,27 @@ def _batch(client: ApiClient) -> None:
         st.error(str(exc))
         return
     st.write(f"{len(rows.texts)} patents in {upload.name}.")
+    _answer_options(prefix="batch_opt_")
+    small = len(rows.texts) <= EXPLAIN_MAX_ROWS
+    st.checkbox(
+        "Explain" if small else f"Explain (files of up to {EXPLAIN_MAX_ROWS} patents)",
+        key="batch_opt_explain",
+        disabled=not small,
+        help="Which sentences raised or lowered each answer's best codes (in the downloads; the table shows the "
+        "sentence that raised the section most). About one prediction per sentence of each text.",
+    )
+    options = chosen_options(st.session_state, prefix="batch_opt_")
+    if not small:
+        options.pop("explain", None)
     done = st.session_state.get("batch")
     if st.button("Classify all", type="primary"):
         done = None
         predictions = []
         bar = st.progress(0.0, text="Classifying…")
+        chunk = EXPLAIN_CHUNK if options.get("explain") else BATCH_CHUNK
         try:
-            for start in range(0, len(rows.texts), BATCH_CHUNK):
-                predictions += client.predict_batch(rows.texts[start : start + BATCH_CHUNK])
+            for start in range(0, len(rows.texts), chunk):
+                predictions += client.predict_batch(rows.texts[start : start + chunk], options)
                 bar.progress(len(predictions) / len(rows.texts), text=f"Classified {len(predictions)} of {len(rows.texts)}")
         except ApiError as exc:
             st.error(exc.message)
@@ -433,6 +531,12 @@ def _batch(client: ApiClient) -> None:
         shown[name] = table[name]
     for name in ("needs_review", "truncated", "text"):
         shown[name] = table[name]
+    if "explanation" in table.columns:  # the sentence that raised the section most, beside the text
+        shown.insert(
+            list(shown.columns).index("text"),
+            "explained by",
+            [top_sentence(t, e) for t, e in zip(table["text"], table["explanation"])],
+        )
     # Why an answer needs review, in the reasons' short names, beside the flag.
     reasons = table["review_reasons"].map(lambda items: ", ".join(item["reason"] for item in items or []))
     why = "why" if "why" not in shown.columns else "why (review)"  # an upload may have a column of that name
@@ -445,7 +549,10 @@ def _batch(client: ApiClient) -> None:
         column_config={
             "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0),
             **{name: st.column_config.TextColumn(name, width="small") for name in ("label", "name", "sections", why)},
-            **{name: st.column_config.TextColumn(name, width="medium") for name in ("subclasses", "groups", "text")},
+            **{
+                name: st.column_config.TextColumn(name, width="medium")
+                for name in ("subclasses", "groups", "text", "explained by")
+            },
             **{name: st.column_config.CheckboxColumn(name, width="small") for name in ("needs_review", "truncated")},
         },
     )
@@ -453,6 +560,17 @@ def _batch(client: ApiClient) -> None:
     left, right = st.columns(2)
     left.download_button("Download CSV", to_csv(table), file_name=f"{stem}-predictions.csv", mime="text/csv")
     right.download_button("Download JSONL", to_jsonl(table), file_name=f"{stem}-predictions.jsonl", mime="application/x-ndjson")
+
+
+def top_sentence(text: str, explanation: dict | None) -> str:
+    """The sentence that raised the section's probability most, with its effect ("" where none did)."""
+    codes = (explanation or {}).get("codes") or []
+    if not codes or max(codes[0]["effects"]) <= 0:
+        return ""
+    effects = codes[0]["effects"]
+    best = effects.index(max(effects))
+    span = explanation["sentences"][best]
+    return f"{effects[best]:+.3f} {codes[0]['code']}: {text[span['start'] : span['end']]}"
 
 
 def _codes(items: list[dict]) -> str:
