@@ -76,6 +76,15 @@ class ReviewReason:
 
 
 @dataclass
+class TagMatch:
+    """A tag of the user's own (``patentclf tags fit``) whose probability reaches its threshold."""
+
+    set: Annotated[str, Field(description="the tag set's name", examples=["batteries"])]
+    name: Annotated[str, Field(description="the tag", examples=["sodium-ion"])]
+    probability: Annotated[float, Field(ge=0, le=1, description="the tag's own probability (tags need not sum to 1)")]
+
+
+@dataclass
 class Prediction:
     label: str  # the main section: the one the patent's first code is in
     label_id: int
@@ -100,9 +109,15 @@ class Prediction:
     needs_review: bool = False
     review_reasons: list[ReviewReason] = field(default_factory=list)
     evidence_disagrees: bool = False  # most of the nearest indexed patents' votes are for another section
+    # The user's own tags above their thresholds, most probable first; None (absent from every output)
+    # for a classifier without tag sets, so that an answer without tags is what it always was.
+    tags: list[TagMatch] | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        if self.tags is None:
+            del values["tags"]
+        return values
 
 
 class EverySection:
@@ -172,9 +187,19 @@ class PredictionRecord(BaseModel):
         description="most of the nearest indexed patents' votes are for another section than label: check them (false "
         "without an index, and at depth section, which searches none)",
     )
+    tags: list[TagMatch] | None = Field(
+        None,
+        description="the user's own tags (tag sets from `patentclf tags fit`) whose probability reaches their threshold "
+        "(and options.threshold), most probable first; absent where the service answers with no tag sets",
+        exclude_if=lambda tags: tags is None,  # an answer without tag sets is what it was before tags existed
+    )
 
 
-RECORD_FIELDS = tuple(PredictionRecord.model_fields)
+# Fields an answer holds only where asked for (a classifier with tag sets), after all the others.
+OPTIONAL_FIELDS = ("tags",)
+
+
+RECORD_FIELDS = tuple(name for name in PredictionRecord.model_fields if name not in OPTIONAL_FIELDS)
 # What the service adds to a prediction (the other fields are the Prediction's own).
 SERVICE_FIELDS = ("id", "model_version")
 # A file row holds every field but these (a file keys its rows by the input's own ``id``).
@@ -188,12 +213,14 @@ def prediction_record(prediction: Prediction, **added) -> dict:
     """The record of ``prediction``: its fields (suggestions as dicts) and those ``added`` (the service
     adds ``id`` and ``model_version``, and may override ``needs_review``), in the record's order, as plain JSON values."""
     values = {**prediction.to_dict(), **added}
-    return {name: values[name] for name in RECORD_FIELDS if name in values}
+    return {name: values[name] for name in (*RECORD_FIELDS, *OPTIONAL_FIELDS) if name in values}
 
 
 def file_record(record: dict) -> dict:
-    """The part of a record that a file row holds."""
-    return {name: record[name] for name in FILE_FIELDS}
+    """The part of a record that a file row holds (``tags`` where the record has them)."""
+    row = {name: record[name] for name in FILE_FIELDS}
+    row.update({name: record[name] for name in OPTIONAL_FIELDS if name in record})
+    return row
 
 
 # --- files of predictions: JSONL, CSV, Parquet ---------------------------------------------------
@@ -235,11 +262,18 @@ PREDICTION_SCHEMA = pa.schema(
         for name in FILE_FIELDS
     ]
 )
+# The same with the tags, for the predictions of a classifier with tag sets.
+TAGGED_SCHEMA = PREDICTION_SCHEMA.append(pa.field("tags", pa.list_(arrow_type(TagMatch))))
+
+
+def prediction_schema(tagged: bool) -> pa.Schema:
+    return TAGGED_SCHEMA if tagged else PREDICTION_SCHEMA
 
 
 def prediction_table(ids: pa.Array | pa.ChunkedArray, predictions: list[Prediction]) -> pa.Table:
     """The file rows of ``predictions`` as an Arrow table, keyed by ``ids``."""
-    table = pa.Table.from_pylist([file_record(prediction_record(p)) for p in predictions], schema=PREDICTION_SCHEMA)
+    tagged = any(p.tags is not None for p in predictions)
+    table = pa.Table.from_pylist([file_record(prediction_record(p)) for p in predictions], schema=prediction_schema(tagged))
     return table.add_column(0, "id", ids)
 
 
@@ -255,7 +289,8 @@ def write_predictions(path: str | Path, ids: list[str | None], predictions: list
         path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     elif kind == "csv":
         with path.open("w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["id", *FILE_FIELDS])
+            tagged = any(p.tags is not None for p in predictions)
+            writer = csv.DictWriter(f, fieldnames=["id", *FILE_FIELDS, *(OPTIONAL_FIELDS if tagged else ())])
             writer.writeheader()
             for row in rows:
                 writer.writerow({k: json.dumps(v) if isinstance(v, list | dict) else v for k, v in row.items()})

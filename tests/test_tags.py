@@ -1,0 +1,154 @@
+"""Tags: a user's own categories fitted on a few examples over the model's representation, stored
+without pickle, tied to the model, and answered by the classifier (a tiny random model trained on the
+toy task; the shipped model in one slow end-to-end check)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from patentclf.corpus.inputs import DataError
+from patentclf.inference.tags import EXAMPLES_FILE, INFO_FILE, WEIGHTS_FILE, TagSet, TagSetError, load_tag_sets
+from patentclf.jobs.tags import fit_tags
+from patentclf.training.tags import best_threshold, fit_tag_set, split_tags
+from tests.conftest import toy_rows, write_jsonl
+
+# The toy sections' rows as a user's categories: electrical (H) and optics-and-measuring (G); the
+# other sections' rows carry no tag (they are what the tags are not).
+TAG_OF = {"H": "electrical", "G": "measuring"}
+
+
+def example_rows(n: int, seed: int) -> list[dict]:
+    return [{"id": r["id"], "text": r["text"], "tags": TAG_OF.get(r["section"], "")} for r in toy_rows(n, seed)]
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory, tiny_bundle):
+    folder = tmp_path_factory.mktemp("tags")
+    examples = write_jsonl(folder / "examples.jsonl", example_rows(64, seed=5))
+    result = fit_tags(examples, folder / "toy-tags", model=tiny_bundle)
+    return result, folder
+
+
+def test_split_tags_reads_semicolon_lists():
+    assert split_tags("a; b ;a") == ["a", "b"]
+    assert split_tags("a;b;") == ["a", "b"]
+    assert split_tags("") == [] and split_tags(None) == []
+    assert split_tags("a;;b") == ["a", "", "b"]  # refused by the reader, with its row
+    assert split_tags(["x", "y"]) == ["x", "y"]
+
+
+def test_the_threshold_is_the_one_that_maximises_f1_out_of_fold():
+    probabilities = np.array([0.9, 0.8, 0.7, 0.3, 0.2, 0.1])
+    truth = np.array([1, 1, 0, 1, 0, 0])
+    threshold, figures = best_threshold(probabilities, truth)
+    # At 0.3 and above: 3 of 4 right, all 3 found (F1 0.857) beats 0.8 and above (2 of 2, 2 of 3: F1 0.8).
+    assert 0.2 < threshold < 0.3
+    assert figures == {"precision": 0.75, "recall": 1.0, "f1": 0.8571}
+
+
+def test_a_tag_set_is_fitted_stored_without_pickle_and_answers(fitted, tiny_bundle):
+    result, folder = fitted
+    output = Path(result.output)
+    assert sorted(p.name for p in output.iterdir()) == sorted([INFO_FILE, WEIGHTS_FILE, EXAMPLES_FILE])
+    assert not output.with_name(output.name + ".partial").exists()
+    info = json.loads((output / INFO_FILE).read_text())
+    assert info["tags"] == ["measuring", "electrical"] or info["tags"] == ["electrical", "measuring"]
+    for tag in info["tags"]:
+        figures = info["figures"][tag]
+        assert set(figures) == {"examples", "precision", "recall", "f1"}
+        assert figures["examples"] == 8  # 64 toy rows over eight sections
+        assert figures["f1"] > 0.6, figures  # the trained tiny model's representation tells sections apart
+    assert result.embedded == 64 and result.examples == 64 and result.few == {}
+    examples = pq.read_table(output / EXAMPLES_FILE)
+    assert examples.num_rows == 64 and len(examples["vector"][0]) == 64  # the tiny model's hidden size
+
+    from patentclf import Classifier
+
+    classifier = Classifier.load(tiny_bundle, tags=output)
+    texts = [r["text"] for r in toy_rows(16, seed=9)]
+    sections = [r["section"] for r in toy_rows(16, seed=9)]
+    predictions = classifier.predict(texts)
+    right = sum([m.name for m in p.tags] == ([TAG_OF[s]] if s in TAG_OF else []) for p, s in zip(predictions, sections))
+    assert right >= 12, [(s, p.tags) for p, s in zip(predictions, sections)]
+    tagged = next(p for p in predictions if p.tags)
+    assert tagged.tags[0].set == "toy-tags" and 0 < tagged.tags[0].probability <= 1
+    assert "tags" in tagged.to_dict()
+    # The options' threshold is a floor for tags too.
+    from patentclf.inference.options import PredictOptions
+
+    assert all(not p.tags for p in classifier.predict(texts, options=PredictOptions(threshold=1.0)))
+    # Without tag sets a prediction has no tags key at all (outputs stay as they were).
+    assert "tags" not in Classifier.load(tiny_bundle).predict(texts[:1])[0].to_dict()
+
+
+def test_add_refits_with_more_rows_and_embeds_only_those(fitted, tiny_bundle, tmp_path):
+    result, folder = fitted
+    output = tmp_path / "toy-tags"
+    shutil.copytree(result.output, output)
+    more = write_jsonl(
+        tmp_path / "more.jsonl",
+        example_rows(16, seed=6) + [{"id": "toy-5-0", "text": toy_rows(1, 5)[0]["text"], "tags": "measuring"}],
+    )
+    added = fit_tags(None, output, model=tiny_bundle, add=more)
+    assert added.embedded == 16  # the row of a stored id with its stored text keeps its vector
+    assert added.examples == 64 + 16
+    tag_set = TagSet.load(output)
+    assert [h["examples"] for h in tag_set.history] == [64, 80]
+    rows = {r["id"]: r["tags"] for r in pq.read_table(output / EXAMPLES_FILE).to_pylist()}
+    assert rows["toy-5-0"] == ["measuring"]  # its tags corrected
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([{"id": "1", "body": "x", "tags": "a"}], "no text column"),
+        ([{"id": "1", "text": "x"}], "no 'tags' column"),
+        ([{"id": "1", "text": "x", "tags": "a"}, {"id": "2", "text": "y", "tags": "a;;b"}], "row 2: an empty tag name"),
+        (
+            [{"id": "1", "text": "x", "tags": "a"}, {"id": "2", "text": "y", "tags": "b"}, {"id": "3", "text": "z", "tags": "b"}],
+            "row 1: tag 'a' has 1 example",
+        ),
+        ([{"id": "1", "text": "x", "tags": "a"}, {"id": "2", "text": "", "tags": "a"}], "row 2: empty text"),
+    ],
+)
+def test_bad_examples_are_one_line_errors_naming_file_and_row_and_nothing_is_written(tmp_path, tiny_bundle, rows, message):
+    examples = write_jsonl(tmp_path / "bad.jsonl", rows)
+    with pytest.raises(DataError) as caught:
+        fit_tags(examples, tmp_path / "out", model=tiny_bundle)
+    assert message in str(caught.value) and str(examples) in str(caught.value) and "\n" not in str(caught.value)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "out.partial").exists()
+
+
+def test_a_tag_set_of_another_model_is_refused(fitted, tiny_bundle, tmp_path):
+    result, _ = fitted
+    with pytest.raises(TagSetError, match="fitted on model .* not this bundle's"):
+        load_tag_sets(result.output, model_digest="000000000000")
+    # A folder of tag sets reads each; two sets of one name are refused.
+    sets = tmp_path / "sets"
+    shutil.copytree(result.output, sets / "one")
+    assert [s.name for s in load_tag_sets(sets).sets] == ["toy-tags"]
+    shutil.copytree(result.output, sets / "two")
+    with pytest.raises(TagSetError, match="two tag sets are named 'toy-tags'"):
+        load_tag_sets(sets)
+    # An existing set is not overwritten by a new fit.
+    with pytest.raises(TagSetError, match="already holds a tag set"):
+        fit_tags(result.output, result.output, model=tiny_bundle)
+
+
+def test_fit_warns_of_tags_with_few_examples():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(20, 8)).astype(np.float32)
+    tags = [["rare"] if i < 2 else (["common"] if i < 12 else []) for i in range(20)]
+    vectors[:2] += 3  # learnable
+    tag_set = fit_tag_set(vectors, tags, name="t", model_digest="d")
+    assert tag_set.figures["rare"]["examples"] == 2 and tag_set.tags == ["rare", "common"]
+    assert tag_set.probabilities(vectors).shape == (20, 2)
+    from patentclf.training.tags import few_examples
+
+    assert few_examples(tags) == {"rare": 2}
