@@ -152,3 +152,61 @@ def test_fit_warns_of_tags_with_few_examples():
     from patentclf.training.tags import few_examples
 
     assert few_examples(tags) == {"rare": 2}
+
+
+def test_the_cli_fits_prints_the_figures_and_predicts_with_tags(fitted, tiny_bundle, tmp_path):
+    from typer.testing import CliRunner
+
+    from patentclf.cli import app
+    from patentclf.inference.prediction import TAGGED_SCHEMA
+
+    result, folder = fitted
+    runner = CliRunner()
+    examples = write_jsonl(tmp_path / "few.jsonl", example_rows(24, seed=7))  # 3 examples of each tag
+    fitted_now = runner.invoke(
+        app, ["tags", "fit", "--examples", str(examples), "--output", str(tmp_path / "few"), "--model", str(tiny_bundle)]
+    )
+    assert fitted_now.exit_code == 0, fitted_now.output
+    assert "precision" in fitted_now.output and "electrical" in fitted_now.output
+    assert "tag 'electrical' has 3 examples" in fitted_now.output  # warned: few examples
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "x", "labels": "a"}])
+    refused = runner.invoke(
+        app, ["tags", "fit", "--examples", str(bad), "--output", str(tmp_path / "bad"), "--model", str(tiny_bundle)]
+    )
+    assert refused.exit_code == 2 and "no 'tags' column" in refused.output and "Traceback" not in refused.output
+
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": r["id"], "text": r["text"]} for r in toy_rows(8, seed=9)])
+    common = ["predict", "--model", str(tiny_bundle), "--input", str(source)]
+    lines = runner.invoke(app, [*common, "--tags", result.output, "--tags", str(tmp_path / "few")])
+    assert lines.exit_code == 0, lines.output
+    rows = [json.loads(line) for line in lines.output.splitlines() if line.startswith("{")]
+    assert len(rows) == 8 and all(isinstance(row["tags"], list) for row in rows)
+    assert {m["set"] for row in rows for m in row["tags"]} == {"toy-tags", "few"}
+    plain = runner.invoke(app, common)
+    assert all("tags" not in json.loads(line) for line in plain.output.splitlines() if line.startswith("{"))
+    parquet = tmp_path / "out.parquet"
+    assert runner.invoke(app, [*common, "--tags", result.output, "--output", str(parquet)]).exit_code == 0
+    table = pq.read_table(parquet)
+    assert table.schema.names == ["id", *TAGGED_SCHEMA.names]
+    assert table["tags"].to_pylist() == [[m for m in row["tags"] if m["set"] == "toy-tags"] for row in rows]
+    other = runner.invoke(app, [*common, "--tags", str(tmp_path / "nowhere")])
+    assert other.exit_code == 2 and "nowhere: no such folder" in other.output
+
+
+def test_the_service_answers_tags_and_lists_the_sets(fitted, tiny_bundle, tmp_path):
+    import httpx
+
+    from tests.servers import LiveServer
+
+    result, _ = fitted
+    with LiveServer(tiny_bundle, feedback_db=tmp_path / "feedback.db", tags=[result.output]) as live:
+        texts = [r["text"] for r in toy_rows(8, seed=9)]
+        answers = httpx.post(live.url + "/predict/batch", json={"texts": texts}, timeout=60).json()["predictions"]
+        assert any(a["tags"] for a in answers) and all(isinstance(a["tags"], list) for a in answers)
+        assert all(m["set"] == "toy-tags" and 0 <= m["probability"] <= 1 for a in answers for m in a["tags"])
+        floor = httpx.post(live.url + "/predict", json={"text": texts[0], "options": {"threshold": 1.0}}, timeout=60).json()
+        assert floor["tags"] == []
+        [described] = httpx.get(live.url + "/model", timeout=10).json()["tags"]
+        assert described["name"] == "toy-tags" and described["examples"] == 64
+        assert {t["name"] for t in described["tags"]} == {"electrical", "measuring"}
+        assert set(described["tags"][0]) == {"name", "threshold", "examples", "precision", "recall", "f1"}

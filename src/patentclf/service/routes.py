@@ -167,7 +167,12 @@ async def model_info(runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, runtime.fatal_error or "the model is loading")
     index = runtime.classifier.index
     described = None if index is None else {"patents": len(index), "factory": index.factory, "voting": index.voting}
-    return {**runtime.classifier.info.model_dump(mode="json"), "model_version": runtime.model_version, "index": described}
+    return {
+        **runtime.classifier.info.model_dump(mode="json"),
+        "model_version": runtime.model_version,
+        "index": described,
+        "tags": runtime.classifier.tags.describe(),
+    }
 
 
 _KEY_ERRORS = {

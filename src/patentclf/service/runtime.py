@@ -149,6 +149,7 @@ class ServiceRuntime:
                 index=False
                 if self.config.no_index or (self.config.engine == "vllm" and not self.config.index)
                 else self.config.index,
+                tags=self.config.tags or None,
             )
         except Exception as exc:
             log_event("model_load_failed", error=f"{type(exc).__name__}: {exc}")

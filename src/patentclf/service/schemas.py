@@ -166,6 +166,11 @@ class ModelInfoResponse(BaseModel):
     index: dict[str, Any] | None = Field(
         None, description="the patent index behind groups and evidence: patents, faiss factory, group voting (null: none)"
     )
+    tags: list[dict[str, Any]] = Field(
+        [],
+        description="the tag sets answers carry (`patentclf tags fit`): each one's name, model digest, examples and, per "
+        "tag, its threshold and cross-validated examples, precision, recall and F1 (empty: none)",
+    )
 
 
 class ErrorResponse(BaseModel):
