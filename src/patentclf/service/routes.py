@@ -28,7 +28,7 @@ from patentclf.service.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from patentclf.store.feedback import ACCEPTED, MAX_CODES, PENDING, Feedback, ReviewConflict
+from patentclf.store.feedback import ACCEPTED, MAX_CODES, PENDING, Feedback, ReviewConflict, feedback_tags
 
 router = APIRouter()
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="PATENTCLF_API_KEY or one of PATENTCLF_API_KEYS")
@@ -232,6 +232,7 @@ async def feedback(
     item = Feedback(
         text=text, label=body.label, codes=body.codes, prediction_id=body.prediction_id, predicted_label=predicted,
         comment=body.comment, model_version=version, sender=sender,
+        tags=[t.model_dump() for t in body.tags] if body.tags else None,
         status=PENDING if sender in runtime.config.review_required else ACCEPTED,
     )  # fmt: skip
     try:
@@ -246,6 +247,7 @@ async def feedback(
     return {
         "feedback_id": feedback_id, "prediction_id": body.prediction_id, "label": item.section, "code": item.code,
         "codes": item.all_codes, "agreed": item.agreed, "status": item.status,
+        **({"tags": feedback_tags(item.tags)} if item.tags else {}),
     }  # fmt: skip
 
 
