@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -199,7 +200,8 @@ def test_the_service_answers_tags_and_lists_the_sets(fitted, tiny_bundle, tmp_pa
     from tests.servers import LiveServer
 
     result, _ = fitted
-    with LiveServer(tiny_bundle, feedback_db=tmp_path / "feedback.db", tags=[result.output]) as live:
+    options = dict(feedback_db=tmp_path / "feedback.db", tags=[result.output], api_key="k", reviewers=["default"])
+    with LiveServer(tiny_bundle, tags_dir=tmp_path / "fitted", **options) as live:
         texts = [r["text"] for r in toy_rows(8, seed=9)]
         answers = httpx.post(live.url + "/predict/batch", json={"texts": texts}, timeout=60).json()["predictions"]
         assert any(a["tags"] for a in answers) and all(isinstance(a["tags"], list) for a in answers)
@@ -210,3 +212,82 @@ def test_the_service_answers_tags_and_lists_the_sets(fitted, tiny_bundle, tmp_pa
         assert described["name"] == "toy-tags" and described["examples"] == 64
         assert {t["name"] for t in described["tags"]} == {"electrical", "measuring"}
         assert set(described["tags"][0]) == {"name", "threshold", "examples", "precision", "recall", "f1"}
+
+        # A correction names tags as well as a section; without tags its answer has no tags key.
+        key = {"X-API-Key": "k"}
+        tag = {"set": "toy-tags", "name": "electrical"}
+        sent = httpx.post(
+            live.url + "/feedback", json={"text": texts[0], "label": "H", "tags": [tag, tag]}, headers=key, timeout=10
+        )
+        assert sent.status_code == 201, sent.text
+        assert sent.json()["tags"] == [tag]
+        plain = httpx.post(live.url + "/feedback", json={"text": texts[1], "label": "G"}, headers=key, timeout=10).json()
+        assert "tags" not in plain
+        bad = httpx.post(
+            live.url + "/feedback",
+            json={"text": texts[0], "label": "H", "tags": [{"set": "s", "name": "a;b"}]},
+            headers=key,
+            timeout=10,
+        )
+        assert bad.status_code == 422
+
+        # A reviewer fits a tag set in the background, follows it, and makes it live.
+        rows = [{"text": r["text"], "tags": [TAG_OF[r["section"]]] if r["section"] in TAG_OF else []} for r in toy_rows(32, 12)]
+        refused = httpx.post(live.url + "/tags/fit", json={"name": "api", "examples": rows[6:9]}, headers=key, timeout=10)
+        assert refused.status_code == 422 and "row 1: tag 'measuring' has 1 example" in refused.json()["detail"]
+        started = httpx.post(live.url + "/tags/fit", json={"name": "api", "examples": rows}, headers=key, timeout=10)
+        assert started.status_code == 202, started.text
+        job = started.json()["job"]
+        for _ in range(300):
+            state = httpx.get(f"{live.url}/tags/fit/{job}", headers=key, timeout=10).json()
+            if state["status"] != "running":
+                break
+            time.sleep(0.2)
+        assert state["status"] == "fitted" and state["embedded"] == 32, state
+        assert {t["name"] for t in state["tag_set"]["tags"]} == {"electrical", "measuring"}
+        assert (
+            httpx.post(live.url + "/tags/fit", json={"name": "api", "examples": rows}, headers=key, timeout=10).status_code == 409
+        )
+        made = httpx.post(live.url + "/tags/api/live", headers=key, timeout=10)
+        assert made.status_code == 200 and made.json()["name"] == "api"
+        assert [s["name"] for s in httpx.get(live.url + "/model", timeout=10).json()["tags"]] == ["toy-tags", "api"]
+        answers = httpx.post(live.url + "/predict/batch", json={"texts": texts}, timeout=60).json()["predictions"]
+        assert {m["set"] for a in answers for m in a["tags"]} == {"toy-tags", "api"}
+        assert httpx.post(live.url + "/tags/nothing/live", headers=key, timeout=10).status_code == 404
+    from patentclf.store.feedback import FeedbackStore, tag_examples
+
+    [example] = tag_examples(FeedbackStore(tmp_path / "feedback.db"))
+    assert example["text"] == texts[0] and example["tags"] == "electrical"
+
+
+def test_accepted_tag_corrections_become_examples_for_add(fitted, tiny_bundle, tmp_path):
+    from typer.testing import CliRunner
+
+    from patentclf.cli import app
+    from patentclf.store.feedback import PENDING, Feedback, FeedbackStore, tag_examples
+
+    result, _ = fitted
+    store = FeedbackStore(tmp_path / "feedback.db")
+    rows = toy_rows(6, seed=11)
+    for i, row in enumerate(rows):
+        tags = [{"set": "toy-tags", "name": "measuring"}, {"set": "other", "name": "x"}] if i % 2 else None
+        store.add(Feedback(text=row["text"], label=row["section"], tags=tags, status=PENDING if i == 5 else "accepted"))
+    assert store.get(2)["tags"] == [{"set": "toy-tags", "name": "measuring"}, {"set": "other", "name": "x"}]
+    assert "tags" not in store.get(1)
+    with pytest.raises(ValueError, match="several tag sets"):
+        tag_examples(store)
+    assert [e["id"] for e in tag_examples(store, tag_set="toy-tags")] == ["feedback-2", "feedback-4"]  # 6 is pending
+    with pytest.raises(ValueError, match="needs a set and a name"):
+        store.add(Feedback(text="t", label="G", tags=[{"set": "s", "name": " "}]))
+
+    runner = CliRunner()
+    exported = tmp_path / "tag-feedback.jsonl"
+    done = runner.invoke(
+        app, ["feedback", "export-tags", "--db", str(tmp_path / "feedback.db"), "--set", "toy-tags", "--output", str(exported)]
+    )
+    assert done.exit_code == 0, done.output
+    output = tmp_path / "toy-tags"
+    shutil.copytree(result.output, output)
+    added = runner.invoke(app, ["tags", "fit", "--add", str(exported), "--output", str(output), "--model", str(tiny_bundle)])
+    assert added.exit_code == 0, added.output
+    assert TagSet.load(output).figures["measuring"]["examples"] == 8 + 2

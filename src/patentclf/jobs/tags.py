@@ -58,23 +58,27 @@ def example_key(patent_id: str | None, text: str) -> str:
 def read_examples(path: str | Path, text_fields: tuple[str, ...] | None = None) -> list[dict]:
     """The rows of an examples file: ``{key, id, text, tags, row}``. A DataError of one line naming the
     file and row: no text or tags column, an empty text, an empty tag name (``a;;b``)."""
-    records = read_local_records(path)
+    return examples_of(read_local_records(path), str(path), text_fields)
+
+
+def examples_of(records: list[dict], source: str, text_fields: tuple[str, ...] | None = None) -> list[dict]:
+    """:func:`read_examples` of rows already read (``source`` names them in errors)."""
     if not records:
-        raise DataError(f"{path}: no rows")
+        raise DataError(f"{source}: no rows")
     columns = set().union(*(r.keys() for r in records))
-    fields = text_fields_for(columns, text_fields, str(path))
+    fields = text_fields_for(columns, text_fields, source)
     if TAGS_COLUMN not in columns:
         raise DataError(
-            f"{path}: no '{TAGS_COLUMN}' column: give each row its tags, ';'-separated; columns are {sorted(columns)}"
+            f"{source}: no '{TAGS_COLUMN}' column: give each row its tags, ';'-separated; columns are {sorted(columns)}"
         )
     rows = []
     for number, record in enumerate(records, start=1):
         text = row_text(record, fields)
         if not text:
-            raise DataError(f"{path}: row {number}: empty text in {'+'.join(fields)}")
+            raise DataError(f"{source}: row {number}: empty text in {'+'.join(fields)}")
         tags = split_tags(record.get(TAGS_COLUMN))
         if any(tag == "" for tag in tags):
-            raise DataError(f"{path}: row {number}: an empty tag name in {record.get(TAGS_COLUMN)!r}")
+            raise DataError(f"{source}: row {number}: an empty tag name in {record.get(TAGS_COLUMN)!r}")
         patent_id = row_id(record.get("id"))
         rows.append({"key": example_key(patent_id, text), "id": patent_id, "text": text, "tags": tags, "row": number})
     return rows

@@ -30,6 +30,7 @@ from patentclf.service.limits import BodyLimit, RequestDeadline
 from patentclf.service.review_queue import router as queue_router
 from patentclf.service.routes import router
 from patentclf.service.runtime import ServiceRuntime, log, log_event
+from patentclf.service.tag_sets import router as tag_sets_router
 
 DOCS_URL, REDOC_URL = "/docs", "/redoc"  # FastAPIOffline's defaults
 DOCS_STATIC = "/static-offline-docs"  # where FastAPIOffline serves the pages' scripts
@@ -110,6 +111,7 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
     )
     app.include_router(router)
     app.include_router(queue_router)
+    app.include_router(tag_sets_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

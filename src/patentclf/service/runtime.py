@@ -123,6 +123,7 @@ class ServiceRuntime:
         self.fatal_error: str | None = None
         self.engine_error: str | None = None  # engine vllm: why its server does not answer now
         self._tasks: list[asyncio.Task] = []
+        self.tag_jobs: dict = {}  # job id -> service.tag_sets.TagFitJob: tag sets fitted through the API
 
     # -- life cycle -------------------------------------------------------------------------------
 
