@@ -126,6 +126,15 @@ def fit_tag_set(
     if len(vectors) != len(tag_lists):
         raise ValueError(f"{len(vectors)} vectors for {len(tag_lists)} rows")
     tags = check_examples(tag_lists)
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
+
+    # Problems this small gain nothing from BLAS threads, and on a busy machine their spinning made
+    # each fit ~40x slower (bench/tags.py): one thread each.
+    with threadpool_limits(1):
+        return _fit(vectors, tag_lists, tags, name=name, model_digest=model_digest, c=c, folds=folds, seed=seed, history=history)
+
+
+def _fit(vectors, tag_lists, tags, *, name, model_digest, c, folds, seed, history) -> TagSet:
     x, mean, scale = _scaled(vectors)
     weights, bias, thresholds, figures = [], [], [], {}
     for tag in tags:
