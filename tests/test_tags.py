@@ -291,3 +291,36 @@ def test_accepted_tag_corrections_become_examples_for_add(fitted, tiny_bundle, t
     added = runner.invoke(app, ["tags", "fit", "--add", str(exported), "--output", str(output), "--model", str(tiny_bundle)])
     assert added.exit_code == 0, added.output
     assert TagSet.load(output).figures["measuring"]["examples"] == 8 + 2
+
+
+@pytest.mark.slow
+def test_the_shipped_model_learns_three_categories_from_five_examples_each(tmp_path):
+    """End to end on the shipped model: five held-out patents of each of three CPC main groups as a
+    user's categories; new patents of those groups get their category, and the rest of the answer is
+    exactly what it is without tags."""
+    from patentclf import Classifier
+    from patentclf.corpus.data import load_split
+
+    names = {"A61K 31/00": "medicines", "E21B 43/00": "oil wells", "H04L 29/00": "networks"}
+    validation, test = load_split("bundled", "validation"), load_split("bundled", "test")
+
+    def of(split, group, count):
+        return [t for t, g in zip(split.texts, split.groups) if g and g[0] == group][:count]
+
+    rows = [{"text": text, "tags": name} for group, name in names.items() for text in of(validation, group, 5)]
+    examples = write_jsonl(tmp_path / "examples.jsonl", rows)
+    result = fit_tags(examples, tmp_path / "mine")
+    assert result.examples == 15 and set(result.tag_set.figures) == set(names.values())
+    texts, truth = [], []
+    for group, name in names.items():
+        found = of(test, group, 2)
+        texts += found
+        truth += [name] * len(found)
+    tagged = Classifier.load(tags=tmp_path / "mine").predict(texts)
+    plain = Classifier.load().predict(texts)
+    right = sum(bool(p.tags) and p.tags[0].name == name for p, name in zip(tagged, truth))
+    assert right >= len(texts) - 2, [(name, p.tags) for p, name in zip(tagged, truth)]
+    for with_tags, without in zip(tagged, plain):
+        answer = with_tags.to_dict()
+        del answer["tags"]
+        assert answer == without.to_dict()
