@@ -18,7 +18,7 @@ import numpy as np
 from patentclf.inference.tags import FEW_EXAMPLES, MIN_EXAMPLES, TagSet, TagSetError, normalised
 
 FOLDS = 5
-C = 1.0  # the inverse regularisation strength, on standardised features (bench/tags.py)
+C = 0.01  # the inverse regularisation strength on standardised features: strong, for few examples (bench/tags.py)
 SEED = 0
 
 
@@ -120,9 +120,11 @@ def fit_tag_set(
     folds: int = FOLDS,
     seed: int = SEED,
     history: list[dict] | None = None,
+    cross_validate: bool = True,
 ) -> TagSet:
     """A tag set of the tags in ``tag_lists`` (per row, its tags) over ``vectors`` (rows x dimension),
-    with each tag's cross-validated figures."""
+    with each tag's cross-validated figures. ``cross_validate=False``: the same weights without
+    thresholds (0.5) or figures, for a caller that only ranks the tags (``bench/tags.py``)."""
     if len(vectors) != len(tag_lists):
         raise ValueError(f"{len(vectors)} vectors for {len(tag_lists)} rows")
     tags = check_examples(tag_lists)
@@ -131,15 +133,15 @@ def fit_tag_set(
     # Problems this small gain nothing from BLAS threads, and on a busy machine their spinning made
     # each fit ~40x slower (bench/tags.py): one thread each.
     with threadpool_limits(1):
-        return _fit(vectors, tag_lists, tags, name=name, model_digest=model_digest, c=c, folds=folds, seed=seed, history=history)
+        return _fit(vectors, tag_lists, tags, name, model_digest, c, folds if cross_validate else 0, seed, history)
 
 
-def _fit(vectors, tag_lists, tags, *, name, model_digest, c, folds, seed, history) -> TagSet:
+def _fit(vectors, tag_lists, tags, name, model_digest, c, folds, seed, history) -> TagSet:
     x, mean, scale = _scaled(vectors)
     weights, bias, thresholds, figures = [], [], [], {}
     for tag in tags:
         y = np.array([tag in row for row in tag_lists], dtype=int)
-        threshold, cv = best_threshold(out_of_fold(vectors, y, c=c, folds=folds, seed=seed), y)
+        threshold, cv = best_threshold(out_of_fold(vectors, y, c=c, folds=folds, seed=seed), y) if folds else (0.5, {})
         model = _model(c).fit(x, y)
         w = model.coef_[0] / scale  # the standardisation folded in: w . (v - mean) / scale + b
         weights.append(w)
