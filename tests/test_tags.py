@@ -324,3 +324,24 @@ def test_the_shipped_model_learns_three_categories_from_five_examples_each(tmp_p
         answer = with_tags.to_dict()
         del answer["tags"]
         assert answer == without.to_dict()
+
+
+def test_the_ray_bulk_worker_writes_tags_and_a_wrong_set_stops_the_job_before_any_cluster(fitted, tiny_bundle, tmp_path):
+    pytest.importorskip("ray.data", reason="the ray extra: pip install 'patentclf[ray]'")
+    import pyarrow as pa
+
+    from patentclf.inference.prediction import TAGGED_SCHEMA
+    from patentclf.jobs.bulk import BulkError, Predictor, PredictorSettings, run_bulk
+
+    result, _ = fitted
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": "1", "text": "an optical sensor"}])
+    with pytest.raises(BulkError, match="nowhere: no such folder"):  # checked before the cluster starts
+        run_bulk(str(source), str(tmp_path / "out"), model=tiny_bundle, tags=[tmp_path / "nowhere"])
+    # The job's actor, in this process: its Parquet rows carry the tags.
+    settings = PredictorSettings(
+        str(tiny_bundle), ("text",), str(source), None, "truncate", "fp32", False, None, tags=(result.output,)
+    )
+    rows = toy_rows(8, seed=9)
+    table = Predictor(settings, None, None)(pa.table({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows]}))
+    assert table.schema.names == ["id", *TAGGED_SCHEMA.names]
+    assert any(table["tags"].to_pylist()) and all(m["set"] == "toy-tags" for found in table["tags"].to_pylist() for m in found)
