@@ -345,3 +345,12 @@ def test_the_ray_bulk_worker_writes_tags_and_a_wrong_set_stops_the_job_before_an
     table = Predictor(settings, None, None)(pa.table({"id": [r["id"] for r in rows], "text": [r["text"] for r in rows]}))
     assert table.schema.names == ["id", *TAGGED_SCHEMA.names]
     assert any(table["tags"].to_pylist()) and all(m["set"] == "toy-tags" for found in table["tags"].to_pylist() for m in found)
+
+
+def test_the_ui_csv_download_flattens_tags():
+    import pandas as pd
+
+    from patentclf.ui.batch import to_csv
+
+    table = pd.DataFrame({"label": ["H"], "tags": [[{"set": "batteries", "name": "sodium-ion", "probability": 0.81234}]]})
+    assert to_csv(table).decode().splitlines()[1] == "H,batteries/sodium-ion (0.812)"

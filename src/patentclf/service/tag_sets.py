@@ -159,6 +159,13 @@ async def tag_fit_status(
     return found.view()
 
 
+def _make_live(classifier, folder) -> TagSet:
+    """Load the set at ``folder`` (refused for another model) and answer with it beside the live ones."""
+    fitted = TagSet.load(folder, model_digest=model_digest(classifier.path))
+    classifier.use_tags([*(s for s in classifier.tags.sets if s.name != fitted.name), fitted])
+    return fitted
+
+
 @router.post(
     "/tags/{name}/live",
     response_model=dict[str, Any],
@@ -175,8 +182,7 @@ async def make_live(
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no fitted tag set {name!r} in the service's tags_dir")
     classifier = runtime.classifier
     try:
-        fitted = await asyncio.to_thread(TagSet.load, runtime.config.tags_dir / name, model_digest=model_digest(classifier.path))
-        classifier.use_tags([*(s for s in classifier.tags.sets if s.name != fitted.name), fitted])
+        fitted = await asyncio.to_thread(_make_live, classifier, runtime.config.tags_dir / name)
     except TagSetError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     for job in _jobs(runtime).values():
