@@ -35,11 +35,6 @@ def default_feedback_db() -> Path:
     return Path(base) / "patentclf" / "feedback.db"
 
 
-def default_tags_dir() -> Path:
-    """``$XDG_DATA_HOME/patentclf/tags`` (``~/.local/share/...`` when unset)."""
-    return default_feedback_db().with_name("tags")
-
-
 class ServiceConfig(BaseSettings):
     # An empty environment variable counts as unset (PATENTCLF_API_KEY= switches feedback off).
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="forbid", validate_default=True)
@@ -73,8 +68,8 @@ class ServiceConfig(BaseSettings):
         description="tag set folders (`patentclf tags fit`), or folders of tag sets: each answer carries its tags "
         "(none: answers have no tags field)",
     )
-    tags_dir: Path = Field(
-        default_factory=default_tags_dir, description="folder of the tag sets fitted through the API (POST /tags/fit)"
+    tags_dir: Path | None = Field(
+        None, description="folder of the tag sets fitted through the API (POST /tags/fit); default: 'tags' beside feedback_db"
     )
 
     api_key: SecretStr | None = Field(None, description="key for POST /feedback (X-API-Key), named default; no key: no feedback")

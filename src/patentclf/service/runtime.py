@@ -124,6 +124,8 @@ class ServiceRuntime:
         self.engine_error: str | None = None  # engine vllm: why its server does not answer now
         self._tasks: list[asyncio.Task] = []
         self.tag_jobs: dict = {}  # job id -> service.tag_sets.TagFitJob: tag sets fitted through the API
+        # Where those are kept: the tags_dir setting, else a "tags" folder beside the feedback database file.
+        self.tags_dir = Path(config.tags_dir) if config.tags_dir else Path(config.feedback_db).with_name("tags")
 
     # -- life cycle -------------------------------------------------------------------------------
 
