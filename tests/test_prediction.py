@@ -56,6 +56,7 @@ def test_the_api_answers_the_record_with_the_same_fields_as_before_then_groups_a
         "levels",  # added for one coherent, honest answer (issue 25)
         "review_reasons",
         "evidence_disagrees",
+        "tags",  # added for the user's own tags (issue 27): absent from an answer without tag sets
         "explanation",  # added for explanations, only in answers that ask for one (issue 26)
     ]
     assert schema["required"] == [

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from patentclf.cli import feedback, model, predict, service
+from patentclf.cli import feedback, model, predict, service, tags
 
 app = typer.Typer(
     help="Classify patents into CPC sections, classes, subclasses and main groups with a LoRA-fine-tuned LLM.",
@@ -23,6 +23,7 @@ app.command()(model.export)
 app.command()(service.ui)
 app.command()(service.serve)
 app.add_typer(feedback.app, name="feedback")
+app.add_typer(tags.app, name="tags")
 
 EXIT_CANNOT_SERVE = service.EXIT_CANNOT_SERVE
 

@@ -59,6 +59,13 @@ RayAddress = Annotated[
 Actors = Annotated[int, typer.Option(min=1, help="--engine ray: model replicas (Ray actors)")]
 RowsPerBatch = Annotated[int, typer.Option(min=1, help="--engine ray: rows an actor runs through the model and writes at a time")]
 CpusPerActor = Annotated[float, typer.Option(help="--engine ray: CPUs (and torch threads) per actor on CPU clusters")]
+TagSetsOption = Annotated[
+    Optional[list[Path]],
+    typer.Option(
+        "--tags",
+        help="tag set folder (`patentclf tags fit`), or a folder of tag sets; repeatable: each answer carries its tags",
+    ),
+]
 ConfigFile = Annotated[Optional[Path], typer.Option("--config", help="the service's config file (database_url, feedback_db)")]
 
 # How an answer is shaped (patentclf.inference.options.PredictOptions): None is "not given", the
@@ -124,10 +131,18 @@ def text_fields(fields: list[str] | None) -> tuple[str, ...] | None:
     return tuple(fields) if fields else None
 
 
-def load_classifier(model: Path | None, *, compile: bool = False, vllm_url: str | None = None, index: Path | bool | None = None):
+def load_classifier(
+    model: Path | None,
+    *,
+    compile: bool = False,
+    vllm_url: str | None = None,
+    index: Path | bool | None = None,
+    tags: list[Path] | None = None,
+):
     """``Classifier.load``, with any failure to load said in one line."""
     from patentclf.inference.classifier import Classifier
     from patentclf.inference.index import PatentIndexError
+    from patentclf.inference.tags import TagSetError
     from patentclf.model.base import ModelError
 
     try:
@@ -139,11 +154,11 @@ def load_classifier(model: Path | None, *, compile: bool = False, vllm_url: str 
             if note:
                 err.print(note)
         if vllm_url:
-            classifier = Classifier.load(model, engine="vllm", vllm_url=vllm_url, index=index or False)
+            classifier = Classifier.load(model, engine="vllm", vllm_url=vllm_url, index=index or False, tags=tags or None)
             classifier.engine.check()
             return classifier
-        return Classifier.load(model, compile=compile, index=index)
-    except PatentIndexError as exc:
+        return Classifier.load(model, compile=compile, index=index, tags=tags or None)
+    except (PatentIndexError, TagSetError) as exc:
         fail(str(exc))
     except Exception as exc:
         # Compiling at load can fail in inductor (e.g. no C++ compiler: a RuntimeError): say so.

@@ -63,6 +63,33 @@ def feedback_export(
         warn("no accepted feedback yet; training would refuse an empty file")
 
 
+@app.command("export-tags")
+def feedback_export_tags(
+    output: Path = typer.Option(..., "--output", help="JSONL examples file: id, text, tags (';'-separated) for `tags fit --add`"),
+    tag_set: Optional[str] = typer.Option(
+        None, "--set", help="the tag set whose tags to export (needed when the corrections name several)"
+    ),
+    db: Db = None,
+    config_file: ConfigFile = None,
+    include_pending: bool = typer.Option(False, help="also feedback still waiting for a reviewer (never rejected feedback)"),
+) -> None:
+    """Write accepted corrections that name tags as examples for `patentclf tags fit --add FILE --output SET`."""
+    from pydantic import ValidationError
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from patentclf.store.database import StoreError, describe_target
+    from patentclf.store.feedback import export_tag_examples
+
+    try:
+        target = _feedback_database(db, config_file)
+        count = export_tag_examples(target, output, tag_set=tag_set, include_pending=include_pending)
+    except (ValidationError, ValueError, OSError, SQLAlchemyError, StoreError) as exc:
+        fail(str(exc))
+    console.print(f"wrote {count} tag examples from {describe_target(target)} to {output}")
+    if count == 0:
+        warn("no accepted correction names tags" + (f" of set {tag_set!r}" if tag_set else ""))
+
+
 def _open_feedback(db: Optional[str], config_file: Optional[Path]):
     from pydantic import ValidationError
     from sqlalchemy.exc import SQLAlchemyError

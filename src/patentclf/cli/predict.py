@@ -26,6 +26,7 @@ from patentclf.cli.common import (
     SectionsThreshold,
     Similar,
     Subclasses,
+    TagSetsOption,
     TextFields,
     Threshold,
     console,
@@ -71,6 +72,7 @@ def predict(
         help="patent index (`patentclf index`): its patents are the evidence and vote for the main groups (default: the bundle's)",
     ),
     no_index: bool = typer.Option(False, "--no-index", help="no main groups and no evidence (a little faster)"),
+    tags: TagSetsOption = None,
     as_json: bool = typer.Option(False, "--json", help="print each answer as its JSON record (a line of the JSONL output)"),
     classes: Classes = None,
     subclasses: Subclasses = None,
@@ -104,7 +106,9 @@ def predict(
     if engine == "ray":
         if texts or not input or not output:
             fail("--engine ray classifies files: give --input FILES and --output FOLDER (no texts as arguments)")
-        options = dict(batch_size=batch_size, long_text=long_text, compile=compile, index=chosen_index, options=steer)
+        options = dict(
+            batch_size=batch_size, long_text=long_text, compile=compile, index=chosen_index, options=steer, tags=tags or None
+        )
         ray = dict(address=ray_address, actors=actors, rows_per_batch=rows_per_batch, cpus_per_actor=cpus_per_actor)
         _predict_on_ray(input, output, model, text_fields(text_field), **options, **ray, gpus_per_actor=gpus_per_actor)
         return
@@ -127,7 +131,7 @@ def predict(
         items, ids = list(texts), [None] * len(texts)
         if any(not t.strip() for t in items):
             fail("empty text")
-    classifier = load_classifier(model, compile=compile, vllm_url=vllm_url, index=chosen_index)
+    classifier = load_classifier(model, compile=compile, vllm_url=vllm_url, index=chosen_index, tags=tags)
     with progress_bar(disable=not input) as bar:
         task = bar.add_task(f"classifying {len(items)} texts", total=len(items))
         predictions = classifier.predict(
@@ -172,6 +176,7 @@ def _print_answer(text: str, p) -> None:
     for level, found in (("class", p.classes), ("subclass", p.subclasses), ("group", p.groups)):
         lines += [(level, s.code, s.probability, s.title) for s in found]
     lines += [("similar", near.id, near.similarity, f"{near.code}  {near.title}") for near in p.similar]
+    lines += [("tag", match.name, match.probability, f"({match.set})") for match in p.tags or []]
     width = max((len(code) for _, code, _, _ in lines), default=0)
     for level, code, value, title in lines:
         console.print(f"  {level:<8}  {escape(code):<{width}}  {value:.3f}  {escape(title)}", highlight=False)

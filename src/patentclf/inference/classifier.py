@@ -25,6 +25,7 @@ from patentclf.inference.index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
 from patentclf.inference.options import DEFAULT_OPTIONS, PredictOptions
 from patentclf.inference.prediction import CodeSuggestion, LevelAnswer, Prediction, ReviewReason, SimilarPatent
 from patentclf.inference.review import REASONS, Reliability, ReviewRules
+from patentclf.inference.tags import TagSets, load_tag_sets
 from patentclf.model.bundle import BundleInfo, default_model_dir, model_digest, model_version, read_info
 from patentclf.model.ensemble import TfidfModels
 from patentclf.model.heads import HeadLayout
@@ -56,6 +57,7 @@ class Classifier:
         path: Path,
         use_tfidf: bool = True,
         index: PatentIndex | None = None,
+        tags=None,
     ):
         self.engine = engine
         self.tokenizer = engine.tokenizer
@@ -76,6 +78,9 @@ class Classifier:
         self.voting: GroupVoting | None = None
         self.priors: GroupPriors | None = None
         self.use_index(index)
+        # The user's own tag sets (``patentclf tags fit``), read over the same representation.
+        self.tags = TagSets()
+        self.use_tags(tags)
 
     @classmethod
     def load(
@@ -90,6 +95,7 @@ class Classifier:
         vllm_url: str | None = None,
         quantize: str | None = None,
         index: str | Path | bool | None = None,
+        tags=None,
     ) -> "Classifier":
         """Load a bundle (default: the shipped model). ``precision``: auto (bf16 where the hardware
         has native bf16), bf16 or fp32. ``compile``: torch.compile the model now, with one warm-up
@@ -100,7 +106,9 @@ class Classifier:
         8bit base weights (bitsandbytes; default: what the bundle was trained with). ``index``: the
         patent index whose patents are the evidence (``similar``) and vote for the main groups: a folder
         from ``patentclf index``; default the bundle's own (``<bundle>/index``) where it has one; False:
-        none (no groups, no evidence). The vLLM engine gives no representations, so it has no index."""
+        none (no groups, no evidence). The vLLM engine gives no representations, so it has no index.
+        ``tags``: tag sets (``patentclf tags fit``): a folder of one, a folder of several, or a list of
+        either; each prediction then carries ``tags``. Refused for another model's tag sets."""
         path = Path(path) if path else default_model_dir()
         if engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, not {engine!r}")
@@ -109,13 +117,19 @@ class Classifier:
 
             if index:
                 raise ValueError("the vLLM engine answers logits only, so a patent index cannot be used with it")
+            if tags:
+                raise ValueError(
+                    "the vLLM engine answers logits only, so tag sets (read over the representation) cannot be used with it"
+                )
             backend, found = VllmEngine.from_bundle(path, vllm_url), None
         else:
             from patentclf.inference.engines.torch import TorchEngine
 
             backend = TorchEngine.from_bundle(path, device=device, precision=precision, compile=compile, quantize=quantize)
             found = cls._find_index(path, index)
-        classifier = cls(backend, read_info(path), version=model_version(path), path=path, use_tfidf=use_tfidf, index=found)
+        classifier = cls(
+            backend, read_info(path), version=model_version(path), path=path, use_tfidf=use_tfidf, index=found, tags=tags
+        )
         if compile:
             # torch.compile works on the first call: make it here, so its cost and any failure (such
             # as no C++ compiler) come at load time, never with a caller's texts.
@@ -137,6 +151,11 @@ class Classifier:
         self.voting = GroupVoting.from_dict(index.voting) if index is not None else None
         self.priors = GroupPriors(index.groups, self.voting.other_weight) if index is not None else None
         self._patent_codes = [patent.codes for patent in index.patents] if index is not None else []
+
+    def use_tags(self, tags) -> None:
+        """Answer the tags of ``tags`` (tag set folders, ``TagSet``s or ``TagSets``; None: no tags),
+        refusing those fitted on another model's representations."""
+        self.tags = load_tag_sets(tags, model_digest=model_digest(self.path)) if tags else TagSets()
 
     @property
     def device(self) -> str:
@@ -387,7 +406,16 @@ class Classifier:
             needs_review=bool(reasons),
             review_reasons=reasons,
             evidence_disagrees=self._evidence_disagrees(outputs, row, CODES[top]),
+            tags=self._tags(representation, options),
         )
+
+    def _tags(self, representation: np.ndarray | None, options: PredictOptions) -> list | None:
+        """The row's tags above their thresholds and the options' threshold (None without tag sets)."""
+        if not self.tags:
+            return None
+        if representation is None:
+            raise ValueError(f"the {type(self.engine).__name__} engine gives no representations, so no tags")
+        return self.tags.matches(representation[None, :], options.threshold)[0]
 
     def _levels(self, section: str, confidence: float, codes: dict) -> list[LevelAnswer]:
         """The best code of each level the answer has, with the share of validation answers at about its

@@ -77,6 +77,15 @@ class ReviewReason:
 
 
 @dataclass
+class TagMatch:
+    """A tag of the user's own (``patentclf tags fit``) whose probability reaches its threshold."""
+
+    set: Annotated[str, Field(description="the tag set's name", examples=["batteries"])]
+    name: Annotated[str, Field(description="the tag", examples=["sodium-ion"])]
+    probability: Annotated[float, Field(ge=0, le=1, description="the tag's own probability (tags need not sum to 1)")]
+
+
+@dataclass
 class Prediction:
     label: str  # the main section: the one the patent's first code is in
     label_id: int
@@ -101,13 +110,17 @@ class Prediction:
     needs_review: bool = False
     review_reasons: list[ReviewReason] = field(default_factory=list)
     evidence_disagrees: bool = False  # most of the nearest indexed patents' votes are for another section
+    # The user's own tags above their thresholds, most probable first; None (absent from every output)
+    # for a classifier without tag sets, so that an answer without tags is what it always was.
+    tags: list[TagMatch] | None = None
     # Which sentences made the answer (options.explain); None, and left out of to_dict, when not asked.
     explanation: Explanation | None = None
 
     def to_dict(self) -> dict:
         values = asdict(self)
-        if values["explanation"] is None:
-            del values["explanation"]
+        for name in OPTIONAL_FIELDS:
+            if values[name] is None:
+                del values[name]
         return values
 
 
@@ -178,6 +191,11 @@ class PredictionRecord(BaseModel):
         description="most of the nearest indexed patents' votes are for another section than label: check them (false "
         "without an index, and at depth section, which searches none)",
     )
+    tags: list[TagMatch] | None = Field(
+        None,
+        description="the user's own tags (tag sets from `patentclf tags fit`) whose probability reaches their threshold "
+        "(and options.threshold), most probable first; absent where the service answers with no tag sets",
+    )
     explanation: Explanation | None = Field(
         None,
         description="with options.explain only (left out otherwise): the text's sentences as character offsets, and "
@@ -187,7 +205,7 @@ class PredictionRecord(BaseModel):
 
     @model_serializer(mode="wrap")
     def _without_unasked(self, handler):
-        """Left out when not asked for: an answer without options.explain is as it was before."""
+        """Left out when not asked for: an answer without tag sets or options.explain is as it was before."""
         values = handler(self)
         for name in OPTIONAL_FIELDS:
             if values.get(name) is None:
@@ -195,8 +213,9 @@ class PredictionRecord(BaseModel):
         return values
 
 
-# Fields a record has only when asked for (left out otherwise, so an answer not asked for them is as before).
-OPTIONAL_FIELDS = ("explanation",)
+# Fields a record has only where asked for (tag sets, options.explain), after all the others; left out
+# otherwise, so an answer not asked for them is as it was before they existed.
+OPTIONAL_FIELDS = ("tags", "explanation")
 # The fields every record has, in order (then the optional ones it was asked for).
 RECORD_FIELDS = tuple(name for name in PredictionRecord.model_fields if name not in OPTIONAL_FIELDS)
 # What the service adds to a prediction (the other fields are the Prediction's own).
@@ -217,7 +236,7 @@ def prediction_record(prediction: Prediction, **added) -> dict:
 
 
 def file_record(record: dict) -> dict:
-    """The part of a record that a file row holds."""
+    """The part of a record that a file row holds (the optional fields where the record has them)."""
     return {name: record[name] for name in FILE_FIELDS} | {name: record[name] for name in OPTIONAL_FIELDS if name in record}
 
 
@@ -262,10 +281,14 @@ PREDICTION_SCHEMA = pa.schema(
 )
 
 
-def _schema_with(names: list[str]) -> pa.Schema:
-    """``PREDICTION_SCHEMA`` and the optional fields ``names``."""
+def schema_with(names: list[str]) -> pa.Schema:
+    """``PREDICTION_SCHEMA`` and the optional fields ``names`` (in ``OPTIONAL_FIELDS``' order)."""
     fields = PredictionRecord.model_fields
     return pa.schema([*PREDICTION_SCHEMA, *((name, arrow_type(fields[name].annotation)) for name in names)])
+
+
+# The schema of the predictions of a classifier with tag sets (no explanations asked).
+TAGGED_SCHEMA = schema_with(["tags"])
 
 
 def prediction_table(ids: pa.Array | pa.ChunkedArray, predictions: list[Prediction]) -> pa.Table:
@@ -273,7 +296,7 @@ def prediction_table(ids: pa.Array | pa.ChunkedArray, predictions: list[Predicti
     field some prediction has: null in the rows without)."""
     rows = [file_record(prediction_record(p)) for p in predictions]
     present = [name for name in OPTIONAL_FIELDS if any(name in row for row in rows)]
-    table = pa.Table.from_pylist(rows, schema=_schema_with(present))
+    table = pa.Table.from_pylist(rows, schema=schema_with(present))
     return table.add_column(0, "id", ids)
 
 

@@ -37,6 +37,7 @@ JOB_KEYS = {
     "long_text": "long text",
     "index": "index",
     "options": "answer options",
+    "tags": "tag sets",
 }
 
 
@@ -53,6 +54,7 @@ class PredictorSettings:
     compile: bool
     index: str | bool | None
     answer: PredictOptions = PredictOptions()  # how each answer is shaped (counts, thresholds, depth)
+    tags: tuple[str, ...] | None = None  # tag set folders (or folders of them): each row's tags
 
 
 class Predictor:
@@ -67,7 +69,12 @@ class Predictor:
             torch.set_num_threads(threads)
         self.options = options
         self.classifier = Classifier.load(
-            options.model, device=device, precision=options.precision, compile=options.compile, index=options.index
+            options.model,
+            device=device,
+            precision=options.precision,
+            compile=options.compile,
+            index=options.index,
+            tags=list(options.tags) if options.tags else None,
         )
 
     def __call__(self, batch: pa.Table) -> pa.Table:
@@ -110,6 +117,7 @@ def run_bulk(
     text_fields: tuple[str, ...] | None = None,
     index: str | Path | bool | None = None,
     options: PredictOptions | None = None,
+    tags: list[str | Path] | None = None,
 ) -> BulkResult:
     """Classify every row of ``input`` into Parquet files under ``output`` (see the module's doc).
 
@@ -117,10 +125,12 @@ def run_bulk(
     :class:`~patentclf.jobs.runner.Cluster`; ``batch_size``, ``long_text``, ``precision``,
     ``compile``: as for ``Classifier``; ``index``: the patent index of the predictions' groups and
     evidence (as for ``Classifier.load``); ``options``: how each answer is shaped (``PredictOptions`` of
-    ``patentclf.inference.options``; a folder's rows all have the same). Bad input, a wrong model or a folder of another job raise
+    ``patentclf.inference.options``; a folder's rows all have the same); ``tags``: tag set folders (as for
+    ``Classifier.load``: the rows' ``tags`` column). Bad input, a wrong model or a folder of another job raise
     :class:`BulkError` (or ``ModelError``) before any cluster starts where they can."""
     from patentclf.inference.classifier import LONG_TEXT_MODES
-    from patentclf.model.bundle import default_model_dir, model_version, read_info
+    from patentclf.inference.tags import TagSetError, load_tag_sets
+    from patentclf.model.bundle import default_model_dir, model_digest, model_version, read_info
 
     cluster = Cluster(
         address=address,
@@ -136,7 +146,15 @@ def run_bulk(
     fs, files, fields = plan_input(input, text_fields)
     index = index if isinstance(index, bool) or index is None else str(index)
     answer = options or PredictOptions()
-    options = PredictorSettings(str(model_path), fields, input, batch_size, long_text, precision, compile, index, answer)
+    tag_sets = tuple(absolute(str(t)) for t in tags) if tags else None
+    if tag_sets:
+        try:  # a missing folder or another model's set fails here, before any cluster starts
+            load_tag_sets(list(tag_sets), model_digest=model_digest(model_path))
+        except TagSetError as exc:
+            raise BulkError(str(exc)) from None
+    options = PredictorSettings(
+        str(model_path), fields, input, batch_size, long_text, precision, compile, index, answer, tag_sets
+    )
     manifest = {
         "model": str(model_path),
         "model_version": model_version(model_path),
@@ -146,6 +164,7 @@ def run_bulk(
         "index": None if index is None else str(index),
         # Only what differs from the defaults; None for none (as in folders written before options).
         "options": answer.model_dump(exclude_defaults=True) or None,
+        "tags": list(tag_sets) if tag_sets else None,  # None for none (as in folders written before tags)
     }
     job = Job("predict", Predictor, options, fields, manifest, JOB_KEYS)
     return run_job(job, fs, files, output, cluster)

@@ -26,10 +26,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from patentclf import __version__
 from patentclf.service.config import ServiceConfig
-from patentclf.service.limits import BodyLimit, RequestDeadline
+from patentclf.service.limits import BodyLimit, RequestDeadline, body_limit
 from patentclf.service.review_queue import router as queue_router
 from patentclf.service.routes import router
 from patentclf.service.runtime import ServiceRuntime, log, log_event
+from patentclf.service.tag_sets import example_limits
+from patentclf.service.tag_sets import router as tag_sets_router
 
 DOCS_URL, REDOC_URL = "/docs", "/redoc"  # FastAPIOffline's defaults
 DOCS_STATIC = "/static-offline-docs"  # where FastAPIOffline serves the pages' scripts
@@ -55,8 +57,7 @@ def _setup_logging() -> None:
 
 
 def _body_limit(config: ServiceConfig) -> int:
-    """Largest request body worth reading: a full batch of maximal texts, JSON-escaped (<= 6 bytes a char)."""
-    return config.max_batch * config.max_text_chars * 6 + 64 * 1024
+    return body_limit(config.max_batch, config.max_text_chars)
 
 
 def _document_limits(schema: dict, config: ServiceConfig) -> dict:
@@ -73,6 +74,9 @@ def _document_limits(schema: dict, config: ServiceConfig) -> dict:
     texts = models["BatchPredictRequest"]["properties"]["texts"]
     texts["maxItems"] = config.max_batch
     limit_text(texts["items"])
+    chars, most = example_limits(config.max_text_chars, _body_limit(config))  # a tag fit's body fits in the limit
+    models["TagFitRequest"]["properties"]["examples"]["maxItems"] = most
+    models["TagExample"]["properties"]["text"]["maxLength"] = chars
     return schema
 
 
@@ -110,6 +114,7 @@ def create_app(config: ServiceConfig | None = None, on_fatal: Callable[[str], No
     )
     app.include_router(router)
     app.include_router(queue_router)
+    app.include_router(tag_sets_router)
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:

@@ -63,6 +63,14 @@ class ServiceConfig(BaseSettings):
         "(default: the bundle's own, where it has one)",
     )
     no_index: bool = Field(False, description="answer no main groups and no evidence, even where the bundle has an index")
+    tags: list[Path] = Field(
+        [],
+        description="tag set folders (`patentclf tags fit`), or folders of tag sets: each answer carries its tags "
+        "(none: answers have no tags field)",
+    )
+    tags_dir: Path | None = Field(
+        None, description="folder of the tag sets fitted through the API (POST /tags/fit); default: 'tags' beside feedback_db"
+    )
 
     api_key: SecretStr | None = Field(None, description="key for POST /feedback (X-API-Key), named default; no key: no feedback")
     feedback_db: Path = Field(default_factory=default_feedback_db, description="SQLite file: feedback + predictions log")
@@ -114,6 +122,14 @@ class ServiceConfig(BaseSettings):
     def _json_from_env(cls, value: Any) -> Any:
         """Environment values arrive as strings: ``PATENTCLF_API_KEYS='{"alice": "KEY"}'``, ``PATENTCLF_REVIEWERS='["alice"]'``."""
         return json.loads(value) if isinstance(value, str) else value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _paths_from_env(cls, value: Any) -> Any:
+        """``PATENTCLF_TAGS`` may be one folder, or a JSON list of them."""
+        if isinstance(value, str | Path):
+            return json.loads(value) if str(value).lstrip().startswith("[") else [value]
+        return value
 
     @model_validator(mode="after")
     def _engine_needs_url(self) -> "ServiceConfig":

@@ -13,6 +13,11 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
+def body_limit(max_batch: int, max_text_chars: int) -> int:
+    """Largest request body worth reading: a full batch of maximal texts, JSON-escaped (<= 6 bytes a char)."""
+    return max_batch * max_text_chars * 6 + 64 * 1024
+
+
 class BodyLimit:
     """413 for a body over ``limit`` bytes: by its Content-Length before any of it is read, and for a
     body without one (chunked) as soon as what was read passes the limit, so it is never held whole."""

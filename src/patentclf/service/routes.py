@@ -29,7 +29,7 @@ from patentclf.service.schemas import (
     ReadyResponse,
     StatsResponse,
 )
-from patentclf.store.feedback import ACCEPTED, MAX_CODES, PENDING, Feedback, ReviewConflict
+from patentclf.store.feedback import ACCEPTED, MAX_CODES, PENDING, Feedback, ReviewConflict, feedback_tags
 
 router = APIRouter()
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="PATENTCLF_API_KEY or one of PATENTCLF_API_KEYS")
@@ -174,7 +174,12 @@ async def model_info(runtime: ServiceRuntime = Depends(get_runtime)) -> dict:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, runtime.fatal_error or "the model is loading")
     index = runtime.classifier.index
     described = None if index is None else {"patents": len(index), "factory": index.factory, "voting": index.voting}
-    return {**runtime.classifier.info.model_dump(mode="json"), "model_version": runtime.model_version, "index": described}
+    return {
+        **runtime.classifier.info.model_dump(mode="json"),
+        "model_version": runtime.model_version,
+        "index": described,
+        "tags": runtime.classifier.tags.describe(),
+    }
 
 
 _KEY_ERRORS = {
@@ -234,6 +239,7 @@ async def feedback(
     item = Feedback(
         text=text, label=body.label, codes=body.codes, prediction_id=body.prediction_id, predicted_label=predicted,
         comment=body.comment, model_version=version, sender=sender,
+        tags=[t.model_dump() for t in body.tags] if body.tags else None,
         status=PENDING if sender in runtime.config.review_required else ACCEPTED,
     )  # fmt: skip
     try:
@@ -248,6 +254,7 @@ async def feedback(
     return {
         "feedback_id": feedback_id, "prediction_id": body.prediction_id, "label": item.section, "code": item.code,
         "codes": item.all_codes, "agreed": item.agreed, "status": item.status,
+        **({"tags": feedback_tags(item.tags)} if item.tags else {}),
     }  # fmt: skip
 
 

@@ -124,6 +124,9 @@ class ServiceRuntime:
         self.fatal_error: str | None = None
         self.engine_error: str | None = None  # engine vllm: why its server does not answer now
         self._tasks: list[asyncio.Task] = []
+        self.tag_jobs: dict = {}  # job id -> service.tag_sets.TagFitJob: tag sets fitted through the API
+        # Where those are kept: the tags_dir setting, else a "tags" folder beside the feedback database file.
+        self.tags_dir = Path(config.tags_dir) if config.tags_dir else Path(config.feedback_db).with_name("tags")
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -150,6 +153,7 @@ class ServiceRuntime:
                 index=False
                 if self.config.no_index or (self.config.engine == "vllm" and not self.config.index)
                 else self.config.index,
+                tags=self.config.tags or None,
             )
         except Exception as exc:
             log_event("model_load_failed", error=f"{type(exc).__name__}: {exc}")

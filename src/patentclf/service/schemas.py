@@ -16,7 +16,7 @@ from patentclf.corpus.hierarchy import CodeError, canonical_code
 from patentclf.corpus.labels import CODES
 from patentclf.inference.options import PredictOptions
 from patentclf.inference.prediction import PredictionRecord
-from patentclf.store.feedback import MAX_CODES, check_sections_agree, feedback_code
+from patentclf.store.feedback import MAX_CODES, MAX_TAGS, check_sections_agree, feedback_code
 
 _TEXT_DOC = "patent text: title and abstract, claims or description (longer than the model's window: truncated, or read in overlapping windows with long_text=chunk)"
 
@@ -166,6 +166,11 @@ class ModelInfoResponse(BaseModel):
     index: dict[str, Any] | None = Field(
         None, description="the patent index behind groups and evidence: patents, faiss factory, group voting (null: none)"
     )
+    tags: list[dict[str, Any]] = Field(
+        [],
+        description="the tag sets answers carry (`patentclf tags fit`): each one's name, model digest, examples and, per "
+        "tag, its threshold and cross-validated examples, precision, recall and F1 (empty: none)",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -173,6 +178,13 @@ class ErrorResponse(BaseModel):
 
 
 # --- feedback --------------------------------------------------------------------------------
+
+
+class TagName(BaseModel):
+    """One of the user's own tags (``patentclf tags fit``): its set and its name."""
+
+    set: str = Field(..., min_length=1, max_length=200, examples=["batteries"])
+    name: str = Field(..., min_length=1, max_length=200, pattern=r"^[^;]*$", examples=["sodium-ion"])
 
 
 class FeedbackRequest(BaseModel):
@@ -213,6 +225,12 @@ class FeedbackRequest(BaseModel):
         "stored in CPC's spelling (G06F 3/00), duplicates removed",
         examples=[["G06F 3/00", "G06F", "H04N 5/00"]],
     )
+    tags: Annotated[list[TagName], Field(max_length=MAX_TAGS)] | None = Field(
+        None,
+        description=f"the patent's right tags (up to {MAX_TAGS}) in the user's tag sets, as well as the codes: accepted "
+        "ones become examples for `patentclf tags fit --add` (`patentclf feedback export-tags`)",
+        examples=[[{"set": "batteries", "name": "sodium-ion"}]],
+    )
     comment: str | None = Field(None, max_length=2000)
 
     @model_validator(mode="after")
@@ -234,6 +252,9 @@ class FeedbackResponse(BaseModel):
     label: str = Field(..., description="the correct section: the main code's")
     code: str | None = Field(None, description="the main code: a section, class, subclass or main group")
     codes: list[str] = Field([], description="every code given, main code first, in CPC's spelling")
+    tags: list[TagName] | None = Field(
+        None, description="the tags given (absent when none were)", exclude_if=lambda tags: tags is None
+    )
     agreed: bool | None = Field(..., description="the section matches the model's prediction (null: no prediction known)")
     status: str = Field("accepted", description="accepted, or pending until a reviewer accepts it (keys in review_required)")
 
@@ -252,6 +273,9 @@ class FeedbackRecord(BaseModel):
     label: str
     code: str | None
     codes: list[str] = Field(..., description="every code given, main first (rows from before lists: their one code)")
+    tags: list[TagName] | None = Field(
+        None, description="the patent's tags the correction names (absent when none)", exclude_if=lambda tags: tags is None
+    )
     predicted_label: str | None
     agreed: bool | None
     comment: str | None

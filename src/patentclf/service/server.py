@@ -21,6 +21,14 @@ def check_config(config: ServiceConfig) -> None:
         read_info(config.model or default_model_dir())
     except ModelError as exc:
         raise CannotServe(str(exc)) from None
+    if config.tags:
+        from patentclf.inference.tags import TagSetError, load_tag_sets
+        from patentclf.model.bundle import model_digest
+
+        try:  # a missing folder or another model's tag set: one line, before the model loads
+            load_tag_sets(config.tags, model_digest=model_digest(config.model or default_model_dir()))
+        except TagSetError as exc:
+            raise CannotServe(f"tags: {exc}") from None
     if config.database_url:
         from sqlalchemy.exc import ArgumentError
 

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 BUSY_TIMEOUT_S = 30.0
 MIGRATIONS = Path(__file__).with_name("migrations")
-SCHEMA_VERSION = "0004"  # the newest revision in migrations/versions (a test keeps them equal)
+SCHEMA_VERSION = "0005"  # the newest revision in migrations/versions (a test keeps them equal)
 _MIGRATION_LOCK_ID = 0x7061_7465_6E74  # "patent": one PostgreSQL advisory lock for schema upgrades
 
 
@@ -63,6 +63,8 @@ feedback = sa.Table(
     # Every code given, main first, as a JSON list: '["G06F 3/00", "H04N"]' (NULL in rows from before
     # lists of codes: they read back as their one code, see feedback.stored_codes)
     sa.Column("codes", sa.Text),
+    # The user's own tags of the patent, as a JSON list of {"set", "name"} (NULL: the correction names none).
+    sa.Column("tags", sa.Text),
     sa.Index("feedback_prediction_id", "prediction_id"),
     sa.Index("feedback_status", "status"),
     sqlite_autoincrement=True,  # ids are never reused

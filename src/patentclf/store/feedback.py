@@ -9,6 +9,9 @@
 * Each row records the name of the API key that sent it (``sender``) and a ``status``: ``accepted``,
   or ``pending`` until a named reviewer accepts or rejects it (feedback from keys such as the web UI's,
   which anyone who can open the UI uses). Exports take accepted rows unless asked otherwise.
+* A correction may also name the patent's tags (a user's own categories, ``patentclf tags fit``): a
+  list of ``{"set", "name"}``, kept as JSON in ``tags``; accepted ones become examples of their set
+  (:func:`export_tag_examples`, for ``tags fit --add``).
 * Rows are never deleted; a review sets ``status``, ``reviewed_by`` and ``reviewed_at`` once.
 """
 
@@ -31,6 +34,7 @@ ACCEPTED, PENDING, REJECTED = "accepted", "pending", "rejected"
 # A class (G06) or subclass (G06F) as a correction may give it; sections go through parse_label.
 _FINER_CODE = re.compile(r"[A-HY]\d\d[A-Z]?")
 MAX_CODES = 20  # codes one correction may give
+MAX_TAGS = 20  # tags one correction may give
 
 
 def utc_now() -> str:
@@ -72,6 +76,27 @@ def feedback_codes(values: object) -> list[str]:
     return codes
 
 
+def feedback_tags(values: object) -> list[dict]:
+    """A correction's tags -> ``[{"set", "name"}]``, each stripped, each once, in order. Raises
+    ``ValueError`` for an empty set or name, a name with ``;`` (the examples files' separator), or more
+    than :data:`MAX_TAGS`."""
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"tags must be a list of {{set, name}}, not {type(values).__name__}")
+    if len(values) > MAX_TAGS:
+        raise ValueError(f"{len(values)} tags: at most {MAX_TAGS}")
+    tags: list[dict] = []
+    for value in values:
+        item = value if isinstance(value, dict) else {"set": getattr(value, "set", None), "name": getattr(value, "name", None)}
+        tag = {"set": str(item.get("set") or "").strip(), "name": str(item.get("name") or "").strip()}
+        if not tag["set"] or not tag["name"]:
+            raise ValueError(f"a tag needs a set and a name, not {value!r}")
+        if ";" in tag["name"]:
+            raise ValueError(f"tag name {tag['name']!r}: ';' separates tags in examples files")
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
 def check_sections_agree(label: str, codes: list[str]) -> None:
     """A correction that gives a ``label`` and ``codes`` must name one main section in both."""
     if label[0] != codes[0][0]:
@@ -107,6 +132,7 @@ class Feedback:
     sender: str | None = None
     status: str = ACCEPTED
     codes: list[str] | None = None  # several codes down to main groups, main first (see feedback_codes)
+    tags: list[dict] | None = None  # the patent's own tags, [{"set", "name"}] (see feedback_tags)
 
     @property
     def all_codes(self) -> list[str]:
@@ -143,6 +169,7 @@ class FeedbackStore:
         """Store one correction; returns its id once it is committed."""
         codes = item.all_codes  # raises ValueError for an unknown code
         code = codes[0]
+        tags = feedback_tags(item.tags) if item.tags is not None else None
         if not item.text.strip():
             raise ValueError("feedback needs the text")
         if item.status not in (ACCEPTED, PENDING):
@@ -151,7 +178,7 @@ class FeedbackStore:
         values = dict(
             time=utc_now(), prediction_id=item.prediction_id, text=item.text, label=code[0], code=code, codes=json.dumps(codes),
             predicted_label=item.predicted_label, agreed=agreed, comment=item.comment, model_version=item.model_version,
-            source=item.source, sender=item.sender, status=item.status,
+            source=item.source, sender=item.sender, status=item.status, tags=json.dumps(tags) if tags else None,
         )  # fmt: skip
         with self.store.write() as conn:
             return int(conn.execute(feedback.insert().values(**values).returning(feedback.c.id)).scalar_one())
@@ -161,6 +188,9 @@ class FeedbackStore:
         """A stored row as a dict, its ``codes`` a list (main code first; one code for rows from before codes)."""
         item = dict(row._mapping)
         item["codes"] = stored_codes(item)
+        tags = item.pop("tags", None)
+        if tags:  # only a row that names tags has the key (rows read as they did before tags)
+            item["tags"] = json.loads(tags)
         return item
 
     def get(self, feedback_id: int) -> dict | None:
@@ -249,6 +279,43 @@ def export_jsonl(target: str | Path, output: str | Path, *, disagreed_only: bool
     if "://" not in str(target) and not Path(target).is_file():
         raise FileNotFoundError(f"{target}: no feedback database")
     rows = training_rows(FeedbackStore(target), disagreed_only=disagreed_only, include_pending=include_pending)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(partial, output)
+    return len(rows)
+
+
+def tag_examples(store: FeedbackStore, *, tag_set: str | None = None, include_pending: bool = False) -> list[dict]:
+    """Corrections that name tags, as rows of an examples file for ``patentclf tags fit --add``: ``id``
+    (``feedback-<id>``), ``text`` and ``tags`` (the set's names, ``;``-separated). ``tag_set``: that
+    set's tags only (rows naming none of its tags are left out); None: the one set the rows name (a
+    ValueError naming them when they name several). Accepted rows only, unless ``include_pending``."""
+    statuses = (ACCEPTED, PENDING) if include_pending else (ACCEPTED,)
+    rows = [r for r in store.rows(statuses) if r.get("tags")]
+    sets = sorted({t["set"] for r in rows for t in r["tags"]})
+    if tag_set is None and len(sets) > 1:
+        raise ValueError(f"the corrections name several tag sets ({', '.join(sets)}): choose one")
+    chosen = tag_set if tag_set is not None else (sets[0] if sets else None)
+    examples = []
+    for r in rows:
+        names = [t["name"] for t in r["tags"] if t["set"] == chosen]
+        if names:
+            examples.append(
+                {"id": f"feedback-{r['id']}", "text": r["text"], "tags": ";".join(names), "source": f"feedback:{r['id']}"}
+            )
+    return examples
+
+
+def export_tag_examples(
+    target: str | Path, output: str | Path, *, tag_set: str | None = None, include_pending: bool = False
+) -> int:
+    """Write :func:`tag_examples` of the database at ``target`` to ``output`` (JSONL, replaced
+    atomically); returns how many rows."""
+    if "://" not in str(target) and not Path(target).is_file():
+        raise FileNotFoundError(f"{target}: no feedback database")
+    rows = tag_examples(FeedbackStore(target), tag_set=tag_set, include_pending=include_pending)
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")

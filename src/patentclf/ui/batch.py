@@ -92,10 +92,12 @@ def similar_patents(items: list[dict]) -> str:
 
 def _cell(value):
     """A list or dict of the answer in one CSV cell: codes as ``G;H``, scored codes as ``CODE (p); ...``,
-    similar patents as ``ID (similarity); ...``, review reasons as ``too_short;uncertain``, an explanation
-    as its JSON text."""
+    similar patents as ``ID (similarity); ...``, review reasons as ``too_short;uncertain``, tags as
+    ``SET/NAME (p); ...``, an explanation as its JSON text."""
     if isinstance(value, dict) and "sentences" in value:
         return json.dumps(value)
+    if isinstance(value, list) and value and isinstance(value[0], dict) and "set" in value[0]:
+        return "; ".join(f"{item['set']}/{item['name']} ({item['probability']:.3f})" for item in value)
     if isinstance(value, list) and value and isinstance(value[0], dict) and "similarity" in value[0]:
         return similar_patents(value)
     if isinstance(value, list) and value and isinstance(value[0], dict) and "reason" in value[0]:
@@ -108,8 +110,8 @@ def _cell(value):
 def to_csv(table: pd.DataFrame) -> bytes:
     """Flat cells: the nine probabilities as ``p_A`` ... ``p_Y``; ``sections`` as ``G;H``; section
     probabilities, classes, subclasses, groups and each level's best as ``CODE (p); ...``, similar patents
-    as ``ID (similarity); ...``, review reasons as ``too_short;uncertain`` (titles and the reasons'
-    sentences are in the JSONL download)."""
+    as ``ID (similarity); ...``, review reasons as ``too_short;uncertain``, tags as ``SET/NAME (p); ...``
+    (titles and the reasons' sentences are in the JSONL download)."""
     columns = {}
     for name in table.columns:
         if name == "probabilities":
