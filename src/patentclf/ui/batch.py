@@ -90,6 +90,11 @@ def similar_patents(items: list[dict]) -> str:
     return "; ".join(f"{item['id']} ({item['similarity']:.3f})" for item in items)
 
 
+def tag_cell(items: list[dict] | None) -> str:
+    """``batteries/sodium-ion (0.912); ...``: an answer's tags in one cell ("" for none)."""
+    return "; ".join(f"{item['set']}/{item['name']} ({item['probability']:.3f})" for item in items or [])
+
+
 def _cell(value):
     """A list or dict of the answer in one CSV cell: codes as ``G;H``, scored codes as ``CODE (p); ...``,
     similar patents as ``ID (similarity); ...``, review reasons as ``too_short;uncertain``, tags as
@@ -97,7 +102,7 @@ def _cell(value):
     if isinstance(value, dict) and "sentences" in value:
         return json.dumps(value)
     if isinstance(value, list) and value and isinstance(value[0], dict) and "set" in value[0]:
-        return "; ".join(f"{item['set']}/{item['name']} ({item['probability']:.3f})" for item in value)
+        return tag_cell(value)
     if isinstance(value, list) and value and isinstance(value[0], dict) and "similarity" in value[0]:
         return similar_patents(value)
     if isinstance(value, list) and value and isinstance(value[0], dict) and "reason" in value[0]:

@@ -14,7 +14,16 @@ from patentclf.corpus.hierarchy import CodeError, canonical_code
 from patentclf.corpus.labels import CODES, SECTIONS, section
 from patentclf.corpus.links import cpc_url
 from patentclf.inference.options import DEFAULT_OPTIONS, DEPTHS, MAX_SUGGESTIONS
-from patentclf.ui.batch import ANSWER_COLUMNS, UPLOAD_TYPES, read_upload, results_table, table_has_hierarchy, to_csv, to_jsonl
+from patentclf.ui.batch import (
+    ANSWER_COLUMNS,
+    UPLOAD_TYPES,
+    read_upload,
+    results_table,
+    table_has_hierarchy,
+    tag_cell,
+    to_csv,
+    to_jsonl,
+)
 from patentclf.ui.client import ApiClient, ApiError
 from patentclf.ui.common import get_client, show_api_status
 from patentclf.ui.examples import EXAMPLES
@@ -160,6 +169,7 @@ def show_prediction(p: dict, text: str | None = None) -> None:
     if p.get("truncated"):
         st.info("The text was longer than the model reads; only its beginning was used.")
     _show_levels(p)
+    _show_tags(p)
     if p.get("explanation") and text is not None:
         _show_explanation(p["explanation"], text)
     _show_hierarchy(p)
@@ -213,6 +223,24 @@ def _show_levels(p: dict) -> None:
         "than its subclass. 'Right at this probability': of the held-out (validation) patents answered at that level "
         "with about that probability, the share whose main code it was."
     )
+
+
+def tags_table(tags: list[dict]) -> str:
+    """The answer's own tags (from the live tag sets) as a small HTML table: set, tag, probability."""
+    rows = [[escape(item["set"]), escape(item["name"]), f"{item['probability']:.1%}"] for item in tags]
+    return html_table(["Tag set", "Tag", "Probability"], rows, numbers=(2,))
+
+
+def _show_tags(p: dict) -> None:
+    """The user's own tags, where the service answers with tag sets (an answer without the field: none live)."""
+    if "tags" not in p:
+        return
+    st.markdown("#### Your tags")
+    if p["tags"]:
+        st.markdown(tags_table(p["tags"]), unsafe_allow_html=True)
+        st.caption("Each tag's own probability (tags need not sum to 1), shown where it reaches the tag's threshold.")
+    else:
+        st.caption("No tag of the live tag sets reaches its threshold for this patent.")
 
 
 EFFECT_COLOURS = {"raises": "46, 160, 67", "lowers": "228, 87, 46"}  # green raises, orange-red lowers (RGB)
@@ -442,6 +470,15 @@ def _feedback(client: ApiClient, p: dict) -> None:
             help="Codes the answer does not offer: classes such as G06, subclasses such as G06F or main groups "
             "such as G06F 3/00. They come after the codes picked above.",
         )
+        live_tags = _live_tags(client) if "tags" in p else []
+        picked_tags = st.multiselect(
+            "The patent's tags (optional)",
+            options=live_tags,
+            key="feedback_tags",
+            format_func=lambda tag: f"{tag[0]} / {tag[1]}",
+            placeholder="Pick its tags from the live tag sets…",
+            help="Its right tags in your own tag sets: accepted ones become examples for refitting the set.",
+        ) if live_tags else []  # fmt: skip
         comment = st.text_input("Comment (optional)", key="feedback_comment")
         sent = st.form_submit_button("Send feedback")
     if sent:
@@ -451,7 +488,10 @@ def _feedback(client: ApiClient, p: dict) -> None:
             st.error(str(exc))
         else:
             try:
-                st.session_state["feedback_ack"] = client.feedback(p["id"], label, comment.strip() or None, codes=codes)
+                tags = [{"set": tag_set, "name": name} for tag_set, name in picked_tags]
+                st.session_state["feedback_ack"] = client.feedback(
+                    p["id"], label, comment.strip() or None, codes=codes, tags=tags or None
+                )
             except ApiError as exc:
                 st.error(exc.message)
     ack = st.session_state.get("feedback_ack")
@@ -463,12 +503,23 @@ def _feedback(client: ApiClient, p: dict) -> None:
             finer = f", code {codes[0]}"
         else:
             finer = f", codes {', '.join(codes)} (main first)"
+        if ack.get("tags"):
+            finer += ", tags " + ", ".join(f"{tag['set']} / {tag['name']}" for tag in ack["tags"])
         verdict = f"you agreed with the model{finer}" if ack.get("agreed") else f"recorded as section {ack['label']}{finer}"
         if ack.get("status") == "pending":
             after = "It waits for a reviewer, who accepts or rejects it before it can train the next model."
         else:
             after = "It is accepted for training the next model."
         st.success(f"Thank you: feedback {ack['feedback_id']} was stored ({verdict}). {after}")
+
+
+def _live_tags(client: ApiClient) -> list[tuple[str, str]]:
+    """The live tag sets' tags as (set, name), for the correction form ([] when /model does not answer)."""
+    try:
+        sets = client.model_info().get("tags") or []
+    except ApiError:
+        return []
+    return [(tag_set["name"], tag["name"]) for tag_set in sets for tag in tag_set.get("tags") or []]
 
 
 # -- batch mode -----------------------------------------------------------------------------------
@@ -529,6 +580,8 @@ def _batch(client: ApiClient) -> None:
     # whole on hover), so that the answer's columns come first on the screen.
     for name in [c for c in table.columns if c not in shown.columns and c not in ANSWER_COLUMNS and c != "text"]:
         shown[name] = table[name]
+    if "tags" in table.columns:  # the live tag sets' tags, as in the CSV download
+        shown.insert(list(shown.columns).index("confidence") + 1, "tags", table["tags"].map(tag_cell))
     for name in ("needs_review", "truncated", "text"):
         shown[name] = table[name]
     if "explanation" in table.columns:  # the sentence that raised the section most, beside the text
@@ -549,6 +602,7 @@ def _batch(client: ApiClient) -> None:
         column_config={
             "confidence": st.column_config.ProgressColumn("confidence", format="percent", min_value=0.0, max_value=1.0),
             **{name: st.column_config.TextColumn(name, width="small") for name in ("label", "name", "sections", why)},
+            **({"tags": st.column_config.TextColumn("tags", width="medium")} if "tags" in shown.columns else {}),
             **{
                 name: st.column_config.TextColumn(name, width="medium")
                 for name in ("subclasses", "groups", "text", "explained by")

@@ -80,14 +80,24 @@ class ApiClient:
         body = {"texts": list(texts), **({"options": options} if options else {})}
         return self._request("POST", "/predict/batch", json=body)["predictions"]
 
-    def feedback(self, prediction_id: str, label: str, comment: str | None = None, codes: list[str] | None = None) -> dict:
+    def feedback(
+        self,
+        prediction_id: str,
+        label: str,
+        comment: str | None = None,
+        codes: list[str] | None = None,
+        tags: list[dict] | None = None,
+    ) -> dict:
         """A correction: ``label`` (the section, class or subclass), and optionally ``codes`` (several, down
-        to main groups, main code first, in ``label``'s section)."""
+        to main groups, main code first, in ``label``'s section) and ``tags`` (``{"set", "name"}`` each: the
+        patent's right tags in the live tag sets)."""
         if not self.api_key:
             raise ApiError("Feedback is switched off: the UI has no API key (set PATENTCLF_API_KEY where the UI runs).")
         body: dict[str, Any] = {"prediction_id": prediction_id, "label": label}
         if codes:
             body["codes"] = codes
+        if tags:
+            body["tags"] = [{"set": tag["set"], "name": tag["name"]} for tag in tags]
         if comment:
             body["comment"] = comment
         return self._request("POST", "/feedback", json=body, headers={"X-API-Key": self.api_key})
@@ -101,7 +111,27 @@ class ApiClient:
             raise ApiError("The review queue needs a reviewer's API key: set PATENTCLF_API_KEY where the UI runs.")
         return self._request("GET", "/feedback/queue", params={"limit": limit}, headers={"X-API-Key": self.api_key})
 
+    def fit_tags(self, name: str, examples: list[dict]) -> dict:
+        """Start fitting the tag set ``name`` on ``examples`` (``{"text", "tags", "id"?}`` each) in the
+        service (``POST /tags/fit``; a reviewer's key): the job's status, to follow with :meth:`tag_fit_status`."""
+        return self._reviewer_request("POST", "/tags/fit", "Fitting a tag set", json={"name": name, "examples": examples})
+
+    def tag_fit_status(self, job: str) -> dict:
+        """A tag fit's status (``GET /tags/fit/{job}``): running (examples embedded so far), fitted (with
+        the set's cross-validated figures) or failed (why)."""
+        return self._reviewer_request("GET", f"/tags/fit/{job}", "Following a tag fit")
+
+    def make_tags_live(self, name: str) -> dict:
+        """Answer with the fitted tag set ``name`` from the next request on (``POST /tags/{name}/live``)."""
+        return self._reviewer_request("POST", f"/tags/{name}/live", "Making a tag set live")
+
     # -- plumbing -------------------------------------------------------------------------------
+
+    def _reviewer_request(self, method: str, path: str, what: str, **kwargs) -> Any:
+        """A request that needs a reviewer's key (refused here, with the way out, when the UI has none)."""
+        if not self.api_key:
+            raise ApiError(f"{what} needs a reviewer's API key: set PATENTCLF_API_KEY where the UI runs, or type one in.")
+        return self._request(method, path, headers={"X-API-Key": self.api_key}, **kwargs)
 
     def _request(self, method: str, path: str, *, timeout: float | None = None, **kwargs) -> Any:
         url = self.base_url + path
