@@ -35,6 +35,7 @@ class Upload:
     ids: list[str]
     texts: list[str]
     columns: list[dict]  # each row's own other columns (not its id or the text read), kept in the results
+    own_ids: list[str | None] | None = None  # the file's own ids (None where a row has none), before numbering
 
 
 def read_upload(name: str, content: bytes) -> Upload:
@@ -48,7 +49,7 @@ def read_upload(name: str, content: bytes) -> Upload:
     ids = [row_id if row_id is not None else str(number) for number, row_id in enumerate(split.ids, start=1)]
     read = {"id", *text_fields_for(set().union(*(r.keys() for r in records)), None, name)}
     columns = [{key: value for key, value in record.items() if key not in read} for record in records]
-    return Upload(ids=ids, texts=split.texts, columns=columns)
+    return Upload(ids=ids, texts=split.texts, columns=columns, own_ids=list(split.ids))
 
 
 def own_column(name: str) -> str:

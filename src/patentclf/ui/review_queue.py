@@ -10,14 +10,10 @@ import streamlit as st
 from patentclf.corpus.labels import CODES, section
 from patentclf.ui.classify import correction_codes
 from patentclf.ui.client import ApiClient, ApiError
-from patentclf.ui.common import get_client, show_api_status
+from patentclf.ui.common import ask_for_reviewer_key, get_client, reviewer_client, show_api_status
 
 TEXT_CHARS = 300  # of each text shown at first; the whole text on expand
 LIMITS = (10, 20, 50, 100)
-KEY_HINT = (
-    "Type a reviewer's key below (kept for this browser session only): under `make serve` the key printed in "
-    "the terminal is one; otherwise a key named in the service's reviewers setting."
-)
 REASON_LABELS = {
     "too_short": "too short",
     "not_english": "not English",
@@ -34,9 +30,7 @@ def render() -> None:
         "The answers most likely to be wrong, first. Confirm a right one, or correct it: both are stored as "
         "labels for training the next model."
     )
-    typed = st.session_state.get("reviewer_key")  # not the input's own key: Streamlit drops that once hidden
-    if typed:
-        client = client.with_key(typed)
+    client = reviewer_client(client)
     done = st.session_state.pop("queue_ack", None)
     if done:
         st.success(done)
@@ -47,13 +41,13 @@ def render() -> None:
     limit = left.selectbox("Show", LIMITS, index=1, key="queue_limit", format_func=lambda n: f"{n} predictions")
     right.button("Refresh")  # any click reruns the page, which fetches the queue again
     if not client.api_key:
-        _ask_for_key("The review queue needs a reviewer's API key.")
+        ask_for_reviewer_key("The review queue needs a reviewer's API key.")
         return
     try:
         queue = client.review_queue(limit)
     except ApiError as exc:
         if exc.status_code in (401, 403):  # the UI's own key (under `make serve`) or a mistyped one
-            _ask_for_key(exc.message)
+            ask_for_reviewer_key(exc.message)
         else:
             st.error(exc.message)
         return
@@ -63,15 +57,6 @@ def render() -> None:
         return
     for item in queue["items"]:
         _show_item(client, item)
-
-
-def _ask_for_key(why: str) -> None:
-    st.info(f"{why} {KEY_HINT}")
-    st.text_input("Reviewer's API key", type="password", key="reviewer_key_input", on_change=_keep_key)
-
-
-def _keep_key() -> None:
-    st.session_state["reviewer_key"] = st.session_state["reviewer_key_input"].strip()
 
 
 def describe(item: dict) -> str:
