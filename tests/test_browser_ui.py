@@ -2,7 +2,7 @@
 
 The UI runs through ``patentclf ui`` and the API through uvicorn, each as a subprocess. Screenshots
 of the pages are kept in ``test-artifacts/`` (ui-prediction.png, ui-monitoring.png, ui-hierarchy.png,
-ui-nearest.png).
+ui-nearest.png, ui-tags.png, ui-tags-answer.png).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from patentclf.corpus.labels import section
 from patentclf.inference.review import REASONS
 from patentclf.ui.examples import EXAMPLES
 
+from .conftest import toy_rows
 from .servers import json_api, run_api, run_ui
 from .ui_samples import hierarchy_answer
 
@@ -36,7 +37,9 @@ CHART = '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"]
 @pytest.fixture(scope="module")
 def servers(tiny_bundle, tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
-    with run_api(tiny_bundle, folder / "api") as api, run_ui(api.url, folder / "ui") as ui_url:
+    # The UI's key (named default) is a reviewer's: the Tags page fits and makes live with it.
+    reviewers = {"PATENTCLF_REVIEWERS": '["default"]'}
+    with run_api(tiny_bundle, folder / "api", env=reviewers) as api, run_ui(api.url, folder / "ui") as ui_url:
         yield api, ui_url
 
 
@@ -241,3 +244,54 @@ def test_browser_shows_sections_classes_and_subclasses(browser, tmp_path):
         assert browser.save_screenshot(str(ARTIFACTS / "ui-hierarchy.png"))
         browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", tables[4])
         assert browser.save_screenshot(str(ARTIFACTS / "ui-nearest.png"))
+
+
+def test_browser_fits_a_tag_set_from_an_upload_makes_it_live_and_the_answer_shows_tags(servers, browser, tmp_path):
+    """The Tags page: a file of examples uploaded, the set fitted through the API with its progress, its
+    cross-validated figures shown, made live; then a classification carries its tags. (Last: the set stays
+    live in the shared service.)"""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    api, ui_url = servers
+    tag_of = {"H": "electrical", "G": "measuring"}  # the toy sections' rows as a user's categories
+    examples = tmp_path / "examples.csv"
+    lines = ["id,text,tags"] + [f"{r['id']},{r['text']},{tag_of.get(r['section'], '')}" for r in toy_rows(32, seed=5)]
+    examples.write_text("\n".join(lines) + "\n")
+    wait = WebDriverWait(browser, WAIT, poll_frequency=0.2)
+
+    def body() -> str:
+        return browser.find_element(By.TAG_NAME, "body").text
+
+    browser.get(f"{ui_url}/tags")
+    wait.until(lambda d: "API ready" in d.find_element(By.CSS_SELECTOR, '[data-testid="stSidebar"]').text)
+    name = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Name of the new tag set"]'))
+    assert "No tag set is live" in body()
+    name.send_keys("toy")
+    browser.find_element(By.CSS_SELECTOR, 'input[type="file"]').send_keys(str(examples))
+    wait.until(lambda d: "examples.csv" in body())  # uploaded to the UI before the form is sent
+    next(b for b in browser.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Fit tag set").click()
+    wait.until(lambda d: "toy: fitted on 32 examples" in body())
+    table = next(t.text for t in browser.find_elements(By.CSS_SELECTOR, '[data-testid="stMarkdownContainer"] table'))
+    assert all(word in table for word in ("Tag", "Examples", "Threshold", "Precision", "Recall", "F1", "electrical", "measuring"))
+    assert "Few examples" in body() and "Traceback" not in body()
+    live = wait.until(
+        lambda d: next((b for b in d.find_elements(By.TAG_NAME, "button") if b.text.strip() == "Make toy live"), None)
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert browser.save_screenshot(str(ARTIFACTS / "ui-tags.png"))
+    live.click()
+    wait.until(lambda d: "toy is live" in body())
+    assert [s["name"] for s in httpx.get(api.url + "/model", timeout=10).json()["tags"]] == ["toy"]
+
+    # A patent the live set tags (asked of the API): the Classify page shows its tags with the answer.
+    texts = [r["text"] for r in toy_rows(16, seed=9) if r["section"] in tag_of]
+    answers = httpx.post(f"{api.url}/predict/batch", json={"texts": texts}, timeout=30).json()["predictions"]
+    text, expected = next((t, a) for t, a in zip(texts, answers) if a["tags"])
+    submit(browser, ui_url, text)
+    wait.until(lambda d: "Your tags" in body())
+    tags = next(t.text for t in browser.find_elements(By.CSS_SELECTOR, "table") if "Tag set" in t.text)
+    for tag in expected["tags"]:
+        assert f"toy {tag['name']} {tag['probability']:.1%}" in tags.replace("\n", " ")
+    assert "Traceback" not in body()
+    assert browser.save_screenshot(str(ARTIFACTS / "ui-tags-answer.png"))
