@@ -62,6 +62,19 @@ def test_feedback_with_key_is_acknowledged(api):
     assert ack["prediction_id"] == prediction["id"] and ack["agreed"] is True
 
 
+def test_tag_sets_need_a_reviewers_key(api):
+    client = ApiClient(api.url)
+    examples = [{"text": "a lamp", "tags": ["light"]}, {"text": "a loom", "tags": []}]
+    with pytest.raises(ApiError, match="Fitting a tag set needs a reviewer's API key"):
+        client.fit_tags("lights", examples)
+    with pytest.raises(ApiError, match="needs a reviewer's API key"):
+        client.make_tags_live("lights")
+    # The service's key, not named among its reviewers here: refused by the API, in its words.
+    with pytest.raises(ApiError, match="is not a reviewer's") as caught:
+        client.with_key(API_KEY).tag_fit_status("no-such-job")
+    assert caught.value.status_code == 403
+
+
 def test_api_down():
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     with pytest.raises(ApiError, match="not reachable") as caught:

@@ -13,6 +13,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from patentclf.corpus.inputs import DataError
+from patentclf.store.feedback import FeedbackStore
 from patentclf.ui.tags import FIT, read_tag_examples
 from tests.conftest import toy_rows
 
@@ -37,6 +38,7 @@ def api(tiny_bundle, tmp_path_factory):
     folder = tmp_path_factory.mktemp("ui-tags-api")
     # The UI's key (named default) is a reviewer's, as fitting needs; fitted sets go beside the database.
     with run_api(tiny_bundle, folder, env={"PATENTCLF_REVIEWERS": '["default"]'}) as live:
+        live.db = folder / "feedback.db"
         yield live
 
 
@@ -92,21 +94,38 @@ def test_the_page_fits_a_set_from_an_upload_shows_its_figures_and_makes_it_live(
     assert "##### toy" in markdown(at)  # now among the live sets, from /model
     assert [s["name"] for s in httpx.get(ui_env.url + "/model", timeout=10).json()["tags"]] == ["toy"]
 
-    # The Classify page: the answer's tags in a table, and the feedback form offers the live tags.
-    electrical = next(r["text"] for r in toy_rows(16, seed=9) if r["section"] == "H")
+    # The Classify page, for a patent the live set tags: the answer's tags in a table, and the feedback
+    # form offers the live sets' tags, sent with the correction.
+    texts = [r["text"] for r in toy_rows(16, seed=9) if r["section"] in TAG_OF]
+    answers = httpx.post(ui_env.url + "/predict/batch", json={"texts": texts}, timeout=30).json()["predictions"]
+    text = next(t for t, a in zip(texts, answers) if a["tags"])
     at = page("classify")
-    at.text_area(key="text").input(electrical)
+    at.text_area(key="text").input(text)
     next(b for b in at.button if b.label == "Classify").click().run()
     assert not at.exception and not at.error
     answer = at.session_state["prediction"]
-    assert "tags" in answer and "#### Your tags" in markdown(at)
-    if answer["tags"]:
-        [tags] = [m for m in markdown(at) if "Tag set" in m]
-        assert all(f">{t['set']}<" in tags and f">{t['name']}<" in tags for t in answer["tags"])
+    assert answer["tags"] and "#### Your tags" in markdown(at)
+    [tags] = [m for m in markdown(at) if "Tag set" in m]
+    assert all(
+        f">{t['set']}<" in tags and f">{t['name']}<" in tags and f">{t['probability']:.1%}<" in tags for t in answer["tags"]
+    )
+    assert sorted(at.multiselect(key="feedback_tags").options) == ["toy / electrical", "toy / measuring"]
     at.multiselect(key="feedback_tags").select(("toy", "electrical"))
     next(b for b in at.button if b.label == "Send feedback").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "tags toy / electrical" in at.success[0].value
+    stored = {r["prediction_id"]: r for r in FeedbackStore(ui_env.db).rows()}[answer["id"]]
+    assert stored["tags"] == [{"set": "toy", "name": "electrical"}]
+
+    # The batch tab: a tags column beside the answer, as in the downloads.
+    at = page("classify")
+    content = "id,text\n" + "".join(f"r{i},{t}\n" for i, t in enumerate(texts[:3]))
+    at.file_uploader(key="batch_file").set_value(("three.csv", content.encode(), "text/csv")).run()
+    next(b for b in at.button if b.label == "Classify all").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    assert list(table.columns)[:5] == ["id", "label", "name", "confidence", "tags"]
+    assert table["tags"].iloc[texts.index(text)].startswith("toy/")
 
 
 @pytest.mark.parametrize(
