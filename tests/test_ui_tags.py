@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from patentclf.corpus.inputs import DataError
 from patentclf.store.feedback import FeedbackStore
+from patentclf.ui.batch import MAX_ROWS
 from patentclf.ui.tags import FIT, read_tag_examples
 from tests.conftest import toy_rows
 
@@ -154,6 +155,9 @@ def test_upload_rows_become_the_apis_examples_title_and_abstract_joined_ids_kept
     assert rows[0]["text"].startswith("Lamp") and "A lamp." in rows[0]["text"]
     with pytest.raises(DataError, match="no row has a tag"):
         read_tag_examples("none.csv", b"text,tags\na,\nb,\n")
+    many = b"text,tags\n" + b"".join(b"a lamp %d,light\n" % i for i in range(MAX_ROWS + 1))
+    with pytest.raises(DataError, match="use `patentclf tags fit --examples` for more"):
+        read_tag_examples("many.csv", many)
 
 
 def test_without_a_reviewers_key_the_page_asks_for_one(api, monkeypatch):

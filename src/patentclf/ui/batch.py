@@ -38,14 +38,15 @@ class Upload:
     own_ids: list[str | None] | None = None  # the file's own ids (None where a row has none), before numbering
 
 
-def read_upload(name: str, content: bytes) -> Upload:
-    """Parse an uploaded file; raises :class:`DataError` with a message fit for the page."""
+def read_upload(name: str, content: bytes, *, larger_with: str = "`patentclf predict --input`") -> Upload:
+    """Parse an uploaded file; raises :class:`DataError` with a message fit for the page (``larger_with``:
+    the command it names for files over :data:`MAX_ROWS`)."""
     if Path(name).suffix.lower().lstrip(".") not in UPLOAD_TYPES:
         raise DataError(f"{name}: unsupported file type; upload a {', '.join(UPLOAD_TYPES)} file")
     records = read_records(pa.BufferReader(content), name)
     split = rows_to_split(records, name, require_labels=False)
     if len(split) > MAX_ROWS:
-        raise DataError(f"{name}: {len(split)} rows; the UI takes up to {MAX_ROWS} (use `patentclf predict --input` for more)")
+        raise DataError(f"{name}: {len(split)} rows; the UI takes up to {MAX_ROWS} (use {larger_with} for more)")
     ids = [row_id if row_id is not None else str(number) for number, row_id in enumerate(split.ids, start=1)]
     read = {"id", *text_fields_for(set().union(*(r.keys() for r in records)), None, name)}
     columns = [{key: value for key, value in record.items() if key not in read} for record in records]

@@ -125,7 +125,7 @@ def read_tag_examples(file_name: str, content: bytes) -> list[dict]:
     :class:`DataError` with a message naming the file and row: a file the batch reader refuses (its
     type, no text column, an empty text), no ``tags`` column, an empty tag name (``a;;b``), no tag at
     all, a tag with fewer than ``MIN_EXAMPLES`` examples or on every row."""
-    upload = read_upload(file_name, content)
+    upload = read_upload(file_name, content, larger_with="`patentclf tags fit --examples`")
     if not any(TAGS_COLUMN in own for own in upload.columns):
         columns = sorted(set().union(*(own.keys() for own in upload.columns)) | {"text"})
         raise DataError(
