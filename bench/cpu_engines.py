@@ -48,7 +48,7 @@ ENGINES_VENV = ROOT / ".venv-engines"
 ENGINES = {
     "torch": ("project", "patentclf's default: Classifier's TorchEngine, bf16 where native, merged"),
     "torch-compile": ("project", "the same with torch.compile (--compile)"),
-    "torchao-int8": ("engines", "torchao int8 dynamic activation (per token) + int8 weight (per channel), compiled"),
+    "torchao-int8": ("engines", "torchao int8 dynamic activation (per token) + int8 weight (per channel), eager"),
     "onnxruntime": ("engines", "ONNX Runtime, fp32 (torch.onnx export of the backbone)"),
     "onnxruntime-int8": ("engines", "ONNX Runtime, int8 dynamic quantization (quantize_dynamic, per-channel weights)"),
     "openvino-bf16": ("engines", "OpenVINO CPU, bf16 inference precision (from the ONNX export)"),
@@ -219,8 +219,10 @@ def load_torchao(job: dict, work: Path, threads: int):
         model = AutoModelForSequenceClassification.from_pretrained(
             job["export"], dtype=torch.bfloat16, attn_implementation="eager"
         ).eval()
-        quantize_(model.model, Int8DynamicActivationInt8WeightConfig())
-        backbone = torch.compile(model.model, dynamic=True)
+        # Eager: compiled (torchao's advice) it took 700 s to start on the 2-core dev machine and ran
+        # slower still, recompiling for new shapes.
+        quantize_(model.model, Int8DynamicActivationInt8WeightConfig(set_inductor_config=False))
+        backbone = model.model
         return padded_forward(lambda ids: backbone(input_ids=ids, use_cache=False).last_hidden_state, torch)
 
     return 0.0, load
@@ -374,23 +376,44 @@ def load_llama_cpp(job: dict, work: Path, threads: int, *, kind: str = "bf16"):
 
     def load():
         import llama_cpp
+        import numpy as np
 
-        longest = max(len(w) for w in job["windows"])
+        # One decode holds up to 2048 tokens of several windows; each ubatch of 512 attends within
+        # itself under a mask (the cost of packing rows without padding).
         model = llama_cpp.Llama(
             str(path),
             embedding=True,
             pooling_type=llama_cpp.LLAMA_POOLING_TYPE_LAST,
-            n_ctx=max(2048, longest * 8),
-            n_batch=max(2048, longest * 8),
-            n_ubatch=max(512, longest),
-            n_seq_max=64,
+            n_ctx=2048,
+            n_batch=2048,
+            n_ubatch=512,
             n_threads=threads,
             n_threads_batch=threads,
             verbose=False,
         )
+        size = model.n_embd()
+
+        def decode(group: list[list[int]]) -> list:
+            model._ctx.kv_cache_clear()
+            model._batch.reset()
+            for seq, window in enumerate(group):
+                model._batch.add_sequence(window, seq, True)
+            model._ctx.decode(model._batch)
+            rows = [
+                np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_seq(model._ctx.ctx, seq), (size,)).copy()
+                for seq in range(len(group))
+            ]
+            return rows
 
         def forward(windows):
-            return [np_array(row) for row in model.embed(windows, normalize=False)]
+            out, group, used = [], [], 0
+            for window in windows:
+                if group and used + len(window) > 2048:
+                    out += decode(group)
+                    group, used = [], 0
+                group.append(window)
+                used += len(window)
+            return out + decode(group)
 
         return forward
 
