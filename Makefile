@@ -87,7 +87,7 @@ vllm: $(VLLM_STAMP)
 ENGINES_VENV := .venv-engines
 ENGINES_SPEC ?= onnx onnxscript onnxruntime openvino nncf torchao safetensors gguf llama-cpp-python
 ENGINES_STAMP := $(ENGINES_VENV)/.installed
-$(ENGINES_STAMP):
+$(ENGINES_STAMP): $(STAMP)
 	$(PYTHON) -m venv $(ENGINES_VENV)
 	$(ENGINES_VENV)/bin/pip install -q --upgrade pip
 	$(ENGINES_VENV)/bin/pip install -q "$(TORCH_SPEC)" "transformers==$$($(BIN)/python -c 'import transformers; print(transformers.__version__)')"
