@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-fast lint format evaluate serve bench clean vllm
+.PHONY: install test test-fast lint format evaluate serve bench clean vllm engines
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -84,5 +84,20 @@ $(VLLM_STAMP):
 
 vllm: $(VLLM_STAMP)
 
+# The CPU engines bench/cpu_engines.py compares with patentclf's torch path (ONNX Runtime, OpenVINO
+# with NNCF, llama.cpp, torchao), in a venv of their own so their pins never move the project's.
+# llama-cpp-python builds llama.cpp from source here (cmake and a C++ compiler; ~10 minutes on 2 cores).
+ENGINES_VENV := .venv-engines
+ENGINES_SPEC ?= onnx onnxscript onnxruntime openvino nncf torchao safetensors gguf llama-cpp-python
+ENGINES_STAMP := $(ENGINES_VENV)/.installed
+$(ENGINES_STAMP): $(STAMP)
+	$(PYTHON) -m venv $(ENGINES_VENV)
+	$(ENGINES_VENV)/bin/pip install -q --upgrade pip
+	$(ENGINES_VENV)/bin/pip install -q "$(TORCH_SPEC)" "transformers==$$($(BIN)/python -c 'import transformers; print(transformers.__version__)')"
+	$(ENGINES_VENV)/bin/pip install -q $(ENGINES_SPEC)
+	touch $(ENGINES_STAMP)
+
+engines: $(ENGINES_STAMP)
+
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) outputs .pytest_cache
+	rm -rf $(VENV) $(VLLM_VENV) $(ENGINES_VENV) outputs .pytest_cache
