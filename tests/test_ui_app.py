@@ -109,7 +109,7 @@ def test_explain_highlights_the_sentences_under_the_answer(ui_env):
     [code] = expected["explanation"]["codes"]  # a section-only model explains its section
     for span, effect in zip(expected["explanation"]["sentences"], code["effects"]):
         sentence = EXPLAINED[span["start"] : span["end"]]
-        kind = "raises" if effect > 0 else "lowers" if effect < 0 else "none"
+        kind = "raises" if round(effect, 3) > 0 else "lowers" if round(effect, 3) < 0 else "none"
         assert f'<span class="explained {kind}"' in html and f"{sentence} <small><b>{effect:+.3f}</b>" in html
     assert "Wheel mounted data logger" in html and "<br>" in html  # the title's line break kept
 

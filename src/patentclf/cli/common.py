@@ -138,6 +138,7 @@ def load_classifier(
     vllm_url: str | None = None,
     index: Path | bool | None = None,
     tags: list[Path] | None = None,
+    openvino: bool = False,
 ):
     """``Classifier.load``, with any failure to load said in one line."""
     from patentclf.inference.classifier import Classifier
@@ -157,7 +158,8 @@ def load_classifier(
             classifier = Classifier.load(model, engine="vllm", vllm_url=vllm_url, index=index or False, tags=tags or None)
             classifier.engine.check()
             return classifier
-        return Classifier.load(model, compile=compile, index=index, tags=tags or None)
+        engine = "openvino" if openvino else "torch"
+        return Classifier.load(model, compile=compile, index=index, tags=tags or None, engine=engine)
     except (PatentIndexError, TagSetError) as exc:
         fail(str(exc))
     except Exception as exc:
@@ -165,7 +167,7 @@ def load_classifier(
         if compile and not isinstance(exc, (ModelError, OSError)):
             first_line = (str(exc).strip().splitlines() or [""])[0]
             fail(f"--compile failed ({type(exc).__name__}: {first_line}); run without --compile")
-        if isinstance(exc, (ModelError, OSError, ValueError, RuntimeError)):  # RuntimeError: a vLLM server gone
+        if isinstance(exc, (ModelError, OSError, ValueError, RuntimeError, ImportError)):  # RuntimeError: a vLLM server gone
             fail(str(exc))
         raise
 

@@ -178,18 +178,26 @@ def show_prediction(p: dict, text: str | None = None) -> None:
 
 
 def evidence_message(p: dict) -> str:
-    """The nearest patents point elsewhere than the model: to which section, and the nearest of them."""
-    similar = p.get("similar") or []
-    sections = [item.get("code", "")[:1] for item in similar if item.get("code")]
-    others = [code for code in sections if code and code != p["label"]]
-    elsewhere = max(sorted(set(others)), key=others.count) if others else ""
-    nearest = next((item for item in similar if item.get("code", "")[:1] == elsewhere), None)
-    where = f" section {elsewhere} ({section(elsewhere).name.lower()})" if elsewhere else " another section"
-    example = f"; the nearest of them is {nearest['id']}, {nearest['code']}" if nearest else ""
-    return (
-        f"**The nearest classified patents point elsewhere:** most of their votes are for{where}, not "
-        f"{p['label']}{example}. Compare the text with them below."
-    )
+    """The nearest patents point elsewhere than the model. The flag weighs more neighbours than the
+    answer shows (the service's voting), so the message names no section of its own: it counts the
+    shown ones' sections and names the nearest shown one outside the answer's section."""
+    similar = [item for item in p.get("similar") or [] if item.get("code")]
+    counts: dict[str, int] = {}
+    for item in similar:
+        counts[item["code"][:1]] = counts.get(item["code"][:1], 0) + 1
+    shown = ", ".join(f"{code} {n}" for code, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    nearest = next((item for item in similar if item["code"][:1] != p["label"]), None)
+    parts = [
+        f"**The nearest classified patents point elsewhere:** most of their votes (weighted by similarity) are for "
+        f"another section than {p['label']}."
+    ]
+    if shown:
+        parts.append(
+            f"Of the {len(similar)} shown below: {shown}"
+            + (f"; the nearest elsewhere is {nearest['id']}, {nearest['code']}." if nearest else ".")
+        )
+    parts.append("Compare the text with them.")
+    return " ".join(parts)
 
 
 LEVEL_NAMES = {"section": "Section", "class": "Class", "subclass": "Subclass", "group": "Main group"}
@@ -256,7 +264,8 @@ def explanation_html(text: str, explanation: dict, which: int = 0) -> str:
     parts, at = [], 0
     for span, effect in zip(explanation["sentences"], code["effects"]):
         parts.append(_plain(text[at : span["start"]]))
-        kind = "raises" if effect > 0 else "lowers" if effect < 0 else "none"
+        shown = round(effect, 3)  # an effect shown as +0.000 is no effect: no colour
+        kind = "raises" if shown > 0 else "lowers" if shown < 0 else "none"
         if kind == "none":
             style, tip = "", f"no effect on {name}'s probability"
         else:
