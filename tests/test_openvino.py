@@ -32,6 +32,7 @@ def test_the_openvino_engine_answers_as_torch_and_reuses_its_export(tiny_hierarc
         assert [c.code for c in a.classes] == [c.code for c in t.classes]
     # The export is made once per bundle, into the cache, and read by the next load.
     [export] = list((tmp_path / "openvino").glob("*/model.xml"))
+    assert [f.name for f in (tmp_path / "openvino").iterdir()] == [export.parent.name]  # no staging folder left
     written = export.stat().st_mtime_ns
     again = Classifier.load(tiny_hierarchy_bundle, engine="openvino", precision="fp32", index=False)
     assert export.stat().st_mtime_ns == written

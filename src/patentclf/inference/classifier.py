@@ -25,7 +25,7 @@ from patentclf.inference.index import BUNDLE_INDEX_DIR, INFO_FILE, PatentIndex
 from patentclf.inference.options import DEFAULT_OPTIONS, PredictOptions
 from patentclf.inference.prediction import CodeSuggestion, LevelAnswer, Prediction, ReviewReason, SimilarPatent
 from patentclf.inference.review import REASONS, Reliability, ReviewRules
-from patentclf.inference.tags import TagSets, load_tag_sets
+from patentclf.inference.tags import TagSetError, TagSets, load_tag_sets
 from patentclf.model.bundle import BundleInfo, default_model_dir, model_digest, model_version, read_info
 from patentclf.model.ensemble import TfidfModels
 from patentclf.model.heads import HeadLayout
@@ -127,7 +127,7 @@ class Classifier:
         elif engine == "openvino":
             from patentclf.inference.engines.openvino import OpenVinoEngine
 
-            if compile or quantize or (device and device != "cpu"):
+            if compile or quantize not in (None, "none") or (device and device != "cpu"):
                 raise ValueError("the OpenVINO engine runs on the CPU, compiled by OpenVINO: no device, compile or quantize")
             backend, found = OpenVinoEngine.from_bundle(path, precision=precision), cls._find_index(path, index)
         else:
@@ -163,6 +163,10 @@ class Classifier:
     def use_tags(self, tags) -> None:
         """Answer the tags of ``tags`` (tag set folders, ``TagSet``s or ``TagSets``; None: no tags),
         refusing those fitted on another model's representations."""
+        if tags and type(self.engine).__name__ == "VllmEngine":
+            raise TagSetError(
+                "the vLLM engine answers logits only, so tag sets (read over the representation) cannot be used with it"
+            )
         self.tags = load_tag_sets(tags, model_digest=model_digest(self.path)) if tags else TagSets()
 
     @property

@@ -139,6 +139,8 @@ class ServiceConfig(BaseSettings):
             self.engine = "vllm"
         if self.index and self.no_index:
             raise ValueError("index and no_index contradict each other: give one")
+        if self.engine == "openvino" and (self.compile or self.vllm_url):
+            raise ValueError("engine openvino compiles the backbone with OpenVINO in this process: no compile, no vllm_url")
         if self.engine == "vllm" and not self.vllm_url:
             raise ValueError("engine vllm needs vllm_url: the address of a `vllm serve` of the bundle's merged export")
         return self

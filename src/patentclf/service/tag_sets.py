@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -30,11 +31,12 @@ from patentclf.jobs.tags import check_counts, examples_of, fit_tags
 from patentclf.model.bundle import model_digest
 from patentclf.service.limits import body_limit
 from patentclf.service.routes import _KEY_ERRORS, get_runtime, require_reviewer
-from patentclf.service.runtime import ServiceRuntime
+from patentclf.service.runtime import ServiceRuntime, log_event
 from patentclf.service.schemas import ErrorResponse
 
 router = APIRouter()
-NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# No dots: a set named X.old or X.partial would be taken for the staging folders of X.
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 MAX_EXAMPLES = 10_000  # the schema's bound; the service's body limit sets the one it states (example_limits)
 EXAMPLE_CHARS = 4_000  # an example's text: the model reads its first window (a few thousand characters) anyway
 TAGS_CHARS, TAG_NAMES, NAME_CHARS, ID_CHARS = 2_000, 20, 100, 100
@@ -149,6 +151,9 @@ async def fit_tag_set(
     except DataError as exc:
         job.error, job.status = str(exc), "failed"
         return job.view()
+    # A fit of this name that failed or was cut short left its staging folder, tied to its own upload:
+    # no fit of this name runs now (checked above), so start afresh.
+    shutil.rmtree(folder.with_name(folder.name + ".partial"), ignore_errors=True)
     upload = runtime.tags_dir / ".uploads" / f"{job.job}.jsonl"
     upload.parent.mkdir(parents=True, exist_ok=True)
     upload.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
@@ -164,6 +169,9 @@ async def fit_tag_set(
             job.tag_set, job.status = result.tag_set.describe(), "fitted"
         except (DataError, TagSetError, OSError, ValueError) as exc:
             job.error, job.status = str(exc), "failed"
+        except Exception as exc:  # anything else fails the job too: a job never stays "running"
+            log_event("tag_fit_failed", job=job.job, error=f"{type(exc).__name__}: {exc}")
+            job.error, job.status = f"the fit failed: {type(exc).__name__}: {exc}", "failed"
         finally:
             upload.unlink(missing_ok=True)
 

@@ -26,7 +26,7 @@ from patentclf.ui.tables import html_table
 
 TAGS_COLUMN = "tags"
 # A set's name is its folder in the service's tags_dir: the API's rule (service/tag_sets.py's NAME).
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 POLL_S = 1.0  # seconds between looks at a running fit
 FIT = "tag_fit"  # session state: the status of the fit this browser session started (the API's JSON)
 
@@ -175,7 +175,7 @@ def _start_fit(client: ApiClient) -> None:
     name = (st.session_state.get("tag_set_name") or "").strip()
     upload = st.session_state.get("tag_examples")
     if not NAME.fullmatch(name):
-        st.error("Give the tag set a name of letters, digits, '.', '_' and '-' (up to 64, starting with a letter or digit).")
+        st.error("Give the tag set a name of letters, digits, '_' and '-' (up to 64, starting with a letter or digit).")
         return
     if upload is None:
         st.error("Upload a file of examples first.")
