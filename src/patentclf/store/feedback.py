@@ -276,9 +276,19 @@ def training_rows(store: FeedbackStore, *, disagreed_only: bool = False, include
 def export_jsonl(target: str | Path, output: str | Path, *, disagreed_only: bool = False, include_pending: bool = False) -> int:
     """Write the training rows of the database at ``target`` (a SQLite path or a URL) to ``output``
     (JSONL, replaced atomically); returns how many."""
+    rows = training_rows(_existing_store(target), disagreed_only=disagreed_only, include_pending=include_pending)
+    return _write_jsonl(rows, output)
+
+
+def _existing_store(target: str | Path) -> FeedbackStore:
+    """The store at ``target``, refusing a SQLite path with no database (rather than creating one)."""
     if "://" not in str(target) and not Path(target).is_file():
         raise FileNotFoundError(f"{target}: no feedback database")
-    rows = training_rows(FeedbackStore(target), disagreed_only=disagreed_only, include_pending=include_pending)
+    return FeedbackStore(target)
+
+
+def _write_jsonl(rows: list[dict], output: str | Path) -> int:
+    """``rows`` as JSONL in ``output``, replaced atomically; returns how many."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = output.with_name(output.name + ".partial")
@@ -313,12 +323,4 @@ def export_tag_examples(
 ) -> int:
     """Write :func:`tag_examples` of the database at ``target`` to ``output`` (JSONL, replaced
     atomically); returns how many rows."""
-    if "://" not in str(target) and not Path(target).is_file():
-        raise FileNotFoundError(f"{target}: no feedback database")
-    rows = tag_examples(FeedbackStore(target), tag_set=tag_set, include_pending=include_pending)
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(partial, output)
-    return len(rows)
+    return _write_jsonl(tag_examples(_existing_store(target), tag_set=tag_set, include_pending=include_pending), output)
